@@ -1,7 +1,9 @@
 //! The crate's error type.
 
+use std::fmt;
+
 /// Everything that can go wrong in this crate, apart from validation, which reports a list
-/// of field errors instead.
+/// of [`FieldError`](crate::FieldError)s instead.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -13,4 +15,45 @@ pub enum Error {
         /// What was wrong and what was expected.
         message: String,
     },
+    /// An object could not be decoded: bad YAML or JSON, wrong shape, unknown field,
+    /// unknown kind, or input over a size or nesting bound.
+    #[error("{}", DecodeDisplay(self))]
+    Decode {
+        /// Where the input came from (a file name, `-` for stdin); empty when unknown.
+        source_name: String,
+        /// 1-based number of the YAML document (empty documents not counted); `None` for
+        /// JSON input.
+        document: Option<usize>,
+        /// Path of the offending field (`spec.redirectURIs[2]`, `items[0].metadata.lables`);
+        /// empty when the problem is not in one field.
+        field: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+struct DecodeDisplay<'a>(&'a Error);
+
+impl fmt::Display for DecodeDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Error::Decode {
+            source_name,
+            document,
+            field,
+            message,
+        } = self.0
+        else {
+            return Ok(());
+        };
+        if !source_name.is_empty() {
+            write!(f, "{source_name}: ")?;
+        }
+        if let Some(n) = document {
+            write!(f, "document {n}: ")?;
+        }
+        if !field.is_empty() {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(message)
+    }
 }

@@ -1,12 +1,37 @@
-//! portcullis resource model: the Kubernetes-style object envelope, label selectors and
-//! the name and label syntax rules shared by every kind. Pure data and logic, no I/O.
+//! portcullis resource model: the Kubernetes-style kinds (group `portcullis.dev`, version
+//! `v1alpha1`), their registry, strict YAML/JSON decoding, label selectors and the name and
+//! label syntax rules. Pure data and logic, no I/O.
+//!
+//! - [`kinds`] defines the kinds; [`registry`] lists them ([`kinds()`], [`kind_by_plural`],
+//!   [`kind_by_name`]) and holds [`Resource`], one object of any kind.
+//! - [`decode_json`], [`decode_value`] and [`decode_yaml_documents`] decode strictly:
+//!   unknown fields and kinds are errors that name the field's path.
 #![deny(missing_docs)]
 
+pub mod common;
+pub mod decode;
 pub mod error;
+pub mod kinds;
 pub mod label_selector;
 pub mod meta;
+pub mod registry;
 pub mod syntax;
 
+pub use common::{Condition, ConditionStatus, LocalObjectReference, SecretKeySelector};
+pub use decode::{decode_json, decode_value, decode_yaml_documents};
 pub use error::Error;
+pub use kinds::client::{Client, ClientSpec, GrantType};
+pub use kinds::cluster::{Cluster, ClusterSpec};
+pub use kinds::connector::{Connector, ConnectorSpec, ConnectorType};
+pub use kinds::group::{Group, GroupSpec};
+pub use kinds::project::{Project, ProjectPlacement, ProjectSpec};
+pub use kinds::role::{
+    ClusterScopeRole, ClusterScopeRoleBinding, GLOBAL_NAMESPACE, KommanderRole,
+    KommanderRoleBinding, PolicyRule, RoleRef, Scope, Subject, SubjectKind, resolve_scope,
+};
+pub use kinds::user::{User, UserSpec};
+pub use kinds::workspace::{Workspace, WorkspaceSpec};
+pub use kinds::{API_VERSION, GROUP, VERSION};
 pub use label_selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
 pub use meta::{ObjectMeta, OwnerReference};
+pub use registry::{KindInfo, Resource, kind_by_any_name, kind_by_name, kind_by_plural, kinds};

@@ -1,0 +1,265 @@
+//! Strict decoding of objects from JSON and multi-document YAML.
+//!
+//! Strict means: `apiVersion` and `kind` must name a registered kind, every field must be
+//! known (the error names the field's path), struct fields may not repeat, and input is
+//! bounded in size, nesting depth and YAML alias expansion. Decoding checks shape only;
+//! [`validate`](crate::validate) checks values.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Error;
+use crate::kinds::API_VERSION;
+use crate::registry::{Resource, kind_by_name, known_kinds};
+
+/// Largest JSON object accepted, as kube-apiserver's 3 MiB request body limit.
+pub const MAX_JSON_BYTES: usize = 3 * 1024 * 1024;
+/// Largest YAML source accepted (a whole multi-document file).
+pub const MAX_YAML_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest YAML nesting accepted; portcullis objects need fewer than 16 levels, and
+/// serde_json stops JSON at 128.
+pub const MAX_YAML_DEPTH: usize = 64;
+/// Most YAML aliases (`*ref`) accepted in one source, against alias-expansion bombs.
+pub const MAX_YAML_ALIASES: usize = 1_000;
+/// Most events that alias replay may add in one source, against alias-expansion bombs.
+pub const MAX_YAML_REPLAYED_EVENTS: usize = 100_000;
+
+/// Where the input came from, for error messages.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    source_name: &'a str,
+    document: Option<usize>,
+}
+
+impl Origin<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Decode {
+            source_name: self.source_name.to_owned(),
+            document: self.document,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The `apiVersion` and `kind` of an object, read before the rest.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: Option<Value>,
+    #[serde(default)]
+    kind: Option<Value>,
+}
+
+/// Checks `apiVersion` and `kind` against the registry; returns the kind name.
+fn check_type(origin: Origin<'_>, prefix: &str, tm: TypeMeta) -> Result<&'static str, Error> {
+    let field = |name: &str| join(prefix, name);
+    let api_version = match tm.api_version {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            return Err(origin.err(
+                field("apiVersion"),
+                format!("required; use {API_VERSION:?}"),
+            ));
+        }
+        Some(_) => return Err(origin.err(field("apiVersion"), "must be a string")),
+    };
+    let kind = match tm.kind {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            return Err(origin.err(
+                field("kind"),
+                format!("required; known kinds: {}", known_kinds()),
+            ));
+        }
+        Some(_) => return Err(origin.err(field("kind"), "must be a string")),
+    };
+    let Some(info) = kind_by_name(&kind) else {
+        return Err(origin.err(
+            field("kind"),
+            format!(
+                "unknown kind {kind:?} (apiVersion {api_version:?}); known kinds of \
+                 {API_VERSION}: {}",
+                known_kinds()
+            ),
+        ));
+    };
+    if api_version != API_VERSION {
+        return Err(origin.err(
+            field("apiVersion"),
+            format!("kind {kind} is served as apiVersion {API_VERSION:?}, not {api_version:?}"),
+        ));
+    }
+    Ok(info.kind)
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    match (prefix.is_empty(), field.is_empty()) {
+        (true, _) => field.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if field.starts_with('[') => format!("{prefix}{field}"),
+        (false, false) => format!("{prefix}.{field}"),
+    }
+}
+
+/// Turns a path-tracked serde error into field and message. For an unknown field the path
+/// already ends with the field's own name.
+fn path_error<E: std::fmt::Display>(
+    origin: Origin<'_>,
+    prefix: &str,
+    e: serde_path_to_error::Error<E>,
+) -> Error {
+    let path = e.path().to_string();
+    let path = if path == "." { "" } else { path.as_str() };
+    origin.err(join(prefix, path), e.inner().to_string())
+}
+
+/// Decodes one object from a JSON value (as the management API receives it).
+///
+/// # Errors
+///
+/// [`Error::Decode`] naming the offending field.
+pub fn decode_value(value: Value) -> Result<Resource, Error> {
+    decode_value_at(
+        Origin {
+            source_name: "",
+            document: None,
+        },
+        "",
+        value,
+    )
+}
+
+fn decode_value_at(origin: Origin<'_>, prefix: &str, value: Value) -> Result<Resource, Error> {
+    if !value.is_object() {
+        return Err(origin.err(
+            prefix,
+            "an object must be a mapping with apiVersion and kind",
+        ));
+    }
+    let tm = TypeMeta::deserialize(&value).map_err(|e| origin.err(prefix, e.to_string()))?;
+    let kind = check_type(origin, prefix, tm)?;
+    match Resource::deserialize_kind(kind, value) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(origin.err(join(prefix, "kind"), format!("unknown kind {kind:?}"))),
+        Err(e) => Err(path_error(origin, prefix, e)),
+    }
+}
+
+/// Decodes one object from JSON bytes (at most [`MAX_JSON_BYTES`], nesting at most 128).
+///
+/// # Errors
+///
+/// [`Error::Decode`] naming the offending field; syntax errors give line and column.
+pub fn decode_json(bytes: &[u8]) -> Result<Resource, Error> {
+    let origin = Origin {
+        source_name: "",
+        document: None,
+    };
+    if bytes.len() > MAX_JSON_BYTES {
+        return Err(origin.err(
+            "",
+            format!(
+                "object is {} bytes, more than the limit of {MAX_JSON_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let tm: TypeMeta = serde_json::from_slice(bytes).map_err(|e| origin.err("", e.to_string()))?;
+    let kind = check_type(origin, "", tm)?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let resource = match Resource::deserialize_kind(kind, &mut de) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(origin.err("kind", format!("unknown kind {kind:?}"))),
+        Err(e) => return Err(path_error(origin, "", e)),
+    };
+    de.end().map_err(|e| origin.err("", e.to_string()))?;
+    Ok(resource)
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_YAML_DEPTH;
+    budget.max_aliases = MAX_YAML_ALIASES;
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_YAML_REPLAYED_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits = alias_limits;
+    // Kubernetes' strict decoding refuses repeated keys rather than keeping one.
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    // YAML 1.2 booleans only, so that a label value `yes` or `on` stays a string.
+    options.strict_booleans = true;
+    options.reject_unsupported_tags = true;
+    options
+}
+
+/// Decodes every object of a YAML stream (documents separated by `---`; empty documents
+/// skipped). A document of kind `List` (as `kubectl get -o yaml` prints) contributes its
+/// `items`.
+///
+/// `source_name` (a file name, `-` for stdin) only labels errors.
+///
+/// # Errors
+///
+/// [`Error::Decode`] naming the source, the document number and the field path
+/// (`items[1].spec.foo` inside a list). Input over [`MAX_YAML_BYTES`], nested deeper than
+/// [`MAX_YAML_DEPTH`] or with more aliases than the limits is refused.
+pub fn decode_yaml_documents(source_name: &str, text: &str) -> Result<Vec<Resource>, Error> {
+    let whole = Origin {
+        source_name,
+        document: None,
+    };
+    if text.len() > MAX_YAML_BYTES {
+        return Err(whole.err(
+            "",
+            format!(
+                "input is {} bytes, more than the limit of {MAX_YAML_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .map_err(|e| whole.err("", e.without_snippet().to_string()))?;
+    let mut out = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.into_iter().enumerate() {
+        let origin = Origin {
+            source_name,
+            document: Some(i + 1),
+        };
+        if doc.get("kind").and_then(Value::as_str) == Some("List") {
+            out.extend(decode_list(origin, doc)?);
+        } else {
+            out.push(decode_value_at(origin, "", doc)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `{apiVersion: v1, kind: List, metadata: {…}, items: […]}`.
+fn decode_list(origin: Origin<'_>, doc: Value) -> Result<Vec<Resource>, Error> {
+    let Value::Object(map) = doc else {
+        return Err(origin.err("", "a List must be a mapping"));
+    };
+    let mut items = Vec::new();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("apiVersion" | "kind" | "metadata", _) => {}
+            ("items", Value::Array(list)) => items = list,
+            ("items", Value::Null) => {}
+            ("items", _) => return Err(origin.err("items", "must be a list of objects")),
+            (other, _) => {
+                return Err(origin.err(
+                    other,
+                    "unknown field of a List; expected apiVersion, kind, metadata or items",
+                ));
+            }
+        }
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| decode_value_at(origin, &format!("items[{i}]"), item))
+        .collect()
+}

@@ -1,0 +1,50 @@
+//! `Cluster`: an attached Kubernetes cluster.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, LocalObjectReference};
+use crate::kinds::spec_kind;
+
+spec_kind!(
+    /// An attached Kubernetes cluster (namespaced: lives in its workspace's namespace, which
+    /// is how it belongs to the workspace). Its labels, in `metadata.labels`, are what project
+    /// placement selects on.
+    Cluster,
+    ClusterSpec,
+    ClusterStatus
+);
+
+/// Desired state of a [`Cluster`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Human-readable name shown in the dashboard.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// The cluster's API server, an absolute `https` URL without path, query or fragment
+    /// (e.g. `https://k8s.example.com:6443`).
+    #[serde(rename = "apiServerURL", default)]
+    pub api_server_url: String,
+    /// PEM bundle of the CA certificates that sign the API server's certificate; empty
+    /// means the system roots.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_bundle: String,
+    /// Secret in portcullis' encrypted store holding the credentials portcullis uses on the
+    /// cluster (by name only: the credential itself never appears here). Absent for clusters
+    /// that are managed only through GitOps output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<LocalObjectReference>,
+}
+
+/// Observed state of a [`Cluster`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterStatus {
+    /// Kubernetes version reported by the cluster (`/version` `gitVersion`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kubernetes_version: String,
+    /// Current conditions (e.g. `Ready`, `Synced`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,232 @@
+//! `Connector`: an upstream identity source (LDAP/AD or OIDC).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, SecretKeySelector};
+use crate::kinds::spec_kind;
+
+spec_kind!(
+    /// An upstream identity source (cluster-scoped); `metadata.name` is the connector id
+    /// shown on the login page. Exactly the section that `spec.type` names is set. Secrets
+    /// (bind password, client secret) are given only by reference.
+    Connector,
+    ConnectorSpec,
+    ConnectorStatus
+);
+
+/// Type of a [`Connector`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorType {
+    /// LDAP or Active Directory.
+    #[default]
+    Ldap,
+    /// An upstream OpenID Connect provider.
+    Oidc,
+}
+
+/// Desired state of a [`Connector`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectorSpec {
+    /// `ldap` or `oidc`.
+    #[serde(rename = "type")]
+    pub type_: ConnectorType,
+    /// Name shown on the login page.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// Settings of an `ldap` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapConnector>,
+    /// Settings of an `oidc` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConnector>,
+    /// Rewrites of upstream group names, applied before groups reach tokens and RBAC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_mappings: Vec<GroupMapping>,
+}
+
+/// Renames one upstream group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupMapping {
+    /// Upstream group name.
+    pub from: String,
+    /// Group name portcullis uses instead.
+    pub to: String,
+}
+
+/// How an LDAP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum LdapSecurity {
+    /// TLS from the first byte (`ldaps://`, usually port 636).
+    #[default]
+    #[serde(rename = "LDAPS")]
+    Ldaps,
+    /// Plain connection upgraded with StartTLS (RFC 4511 §4.14), usually port 389.
+    StartTLS,
+    /// No TLS at all: passwords cross the network in clear. For tests only.
+    InsecureNone,
+}
+
+/// LDAP search scope (RFC 4511 §4.5.1.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LdapScope {
+    /// The whole subtree under the base DN.
+    #[default]
+    Sub,
+    /// Only the immediate children of the base DN.
+    One,
+}
+
+/// Settings of an LDAP/AD [`Connector`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapConnector {
+    /// `host:port` of the directory server.
+    #[serde(default)]
+    pub host: String,
+    /// Transport security; `LDAPS` by default.
+    #[serde(default)]
+    pub security: LdapSecurity,
+    /// PEM bundle of CAs for the server certificate; empty means the system roots.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_bundle: String,
+    /// DN to bind as for searches; empty means an anonymous bind.
+    #[serde(rename = "bindDN", default, skip_serializing_if = "String::is_empty")]
+    pub bind_dn: String,
+    /// Secret key holding the bind password; required with `bindDN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_password_ref: Option<SecretKeySelector>,
+    /// Prompt shown for the user name on the login page (e.g. `Email` or `sAMAccountName`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username_prompt: String,
+    /// How users are found.
+    #[serde(default)]
+    pub user_search: LdapUserSearch,
+    /// How a user's groups are found; absent means no groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_search: Option<LdapGroupSearch>,
+}
+
+/// How an LDAP connector finds a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapUserSearch {
+    /// Base DN of the search (e.g. `ou=people,dc=example,dc=org`).
+    #[serde(rename = "baseDN", default)]
+    pub base_dn: String,
+    /// Extra RFC 4515 filter ANDed to the search (e.g. `(objectClass=person)`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
+    /// Search scope.
+    #[serde(default)]
+    pub scope: LdapScope,
+    /// Attribute compared with the entered user name (e.g. `uid`, `mail`).
+    #[serde(default)]
+    pub username_attr: String,
+    /// Attribute used as the stable user id; `DN` for the entry's DN.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id_attr: String,
+    /// Attribute holding the e-mail address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email_attr: String,
+    /// Attribute holding the display name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name_attr: String,
+    /// Attribute holding the preferred user name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preferred_username_attr: String,
+}
+
+/// How an LDAP connector finds a user's groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapGroupSearch {
+    /// Base DN of the search (e.g. `ou=groups,dc=example,dc=org`).
+    #[serde(rename = "baseDN", default)]
+    pub base_dn: String,
+    /// Extra RFC 4515 filter ANDed to the search (e.g. `(objectClass=groupOfNames)`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
+    /// Search scope.
+    #[serde(default)]
+    pub scope: LdapScope,
+    /// Pairs that tie a user to a group: the group's `groupAttr` equals the user's `userAttr`.
+    #[serde(default)]
+    pub user_matchers: Vec<LdapUserMatcher>,
+    /// Attribute holding the group's name (e.g. `cn`).
+    #[serde(default)]
+    pub name_attr: String,
+}
+
+/// One user-to-group match of an [`LdapGroupSearch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapUserMatcher {
+    /// Attribute of the user entry (e.g. `DN`, `uid`).
+    pub user_attr: String,
+    /// Attribute of the group entry (e.g. `member`, `memberUid`).
+    pub group_attr: String,
+}
+
+/// Settings of an upstream OIDC [`Connector`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConnector {
+    /// Upstream issuer, an absolute `https` URL (discovery at
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[serde(rename = "issuerURL", default)]
+    pub issuer_url: String,
+    /// PEM bundle of CAs for the issuer; empty means the system roots.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_bundle: String,
+    /// Client ID registered at the upstream provider.
+    #[serde(rename = "clientID", default)]
+    pub client_id: String,
+    /// Secret key holding the client secret; absent for a public upstream client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeySelector>,
+    /// Scopes to request besides `openid` (e.g. `email`, `groups`, `offline_access`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Whether to call the userinfo endpoint for claims missing from the ID token.
+    #[serde(default)]
+    pub get_user_info: bool,
+    /// Which upstream claims become user name, e-mail and groups.
+    #[serde(default)]
+    pub claim_mapping: OidcClaimMapping,
+    /// Accept users whose `email_verified` claim is absent (an explicit `false` is always
+    /// refused when the user name comes from `email`).
+    #[serde(default)]
+    pub allow_missing_email_verified: bool,
+}
+
+/// Claim names of an upstream OIDC provider. Empty fields take the default in their docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcClaimMapping {
+    /// Claim used as the user name; default `email`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// Claim holding the e-mail address; default `email`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
+    /// Claim holding the preferred user name; default `preferred_username`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preferred_username: String,
+    /// Claim holding the group list; default `groups`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub groups: String,
+}
+
+/// Observed state of a [`Connector`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectorStatus {
+    /// Current conditions (e.g. `Ready` after a successful discovery or bind).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

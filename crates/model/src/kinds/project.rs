@@ -1,0 +1,73 @@
+//! `Project`: a namespace that exists on a chosen subset of a workspace's clusters.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::LabelSelector;
+use crate::common::{Condition, LocalObjectReference};
+use crate::kinds::spec_kind;
+
+spec_kind!(
+    /// A namespace placed on a subset of a workspace's clusters (namespaced: lives in its
+    /// workspace's namespace).
+    ///
+    /// `spec.namespaceName` is the project namespace, created on every placed cluster and on
+    /// the management plane, where project-scoped roles and bindings live.
+    Project,
+    ProjectSpec,
+    ProjectStatus
+);
+
+/// Desired state of a [`Project`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectSpec {
+    /// Human-readable name shown in the dashboard.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// The project namespace (a DNS-1123 label). Required and immutable.
+    #[serde(default)]
+    pub namespace_name: String,
+    /// Which of the workspace's clusters the project is placed on.
+    #[serde(default)]
+    pub placement: ProjectPlacement,
+}
+
+/// The clusters a [`Project`] is placed on: the union of the named clusters and the
+/// clusters whose labels match `clusterSelector`.
+///
+/// An absent `clusterSelector` selects no cluster; an empty one (`{}`) selects every
+/// cluster of the workspace, as Kubernetes label selectors do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectPlacement {
+    /// Clusters of the workspace, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<LocalObjectReference>,
+    /// Clusters of the workspace, by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<LabelSelector>,
+}
+
+/// Observed state of a [`Project`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectStatus {
+    /// Names of the clusters the project is currently placed on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// Current conditions (e.g. `Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl ProjectPlacement {
+    /// Whether a cluster with this name and these labels is selected.
+    pub fn selects(&self, name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.clusters.iter().any(|c| c.name == name)
+            || self
+                .cluster_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(labels))
+    }
+}

@@ -1,0 +1,257 @@
+//! Role and binding kinds: `KommanderRole`, `ClusterScopeRole`, `KommanderRoleBinding`,
+//! `ClusterScopeRoleBinding`.
+//!
+//! # Scope
+//!
+//! All four kinds are namespaced, and the namespace an object lives in is its scope:
+//!
+//! | namespace | scope |
+//! |---|---|
+//! | [`GLOBAL_NAMESPACE`] | Global |
+//! | a workspace's namespace ([`Workspace::namespace_name`]) | Workspace |
+//! | a project's namespace (`Project.spec.namespaceName`) | Project |
+//!
+//! Anything else is no scope, and the object has no effect ([`resolve_scope`] returns
+//! `None`). What each scope becomes, per the access-control contract:
+//!
+//! | scope | `KommanderRole` (management plane) | `ClusterScopeRole` (attached clusters) |
+//! |---|---|---|
+//! | Global | ClusterRole | ClusterRole on every cluster of every workspace |
+//! | Workspace | Role in the workspace namespace | ClusterRole on every cluster of the workspace |
+//! | Project | Role in the project namespace | Role in the project namespace on the project's clusters |
+//!
+//! A binding grants the role named by `roleRef` in the binding's own namespace, so it has
+//! the same scope as that role, and becomes a RoleBinding or ClusterRoleBinding on the same
+//! clusters. Because a Role cannot hold non-resource URLs, rules with `nonResourceURLs` are
+//! only allowed where the scope yields a ClusterRole: a `KommanderRole` in
+//! [`GLOBAL_NAMESPACE`], and a `ClusterScopeRole` outside project namespaces.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectMeta;
+use crate::kinds::project::Project;
+use crate::kinds::workspace::Workspace;
+
+/// The management-plane namespace whose roles and bindings have Global scope.
+pub const GLOBAL_NAMESPACE: &str = "portcullis-global";
+
+/// API group of Kubernetes RBAC, the default `apiGroup` of a [`Subject`].
+pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Annotation on a workspace-scoped role: when `"true"`, the role is also granted as the
+/// equivalent project role in every project of the workspace (Kommander's behaviour).
+pub const SYNC_TO_PROJECT_ANNOTATION: &str = "workspace.kommander.mesosphere.io/sync-to-project";
+
+/// One rule of a role, spelled as `rbac.authorization.k8s.io/v1` `PolicyRule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Verbs allowed (`get`, `list`, …, or `*`). Required.
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// API groups of the resources (`""` is the core group, `*` all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_groups: Vec<String>,
+    /// Resources (`pods`, `pods/log`, `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Names of the objects the rule is restricted to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+    /// Non-resource paths (`/healthz`, `/metrics/*`); exclusive with resources.
+    #[serde(
+        rename = "nonResourceURLs",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub non_resource_urls: Vec<String>,
+}
+
+/// Kind of a [`Subject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SubjectKind {
+    /// A user, by the name the issuer puts in tokens.
+    User,
+    /// A group: an identity-provider group, or a portcullis [`Group`](crate::Group) when
+    /// `apiGroup` is `portcullis.dev`.
+    Group,
+}
+
+/// Who a binding grants the role to, shaped as `rbac.authorization.k8s.io/v1` `Subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subject {
+    /// `User` or `Group`.
+    pub kind: SubjectKind,
+    /// User or group name.
+    pub name: String,
+    /// `rbac.authorization.k8s.io` (the default) for users and identity-provider groups;
+    /// `portcullis.dev` for a `Group` subject that names a portcullis `Group` object.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_group: String,
+}
+
+/// The role a binding grants, as `rbac.authorization.k8s.io/v1` `RoleRef`. Immutable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleRef {
+    /// Always `portcullis.dev`.
+    #[serde(default)]
+    pub api_group: String,
+    /// `KommanderRole` in a `KommanderRoleBinding`, `ClusterScopeRole` in a
+    /// `ClusterScopeRoleBinding`.
+    #[serde(default)]
+    pub kind: String,
+    /// Name of the role, in the binding's namespace.
+    #[serde(default)]
+    pub name: String,
+}
+
+macro_rules! role_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            /// Always `portcullis.dev/v1alpha1`.
+            pub api_version: String,
+            /// Always the kind's name.
+            pub kind: String,
+            /// Standard object metadata; the namespace is the scope (see the module docs).
+            #[serde(default)]
+            pub metadata: ObjectMeta,
+            /// What the role allows.
+            #[serde(default)]
+            pub rules: Vec<PolicyRule>,
+        }
+
+        impl $name {
+            /// A new role with this namespace (scope), name and rules.
+            pub fn new(namespace: &str, name: &str, rules: Vec<PolicyRule>) -> Self {
+                Self {
+                    api_version: $crate::kinds::API_VERSION.to_owned(),
+                    kind: stringify!($name).to_owned(),
+                    metadata: ObjectMeta {
+                        name: name.to_owned(),
+                        namespace: Some(namespace.to_owned()),
+                        ..Default::default()
+                    },
+                    rules,
+                }
+            }
+        }
+    };
+}
+
+macro_rules! binding_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            /// Always `portcullis.dev/v1alpha1`.
+            pub api_version: String,
+            /// Always the kind's name.
+            pub kind: String,
+            /// Standard object metadata; the namespace is the scope (see the module docs).
+            #[serde(default)]
+            pub metadata: ObjectMeta,
+            /// Who is granted the role.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub subjects: Vec<Subject>,
+            /// The role granted, in the same namespace. Immutable.
+            #[serde(default)]
+            pub role_ref: RoleRef,
+        }
+
+        impl $name {
+            /// A new binding with this namespace (scope), name, role name and subjects.
+            pub fn new(namespace: &str, name: &str, role: &str, subjects: Vec<Subject>) -> Self {
+                Self {
+                    api_version: $crate::kinds::API_VERSION.to_owned(),
+                    kind: stringify!($name).to_owned(),
+                    metadata: ObjectMeta {
+                        name: name.to_owned(),
+                        namespace: Some(namespace.to_owned()),
+                        ..Default::default()
+                    },
+                    subjects,
+                    role_ref: RoleRef {
+                        api_group: $crate::kinds::GROUP.to_owned(),
+                        kind: stringify!($name).trim_end_matches("Binding").to_owned(),
+                        name: role.to_owned(),
+                    },
+                }
+            }
+        }
+    };
+}
+
+role_kind!(
+    /// A management-plane role ("Kommander Role"): rules that authorize the portcullis
+    /// management API and dashboard at the scope of its namespace (see the module docs).
+    KommanderRole
+);
+role_kind!(
+    /// A target-cluster role ("Cluster Role"): rules federated to attached clusters at the
+    /// scope of its namespace (see the module docs).
+    ClusterScopeRole
+);
+binding_kind!(
+    /// Grants a [`KommanderRole`] of the same namespace to users and groups.
+    KommanderRoleBinding
+);
+binding_kind!(
+    /// Grants a [`ClusterScopeRole`] of the same namespace to users and groups.
+    ClusterScopeRoleBinding
+);
+
+/// The scope of a role or binding, from the namespace it lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// In [`GLOBAL_NAMESPACE`].
+    Global,
+    /// In the namespace of this workspace.
+    Workspace {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// In the namespace of this project.
+    Project {
+        /// Name of the project's workspace.
+        workspace: String,
+        /// Project name.
+        project: String,
+    },
+}
+
+/// The scope that objects in `namespace` have, given the workspaces and projects that exist.
+///
+/// A project belongs to the workspace whose namespace it lives in. Returns `None` for a
+/// namespace that is neither global nor owned by a workspace or project: such roles and
+/// bindings take no effect (deny by default).
+pub fn resolve_scope(
+    namespace: &str,
+    workspaces: &[Workspace],
+    projects: &[Project],
+) -> Option<Scope> {
+    if namespace == GLOBAL_NAMESPACE {
+        return Some(Scope::Global);
+    }
+    if let Some(ws) = workspaces.iter().find(|w| w.namespace_name() == namespace) {
+        return Some(Scope::Workspace {
+            workspace: ws.metadata.name.clone(),
+        });
+    }
+    let project = projects
+        .iter()
+        .find(|p| p.spec.namespace_name == namespace)?;
+    let ws = workspaces
+        .iter()
+        .find(|w| Some(w.namespace_name()) == project.metadata.namespace.as_deref())?;
+    Some(Scope::Project {
+        workspace: ws.metadata.name.clone(),
+        project: project.metadata.name.clone(),
+    })
+}
