@@ -6,6 +6,8 @@
 //!   [`kind_by_name`]) and holds [`Resource`], one object of any kind.
 //! - [`decode_json`], [`decode_value`] and [`decode_yaml_documents`] decode strictly:
 //!   unknown fields and kinds are errors that name the field's path.
+//! - [`validate`] and [`validate_update`] check values by Kubernetes' rules and return
+//!   [`FieldError`]s shaped for a `422 Invalid` `Status`.
 #![deny(missing_docs)]
 
 pub mod common;
@@ -16,6 +18,7 @@ pub mod label_selector;
 pub mod meta;
 pub mod registry;
 pub mod syntax;
+pub mod validation;
 
 pub use common::{Condition, ConditionStatus, LocalObjectReference, SecretKeySelector};
 pub use decode::{decode_json, decode_value, decode_yaml_documents};
@@ -35,3 +38,4 @@ pub use kinds::{API_VERSION, GROUP, VERSION};
 pub use label_selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
 pub use meta::{ObjectMeta, OwnerReference};
 pub use registry::{KindInfo, Resource, kind_by_any_name, kind_by_name, kind_by_plural, kinds};
+pub use validation::{FieldError, FieldErrorType, validate, validate_update};

@@ -4,6 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{DISPLAY_NAME_MAX_LEN, Errors, URL_MAX_LEN};
 
 spec_kind!(
     /// An OIDC client (cluster-scoped); `metadata.name` is the `client_id`.
@@ -104,3 +106,142 @@ impl Default for ClientSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientStatus {}
+
+// === validation ===
+
+/// Where `redirect_uri` may point, by RFC 6749 §3.1.2 and RFC 8252 §7.
+///
+/// Every client: an absolute `https` URL with a host, no user info, no wildcard. A public
+/// client also: loopback `http` on `127.0.0.1`, `[::1]` or `localhost` with any port
+/// (RFC 8252 §7.3), or a private-use scheme in reverse-domain form such as
+/// `com.example.app:/callback` (RFC 8252 §7.1). Never a fragment (RFC 6749 §3.1.2), never
+/// whitespace or control characters.
+pub fn check_redirect_uri(raw: &str, public: bool) -> Result<(), String> {
+    let allowed = if public {
+        "must be an absolute https URL, a loopback http URL (http://127.0.0.1, http://[::1] or \
+         http://localhost, any port; RFC 8252 §7.3) or a private-use reverse-domain scheme such \
+         as com.example.app:/callback (RFC 8252 §7.1)"
+    } else {
+        "must be an absolute https URL"
+    };
+    if raw.len() > URL_MAX_LEN {
+        return Err(format!("may not be more than {URL_MAX_LEN} characters"));
+    }
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters".to_owned());
+    }
+    if raw.contains('#') {
+        return Err("must not contain a fragment (RFC 6749 §3.1.2)".to_owned());
+    }
+    if raw.contains('*') {
+        return Err("must not contain wildcards; list every URI exactly".to_owned());
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("{allowed} ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user information".to_owned());
+    }
+    let loopback = matches!(url.host(), Some(url::Host::Domain("localhost")))
+        || matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip == std::net::Ipv4Addr::LOCALHOST)
+        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip == std::net::Ipv6Addr::LOCALHOST);
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback && public => Ok(()),
+        "http" if loopback => Err(
+            "loopback http redirect URIs are only for public clients (RFC 8252 §7.3); \
+             use an https URL or set spec.public"
+                .to_owned(),
+        ),
+        // RFC 8252 §7.1: a private-use scheme is a reverse domain name, so it has a dot,
+        // which no standard scheme (http, javascript, data, file, …) has.
+        scheme if scheme.contains('.') && public => Ok(()),
+        scheme if scheme.contains('.') => Err(
+            "private-use URI schemes are only for public clients (RFC 8252 §7.1); use an \
+             https URL or set spec.public"
+                .to_owned(),
+        ),
+        _ => Err(allowed.to_owned()),
+    }
+}
+
+/// `sha256:` and 64 lower-case hex digits.
+fn check_secret_hash(h: &str) -> Result<(), String> {
+    match h.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(
+            "must be \"sha256:\" followed by the 64 lower-case hex digits of the secret's \
+                  SHA-256; never the secret itself"
+                .to_owned(),
+        ),
+    }
+}
+
+impl Client {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        for (field, uris) in [
+            ("spec.redirectURIs", &spec.redirect_uris),
+            (
+                "spec.postLogoutRedirectURIs",
+                &spec.post_logout_redirect_uris,
+            ),
+        ] {
+            for (i, u) in uris.iter().enumerate() {
+                if u.is_empty() {
+                    errs.required(format!("{field}[{i}]"), "must not be empty");
+                } else {
+                    errs.check(format!("{field}[{i}]"), check_redirect_uri(u, spec.public));
+                }
+            }
+            errs.unique(field, uris);
+        }
+        if spec.grant_types.is_empty() {
+            errs.required("spec.grantTypes", "must list at least one grant type");
+        }
+        errs.unique("spec.grantTypes", &spec.grant_types);
+        let has = |g| spec.grant_types.contains(&g);
+        if has(GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+            errs.required(
+                "spec.redirectURIs",
+                "the authorization_code grant needs at least one redirect URI",
+            );
+        }
+        if has(GrantType::RefreshToken)
+            && !has(GrantType::AuthorizationCode)
+            && !has(GrantType::DeviceCode)
+        {
+            errs.invalid(
+                "spec.grantTypes",
+                "refresh_token needs authorization_code or the device_code grant to obtain \
+                 a first refresh token",
+            );
+        }
+        for (i, p) in spec.trusted_peers.iter().enumerate() {
+            errs.required_with(
+                format!("spec.trustedPeers[{i}]"),
+                p,
+                syntax::dns1123_subdomain,
+            );
+        }
+        errs.unique("spec.trustedPeers", &spec.trusted_peers);
+        match (spec.public, spec.secret_hash.is_empty()) {
+            (true, false) => errs.forbidden(
+                "spec.secretHash",
+                "a public client has no secret; remove secretHash or set public: false",
+            ),
+            (false, true) => errs.required(
+                "spec.secretHash",
+                "a confidential client needs the hash of its secret (or set public: true)",
+            ),
+            (false, false) => errs.check("spec.secretHash", check_secret_hash(&spec.secret_hash)),
+            (true, true) => {}
+        }
+    }
+}

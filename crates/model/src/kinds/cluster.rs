@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, LocalObjectReference};
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{
+    DISPLAY_NAME_MAX_LEN, Errors, ca_bundle, conditions, https_url, object_ref,
+};
 
 spec_kind!(
     /// An attached Kubernetes cluster (namespaced: lives in its workspace's namespace, which
@@ -47,4 +51,21 @@ pub struct ClusterStatus {
     /// Current conditions (e.g. `Ready`, `Synced`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+// === validation ===
+
+impl Cluster {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        https_url(errs, "spec.apiServerURL", &spec.api_server_url);
+        ca_bundle(errs, "spec.caBundle", &spec.ca_bundle);
+        if let Some(r) = &spec.credentials_ref {
+            object_ref(errs, "spec.credentialsRef", r, syntax::dns1123_subdomain);
+        }
+        if let Some(status) = &self.status {
+            conditions(errs, "status.conditions", &status.conditions);
+        }
+    }
 }

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, SecretKeySelector};
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{
+    DISPLAY_NAME_MAX_LEN, Errors, ca_bundle, conditions, https_url, secret_key_ref,
+};
 
 spec_kind!(
     /// An upstream identity source (cluster-scoped); `metadata.name` is the connector id
@@ -229,4 +233,188 @@ pub struct ConnectorStatus {
     /// Current conditions (e.g. `Ready` after a successful discovery or bind).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+// === validation ===
+
+/// `host:port`, the host a DNS name or an IP address (IPv6 in brackets), the port 1–65535.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let bad = || "must be host:port, e.g. ldap.example.com:636".to_owned();
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return Err(bad());
+    }
+    let ip6 = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    let ip4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+    if ip4 || ip6 || syntax::dns1123_subdomain(&host.to_ascii_lowercase()).is_ok() {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// An RFC 4515 filter, checked only for its outer parentheses and their balance (the
+/// directory server parses the rest).
+fn check_ldap_filter(f: &str) -> Result<(), String> {
+    let mut depth = 0i32;
+    for c in f.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            break;
+        }
+    }
+    if f.starts_with('(') && f.ends_with(')') && depth == 0 {
+        Ok(())
+    } else {
+        Err("must be an LDAP filter in balanced parentheses, e.g. (objectClass=person)".to_owned())
+    }
+}
+
+impl LdapConnector {
+    fn validate(&self, errs: &mut Errors) {
+        let f = "spec.ldap";
+        errs.required_with(format!("{f}.host"), &self.host, check_host_port);
+        ca_bundle(errs, &format!("{f}.caBundle"), &self.ca_bundle);
+        match (self.bind_dn.is_empty(), &self.bind_password_ref) {
+            (false, None) => errs.required(
+                format!("{f}.bindPasswordRef"),
+                "bindDN needs a bindPasswordRef (a reference to the password, never the password)",
+            ),
+            (true, Some(_)) => {
+                errs.required(format!("{f}.bindDN"), "bindPasswordRef needs a bindDN")
+            }
+            (false, Some(r)) => secret_key_ref(errs, &format!("{f}.bindPasswordRef"), r),
+            (true, None) => {}
+        }
+        let us = &self.user_search;
+        if us.base_dn.is_empty() {
+            errs.required(format!("{f}.userSearch.baseDN"), "must not be empty");
+        }
+        if us.username_attr.is_empty() {
+            errs.required(format!("{f}.userSearch.usernameAttr"), "must not be empty");
+        }
+        if !us.filter.is_empty() {
+            errs.check(
+                format!("{f}.userSearch.filter"),
+                check_ldap_filter(&us.filter),
+            );
+        }
+        if let Some(gs) = &self.group_search {
+            let g = format!("{f}.groupSearch");
+            if gs.base_dn.is_empty() {
+                errs.required(format!("{g}.baseDN"), "must not be empty");
+            }
+            if gs.name_attr.is_empty() {
+                errs.required(format!("{g}.nameAttr"), "must not be empty");
+            }
+            if !gs.filter.is_empty() {
+                errs.check(format!("{g}.filter"), check_ldap_filter(&gs.filter));
+            }
+            if gs.user_matchers.is_empty() {
+                errs.required(
+                    format!("{g}.userMatchers"),
+                    "must list at least one matcher",
+                );
+            }
+            for (i, m) in gs.user_matchers.iter().enumerate() {
+                if m.user_attr.is_empty() {
+                    errs.required(
+                        format!("{g}.userMatchers[{i}].userAttr"),
+                        "must not be empty",
+                    );
+                }
+                if m.group_attr.is_empty() {
+                    errs.required(
+                        format!("{g}.userMatchers[{i}].groupAttr"),
+                        "must not be empty",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl OidcConnector {
+    fn validate(&self, errs: &mut Errors) {
+        let f = "spec.oidc";
+        https_url(errs, &format!("{f}.issuerURL"), &self.issuer_url);
+        ca_bundle(errs, &format!("{f}.caBundle"), &self.ca_bundle);
+        if self.client_id.is_empty() {
+            errs.required(format!("{f}.clientID"), "must not be empty");
+        }
+        if let Some(r) = &self.client_secret_ref {
+            secret_key_ref(errs, &format!("{f}.clientSecretRef"), r);
+        }
+        for (i, s) in self.scopes.iter().enumerate() {
+            // RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\'.
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+            {
+                errs.invalid(
+                    format!("{f}.scopes[{i}]"),
+                    "must be one scope token (RFC 6749 §3.3)",
+                );
+            }
+        }
+        errs.unique(&format!("{f}.scopes"), &self.scopes);
+    }
+}
+
+impl Connector {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        match spec.type_ {
+            ConnectorType::Ldap => {
+                match &spec.ldap {
+                    Some(l) => l.validate(errs),
+                    None => errs.required("spec.ldap", "type ldap needs the ldap section"),
+                }
+                if spec.oidc.is_some() {
+                    errs.forbidden(
+                        "spec.oidc",
+                        "only the section named by spec.type (ldap) may be set",
+                    );
+                }
+            }
+            ConnectorType::Oidc => {
+                match &spec.oidc {
+                    Some(o) => o.validate(errs),
+                    None => errs.required("spec.oidc", "type oidc needs the oidc section"),
+                }
+                if spec.ldap.is_some() {
+                    errs.forbidden(
+                        "spec.ldap",
+                        "only the section named by spec.type (oidc) may be set",
+                    );
+                }
+            }
+        }
+        for (i, m) in spec.group_mappings.iter().enumerate() {
+            if m.from.is_empty() {
+                errs.required(format!("spec.groupMappings[{i}].from"), "must not be empty");
+            }
+            if m.to.is_empty() {
+                errs.required(format!("spec.groupMappings[{i}].to"), "must not be empty");
+            }
+        }
+        let froms: Vec<&str> = spec
+            .group_mappings
+            .iter()
+            .map(|m| m.from.as_str())
+            .collect();
+        errs.unique("spec.groupMappings", &froms);
+        if let Some(status) = &self.status {
+            conditions(errs, "status.conditions", &status.conditions);
+        }
+    }
 }

@@ -4,6 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{DISPLAY_NAME_MAX_LEN, Errors};
 
 spec_kind!(
     /// A portcullis group (cluster-scoped), named by `metadata.name`.
@@ -64,5 +66,34 @@ impl GroupSpec {
                 .any(|d| d.eq_ignore_ascii_case(domain)),
             _ => false,
         }
+    }
+}
+
+// === validation ===
+
+impl Group {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        errs.non_empty_unique("spec.users", &spec.users);
+        errs.non_empty_unique("spec.groups", &spec.groups);
+        for (i, d) in spec.email_domains.iter().enumerate() {
+            // Domains compare case-insensitively (RFC 5321 §2.4); check the lower-case form.
+            errs.required_with(
+                format!("spec.emailDomains[{i}]"),
+                &d.to_ascii_lowercase(),
+                |d| {
+                    syntax::dns1123_subdomain(d).map_err(|_| {
+                        "must be a domain name such as example.com, without '@'".to_owned()
+                    })
+                },
+            );
+        }
+        let lower: Vec<String> = spec
+            .email_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        errs.unique("spec.emailDomains", &lower);
     }
 }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::LabelSelector;
 use crate::common::{Condition, LocalObjectReference};
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{
+    DISPLAY_NAME_MAX_LEN, Errors, conditions, label_selector, object_ref, reserved_namespace,
+};
 
 spec_kind!(
     /// A namespace placed on a subset of a workspace's clusters (namespaced: lives in its
@@ -69,5 +73,46 @@ impl ProjectPlacement {
                 .cluster_selector
                 .as_ref()
                 .is_some_and(|s| s.matches(labels))
+    }
+}
+
+// === validation ===
+
+impl Project {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        errs.required_with(
+            "spec.namespaceName",
+            &spec.namespace_name,
+            syntax::dns1123_label,
+        );
+        if let Some(m) = reserved_namespace(&spec.namespace_name) {
+            errs.forbidden("spec.namespaceName", m);
+        }
+        if !spec.namespace_name.is_empty()
+            && Some(spec.namespace_name.as_str()) == self.metadata.namespace.as_deref()
+        {
+            errs.invalid(
+                "spec.namespaceName",
+                "must differ from the workspace namespace the project lives in",
+            );
+        }
+        for (i, c) in spec.placement.clusters.iter().enumerate() {
+            object_ref(
+                errs,
+                &format!("spec.placement.clusters[{i}]"),
+                c,
+                syntax::dns1123_label,
+            );
+        }
+        errs.unique("spec.placement.clusters", &spec.placement.clusters);
+        if let Some(sel) = &spec.placement.cluster_selector {
+            label_selector(errs, "spec.placement.clusterSelector", sel);
+        }
+        if let Some(status) = &self.status {
+            errs.unique("status.clusters", &status.clusters);
+            conditions(errs, "status.conditions", &status.conditions);
+        }
     }
 }

@@ -24,14 +24,19 @@
 //! the same scope as that role, and becomes a RoleBinding or ClusterRoleBinding on the same
 //! clusters. Because a Role cannot hold non-resource URLs, rules with `nonResourceURLs` are
 //! only allowed where the scope yields a ClusterRole: a `KommanderRole` in
-//! [`GLOBAL_NAMESPACE`], and a `ClusterScopeRole` outside project namespaces.
+//! [`GLOBAL_NAMESPACE`] (validation refuses them elsewhere), and a `ClusterScopeRole`
+//! outside project namespaces (validation of one object cannot tell a project namespace
+//! from a workspace one, so whoever resolves the scope with [`resolve_scope`] must refuse
+//! such rules at Project scope).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectMeta;
+use crate::kinds::GROUP;
 use crate::kinds::project::Project;
 use crate::kinds::workspace::Workspace;
+use crate::validation::{Errors, path_segment_name};
 
 /// The management-plane namespace whose roles and bindings have Global scope.
 pub const GLOBAL_NAMESPACE: &str = "portcullis-global";
@@ -79,7 +84,7 @@ pub enum SubjectKind {
 }
 
 /// Who a binding grants the role to, shaped as `rbac.authorization.k8s.io/v1` `Subject`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subject {
     /// `User` or `Group`.
@@ -254,4 +259,118 @@ pub fn resolve_scope(
         workspace: ws.metadata.name.clone(),
         project: project.metadata.name.clone(),
     })
+}
+
+// === validation ===
+
+/// The rules of a role, as Kubernetes' `ValidatePolicyRule`: verbs required; either
+/// resource rules (apiGroups and resources required) or non-resource URLs, not both;
+/// non-resource URLs only where the role becomes a ClusterRole (`cluster_wide`).
+pub(crate) fn validate_rules(
+    errs: &mut Errors,
+    rules: &[PolicyRule],
+    cluster_wide: bool,
+    kind: &str,
+) {
+    for (i, r) in rules.iter().enumerate() {
+        let f = format!("rules[{i}]");
+        if r.verbs.is_empty() {
+            errs.required(
+                format!("{f}.verbs"),
+                "verbs must contain at least one value",
+            );
+        }
+        errs.non_empty_unique(&format!("{f}.verbs"), &r.verbs);
+        errs.non_empty_unique(&format!("{f}.resources"), &r.resources);
+        errs.non_empty_unique(&format!("{f}.resourceNames"), &r.resource_names);
+        errs.unique(&format!("{f}.apiGroups"), &r.api_groups);
+        if r.non_resource_urls.is_empty() {
+            if r.api_groups.is_empty() {
+                errs.required(
+                    format!("{f}.apiGroups"),
+                    "resource rules must supply at least one api group (\"\" is the core group)",
+                );
+            }
+            if r.resources.is_empty() {
+                errs.required(
+                    format!("{f}.resources"),
+                    "resource rules must supply at least one resource",
+                );
+            }
+            continue;
+        }
+        if !cluster_wide {
+            errs.forbidden(
+                format!("{f}.nonResourceURLs"),
+                format!(
+                    "a {kind} outside {GLOBAL_NAMESPACE} becomes a namespaced Role, which \
+                     cannot hold non-resource URLs"
+                ),
+            );
+        }
+        if !r.api_groups.is_empty() || !r.resources.is_empty() || !r.resource_names.is_empty() {
+            errs.forbidden(
+                format!("{f}.nonResourceURLs"),
+                "rules cannot apply to both regular resources and non-resource URLs",
+            );
+        }
+        for (j, u) in r.non_resource_urls.iter().enumerate() {
+            // As Kubernetes RBAC: an exact path, or a prefix ending in `*`.
+            let star = u.find('*');
+            let ok = u == "*" || (u.starts_with('/') && star.is_none_or(|p| p + 1 == u.len()));
+            if !ok {
+                errs.invalid(
+                    format!("{f}.nonResourceURLs[{j}]"),
+                    "must be '*' or a path starting with '/', with '*' only at the end",
+                );
+            }
+        }
+        errs.unique(&format!("{f}.nonResourceURLs"), &r.non_resource_urls);
+    }
+}
+
+/// Subjects and roleRef of a binding whose role must be of kind `role_kind`.
+pub(crate) fn validate_binding(
+    errs: &mut Errors,
+    subjects: &[Subject],
+    role_ref: &RoleRef,
+    role_kind: &str,
+) {
+    for (i, s) in subjects.iter().enumerate() {
+        let f = format!("subjects[{i}]");
+        if s.name.is_empty() {
+            errs.required(format!("{f}.name"), "must not be empty");
+        }
+        match (s.kind, s.api_group.as_str()) {
+            (_, "" | RBAC_API_GROUP) => {}
+            (SubjectKind::Group, GROUP) => {
+                if !s.name.is_empty() {
+                    errs.check(
+                        format!("{f}.name"),
+                        crate::syntax::dns1123_subdomain(&s.name),
+                    );
+                }
+            }
+            (SubjectKind::User, _) => errs.not_supported(
+                format!("{f}.apiGroup"),
+                format!("supported values: \"\", \"{RBAC_API_GROUP}\""),
+            ),
+            (SubjectKind::Group, _) => errs.not_supported(
+                format!("{f}.apiGroup"),
+                format!("supported values: \"\", \"{RBAC_API_GROUP}\", \"{GROUP}\""),
+            ),
+        }
+    }
+    errs.unique("subjects", subjects);
+    match role_ref.api_group.as_str() {
+        "" => errs.required("roleRef.apiGroup", format!("must be {GROUP:?}")),
+        GROUP => {}
+        _ => errs.not_supported("roleRef.apiGroup", format!("supported values: {GROUP:?}")),
+    }
+    if role_ref.kind.is_empty() {
+        errs.required("roleRef.kind", format!("must be {role_kind:?}"));
+    } else if role_ref.kind != role_kind {
+        errs.not_supported("roleRef.kind", format!("supported values: {role_kind:?}"));
+    }
+    errs.required_with("roleRef.name", &role_ref.name, path_segment_name);
 }

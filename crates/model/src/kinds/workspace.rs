@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, LocalObjectReference};
 use crate::kinds::spec_kind;
+use crate::syntax;
+use crate::validation::{
+    DESCRIPTION_MAX_LEN, DISPLAY_NAME_MAX_LEN, Errors, conditions, object_ref, reserved_namespace,
+};
 
 spec_kind!(
     /// A group of clusters and projects (cluster-scoped).
@@ -57,6 +61,37 @@ impl Workspace {
             &self.metadata.name
         } else {
             &self.spec.namespace_name
+        }
+    }
+}
+
+// === validation ===
+
+impl Workspace {
+    pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        let spec = &self.spec;
+        errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
+        errs.max_len("spec.description", &spec.description, DESCRIPTION_MAX_LEN);
+        if spec.namespace_name.is_empty() {
+            // The namespace defaults to the name, which the metadata checks already
+            // hold to the DNS-1123 label rule.
+            if let Some(m) = reserved_namespace(&self.metadata.name) {
+                errs.forbidden("metadata.name", format!("{m}, or set spec.namespaceName"));
+            }
+        } else {
+            errs.check(
+                "spec.namespaceName",
+                syntax::dns1123_label(&spec.namespace_name),
+            );
+            if let Some(m) = reserved_namespace(&spec.namespace_name) {
+                errs.forbidden("spec.namespaceName", m);
+            }
+        }
+        if let Some(status) = &self.status {
+            if let Some(r) = &status.namespace_ref {
+                object_ref(errs, "status.namespaceRef", r, syntax::dns1123_label);
+            }
+            conditions(errs, "status.conditions", &status.conditions);
         }
     }
 }
