@@ -2,12 +2,13 @@
 //! `v1alpha1`), their registry, strict YAML/JSON decoding, label selectors and the name and
 //! label syntax rules. Pure data and logic, no I/O.
 //!
-//! - [`kinds`] defines the kinds; [`registry`] lists them ([`kinds()`], [`kind_by_plural`],
+//! - [`kinds`](mod@kinds) defines the kinds; [`registry`] lists them ([`kinds()`], [`kind_by_plural`],
 //!   [`kind_by_name`]) and holds [`Resource`], one object of any kind.
 //! - [`decode_json`], [`decode_value`] and [`decode_yaml_documents`] decode strictly:
 //!   unknown fields and kinds are errors that name the field's path.
 //! - [`validate`] and [`validate_update`] check values by Kubernetes' rules and return
 //!   [`FieldError`]s shaped for a `422 Invalid` `Status`.
+//! - [`openapi_schema`] and [`openapi_document`] give OpenAPI v3 schemas of the kinds.
 #![deny(missing_docs)]
 
 pub mod common;
@@ -17,6 +18,7 @@ pub mod kinds;
 pub mod label_selector;
 pub mod meta;
 pub mod registry;
+pub mod schema;
 pub mod syntax;
 pub mod validation;
 
@@ -38,4 +40,5 @@ pub use kinds::{API_VERSION, GROUP, VERSION};
 pub use label_selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
 pub use meta::{ObjectMeta, OwnerReference};
 pub use registry::{KindInfo, Resource, kind_by_any_name, kind_by_name, kind_by_plural, kinds};
+pub use schema::{openapi_document, openapi_schema, openapi_schema_name};
 pub use validation::{FieldError, FieldErrorType, validate, validate_update};

@@ -106,6 +106,17 @@ macro_rules! registry {
             }
         }
 
+        /// The root schema of a kind, made by `generator`; `None` for an unknown kind.
+        pub(crate) fn root_schema(
+            kind: &str,
+            generator: schemars::SchemaGenerator,
+        ) -> Option<schemars::Schema> {
+            match kind {
+                $(stringify!($kind) => Some(generator.into_root_schema_for::<$kind>()),)*
+                _ => None,
+            }
+        }
+
         $(
             impl From<$kind> for Resource {
                 fn from(o: $kind) -> Self {

@@ -7,6 +7,7 @@
 )]
 
 mod decode;
+mod schema;
 mod validation;
 
 use std::path::PathBuf;
