@@ -25,7 +25,7 @@ pub mod validation;
 pub use common::{Condition, ConditionStatus, LocalObjectReference, SecretKeySelector};
 pub use decode::{decode_json, decode_value, decode_yaml_documents};
 pub use error::Error;
-pub use kinds::client::{Client, ClientSpec, GrantType};
+pub use kinds::client::{Client, ClientSpec, GrantType, check_redirect_uri, hash_client_secret};
 pub use kinds::cluster::{Cluster, ClusterSpec};
 pub use kinds::connector::{Connector, ConnectorSpec, ConnectorType};
 pub use kinds::group::{Group, GroupSpec};

@@ -140,6 +140,46 @@ pub fn label_value(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Reference model of one dot-separated part, written apart from the checker above.
+    fn model_part(s: &str) -> bool {
+        let b = s.as_bytes();
+        let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(ok)
+            && b.last().is_some_and(ok)
+            && b.iter().all(|c| ok(c) || *c == b'-')
+    }
+
+    proptest! {
+        #[test]
+        fn generated_labels_are_accepted(s in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?") {
+            prop_assert!(dns1123_label(&s).is_ok());
+            prop_assert!(dns1123_subdomain(&s).is_ok());
+            prop_assert!(qualified_name(&s).is_ok());
+            prop_assert!(label_value(&s).is_ok());
+        }
+
+        #[test]
+        fn names_agree_with_the_model(s in "[-a-z0-9.]{0,80}|[-a-zA-Z0-9._/]{0,70}|\\PC{0,10}") {
+            prop_assert_eq!(dns1123_label(&s).is_ok(), s.len() <= 63 && model_part(&s), "{:?}", s);
+            let subdomain = s.len() <= 253 && s.split('.').all(model_part);
+            prop_assert_eq!(dns1123_subdomain(&s).is_ok(), subdomain, "{:?}", s);
+        }
+
+        #[test]
+        fn accepted_names_are_bounded(s in "\\PC{0,300}") {
+            if dns1123_subdomain(&s).is_ok() {
+                prop_assert!(s.len() <= 253 && s.is_ascii());
+            }
+            if qualified_name(&s).is_ok() {
+                prop_assert!(s.len() <= 253 + 1 + 63 && s.is_ascii());
+            }
+            if label_value(&s).is_ok() {
+                prop_assert!(s.len() <= 63 && s.is_ascii());
+            }
+        }
+    }
 
     #[test]
     fn labels() {

@@ -2,6 +2,8 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::kinds::spec_kind;
 use crate::syntax;
@@ -106,6 +108,89 @@ impl Default for ClientSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientStatus {}
+
+// === secrets and redirect matching ===
+
+/// The `spec.secretHash` of a client secret: `sha256:` and the lower-case hex SHA-256.
+///
+/// Client secrets are high-entropy random values, so a fast hash is enough (a slow password
+/// hash would cap the token endpoint); never store or log the secret itself.
+pub fn hash_client_secret(secret: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest.iter() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Whether `url` is loopback `http` (RFC 8252 §7.3).
+fn is_loopback_http(url: &url::Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+            Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+            None => false,
+        }
+}
+
+/// Exact match, or for a public client's loopback URI the same URI on any port
+/// (RFC 8252 §7.3: the native app picks a free port at run time).
+fn uri_allowed(registered: &[String], public: bool, requested: &str) -> bool {
+    if registered.iter().any(|r| r == requested) {
+        return true;
+    }
+    if !public || check_redirect_uri(requested, true).is_err() {
+        return false;
+    }
+    let Ok(req) = url::Url::parse(requested) else {
+        return false;
+    };
+    if !is_loopback_http(&req) {
+        return false;
+    }
+    registered
+        .iter()
+        .filter_map(|r| url::Url::parse(r).ok())
+        .any(|r| {
+            is_loopback_http(&r)
+                && r.host() == req.host()
+                && r.path() == req.path()
+                && r.query() == req.query()
+        })
+}
+
+impl ClientSpec {
+    /// Whether `presented` is this client's secret, comparing SHA-256 hashes in constant
+    /// time. A public client, or one without `secretHash`, never authenticates by secret.
+    pub fn verify_secret(&self, presented: &str) -> bool {
+        if self.public || self.secret_hash.is_empty() {
+            return false;
+        }
+        let presented = hash_client_secret(presented);
+        bool::from(presented.as_bytes().ct_eq(self.secret_hash.as_bytes()))
+    }
+
+    /// Whether the client may use this grant.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Whether `redirect_uri` is allowed: an exact match of `redirectURIs` (RFC 6749
+    /// §3.1.2.3), or for a public client a registered loopback URI on another port.
+    pub fn redirect_uri_allowed(&self, requested: &str) -> bool {
+        uri_allowed(&self.redirect_uris, self.public, requested)
+    }
+
+    /// Whether `post_logout_redirect_uri` is allowed, by the same rules against
+    /// `postLogoutRedirectURIs`.
+    pub fn post_logout_redirect_uri_allowed(&self, requested: &str) -> bool {
+        uri_allowed(&self.post_logout_redirect_uris, self.public, requested)
+    }
+}
 
 // === validation ===
 
@@ -243,5 +328,60 @@ impl Client {
             (false, false) => errs.check("spec.secretHash", check_secret_hash(&spec.secret_hash)),
             (true, true) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(public: bool, uris: &[&str]) -> ClientSpec {
+        ClientSpec {
+            public,
+            redirect_uris: uris.iter().map(|u| (*u).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_hash_and_verification() {
+        // SHA-256("test"), a published test vector.
+        assert_eq!(
+            hash_client_secret("test"),
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        assert!(check_secret_hash(&hash_client_secret("x")).is_ok());
+        let mut c = spec(false, &[]);
+        c.secret_hash = hash_client_secret("s3cret");
+        assert!(c.verify_secret("s3cret"));
+        assert!(!c.verify_secret("s3cret "));
+        c.public = true;
+        assert!(!c.verify_secret("s3cret"));
+        assert!(!spec(false, &[]).verify_secret(""));
+    }
+
+    #[test]
+    fn redirect_matching() {
+        let c = spec(
+            true,
+            &[
+                "http://127.0.0.1/cb",
+                "https://a.example/cb",
+                "http://[::1]",
+            ],
+        );
+        assert!(c.redirect_uri_allowed("https://a.example/cb"));
+        assert!(c.redirect_uri_allowed("http://127.0.0.1:49152/cb"));
+        assert!(c.redirect_uri_allowed("http://[::1]:8000/"));
+        assert!(!c.redirect_uri_allowed("https://a.example/cb/"));
+        assert!(!c.redirect_uri_allowed("https://a.example:444/cb"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:49152/other"));
+        assert!(!c.redirect_uri_allowed("http://localhost:49152/cb"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:1/cb#x"));
+        assert!(!c.redirect_uri_allowed("http://evil@127.0.0.1:1/cb"));
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:1/cb\t"));
+        // Confidential clients match exactly only.
+        let c = spec(false, &["http://127.0.0.1/cb"]);
+        assert!(!c.redirect_uri_allowed("http://127.0.0.1:8000/cb"));
     }
 }

@@ -97,3 +97,30 @@ impl Group {
         errs.unique("spec.emailDomains", &lower);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_rules() {
+        let g = GroupSpec {
+            users: vec!["alice".to_owned()],
+            groups: vec!["ldap-sre".to_owned()],
+            email_domains: vec!["sre.example.com".to_owned()],
+            ..Default::default()
+        };
+        assert!(g.includes("alice", &[], None, false));
+        assert!(g.includes("bob", &["x".to_owned(), "ldap-sre".to_owned()], None, false));
+        assert!(g.includes("carol", &[], Some("carol@SRE.example.com"), true));
+        // An unverified address proves nothing.
+        assert!(!g.includes("carol", &[], Some("carol@sre.example.com"), false));
+        assert!(!g.includes("dave", &[], Some("dave@example.com"), true));
+        assert!(!g.includes(
+            "eve",
+            &[],
+            Some("eve@evil.example@sre.example.com.evil"),
+            true
+        ));
+    }
+}

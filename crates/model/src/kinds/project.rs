@@ -116,3 +116,29 @@ impl Project {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn placement_is_names_or_selector() {
+        let prod: BTreeMap<String, String> = [("env".to_owned(), "prod".to_owned())].into();
+        let none = BTreeMap::new();
+        let mut p = ProjectPlacement {
+            clusters: vec![LocalObjectReference {
+                name: "a".to_owned(),
+            }],
+            cluster_selector: None,
+        };
+        assert!(p.selects("a", &none));
+        assert!(!p.selects("b", &prod));
+        p.cluster_selector = Some(LabelSelector::parse("env=prod").unwrap());
+        assert!(p.selects("b", &prod));
+        assert!(!p.selects("b", &none));
+        // An empty selector selects every cluster.
+        p.cluster_selector = Some(LabelSelector::default());
+        assert!(p.selects("c", &none));
+    }
+}

@@ -374,3 +374,79 @@ pub(crate) fn validate_binding(
     }
     errs.required_with("roleRef.name", &role_ref.name, path_segment_name);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::project::ProjectSpec;
+    use crate::kinds::workspace::WorkspaceSpec;
+
+    #[test]
+    fn scope_follows_the_namespace() {
+        let ws = Workspace::new(
+            "payments",
+            WorkspaceSpec {
+                namespace_name: "ws-payments".to_owned(),
+                ..Default::default()
+            },
+        );
+        let plain = Workspace::new("ops", WorkspaceSpec::default());
+        let mut project = Project::new(
+            "checkout",
+            ProjectSpec {
+                namespace_name: "checkout".to_owned(),
+                ..Default::default()
+            },
+        );
+        project.metadata.namespace = Some("ws-payments".to_owned());
+        let mut orphan = Project::new(
+            "lost",
+            ProjectSpec {
+                namespace_name: "lost".to_owned(),
+                ..Default::default()
+            },
+        );
+        orphan.metadata.namespace = Some("nowhere".to_owned());
+        let (wss, ps) = (vec![ws, plain], vec![project, orphan]);
+        assert_eq!(
+            resolve_scope(GLOBAL_NAMESPACE, &wss, &ps),
+            Some(Scope::Global)
+        );
+        assert_eq!(
+            resolve_scope("ws-payments", &wss, &ps),
+            Some(Scope::Workspace {
+                workspace: "payments".to_owned()
+            })
+        );
+        assert_eq!(
+            resolve_scope("ops", &wss, &ps),
+            Some(Scope::Workspace {
+                workspace: "ops".to_owned()
+            })
+        );
+        assert_eq!(
+            resolve_scope("checkout", &wss, &ps),
+            Some(Scope::Project {
+                workspace: "payments".to_owned(),
+                project: "checkout".to_owned()
+            })
+        );
+        // Deny by default: unknown namespaces and projects outside any workspace.
+        assert_eq!(resolve_scope("default", &wss, &ps), None);
+        assert_eq!(resolve_scope("lost", &wss, &ps), None);
+    }
+
+    #[test]
+    fn constructors_fill_the_envelope() {
+        let b = KommanderRoleBinding::new("ns", "b", "r", Vec::new());
+        assert_eq!(b.role_ref.kind, "KommanderRole");
+        assert_eq!(b.role_ref.api_group, "portcullis.dev");
+        let b = ClusterScopeRoleBinding::new("ns", "b", "r", Vec::new());
+        assert_eq!(b.role_ref.kind, "ClusterScopeRole");
+        assert_eq!(b.kind, "ClusterScopeRoleBinding");
+        assert_eq!(
+            ClusterScopeRole::new("ns", "r", Vec::new()).api_version,
+            "portcullis.dev/v1alpha1"
+        );
+    }
+}
