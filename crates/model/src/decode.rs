@@ -5,6 +5,9 @@
 //! bounded in size, nesting depth and YAML alias expansion. Decoding checks shape only;
 //! [`validate`](crate::validate) checks values.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -103,6 +106,60 @@ fn join(prefix: &str, field: &str) -> String {
     }
 }
 
+/// The OpenAPI schema of each kind, made once, for [`check_shape`].
+fn schemas() -> &'static HashMap<&'static str, Value> {
+    static SCHEMAS: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        crate::registry::kinds()
+            .iter()
+            .filter_map(|k| Some((k.kind, crate::schema::openapi_schema(k.kind)?)))
+            .collect()
+    })
+}
+
+/// Refuses a list where the schema wants a mapping: serde builds a struct from a sequence
+/// too (`metadata: [a]` would set `name`), which Kubernetes' strict decoding does not allow.
+fn check_shape(
+    origin: Origin<'_>,
+    field: &str,
+    value: &Value,
+    schema: &Value,
+) -> Result<(), Error> {
+    // Option<T> and documented enums come as alternatives; follow the one of the value's type.
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(alts) = schema.get(key).and_then(Value::as_array) {
+            for alt in alts {
+                check_shape(origin, field, value, alt)?;
+            }
+        }
+    }
+    let wants_object =
+        schema.get("type") == Some(&Value::from("object")) || schema.get("properties").is_some();
+    match value {
+        Value::Array(_) if wants_object => {
+            Err(origin.err(field, "expected a mapping (object), found a list"))
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(item_schema) => items.iter().enumerate().try_for_each(|(i, item)| {
+                check_shape(origin, &format!("{field}[{i}]"), item, item_schema)
+            }),
+            None => Ok(()),
+        },
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|s| s.is_object());
+            for (k, v) in map {
+                let sub = props.and_then(|p| p.get(k)).or(extra);
+                if let Some(sub) = sub {
+                    check_shape(origin, &join(field, k), v, sub)?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Turns a path-tracked serde error into field and message. For an unknown field the path
 /// already ends with the field's own name.
 fn path_error<E: std::fmt::Display>(
@@ -140,6 +197,9 @@ fn decode_value_at(origin: Origin<'_>, prefix: &str, value: Value) -> Result<Res
     }
     let tm = TypeMeta::deserialize(&value).map_err(|e| origin.err(prefix, e.to_string()))?;
     let kind = check_type(origin, prefix, tm)?;
+    if let Some(schema) = schemas().get(kind) {
+        check_shape(origin, prefix, &value, schema)?;
+    }
     match Resource::deserialize_kind(kind, value) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(origin.err(join(prefix, "kind"), format!("unknown kind {kind:?}"))),
@@ -166,8 +226,22 @@ pub fn decode_json(bytes: &[u8]) -> Result<Resource, Error> {
             ),
         ));
     }
-    let tm: TypeMeta = serde_json::from_slice(bytes).map_err(|e| origin.err("", e.to_string()))?;
+    // Serde would also build a struct from a JSON array; an object must be a JSON object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(origin.err(
+            "",
+            "an object must be a JSON object with apiVersion and kind",
+        ));
+    }
+    // First as a JSON value, for apiVersion, kind and shape; then typed from the bytes,
+    // which also refuses repeated fields (a JSON value would keep the last silently).
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| origin.err("", e.to_string()))?;
+    let tm = TypeMeta::deserialize(&value).map_err(|e| origin.err("", e.to_string()))?;
     let kind = check_type(origin, "", tm)?;
+    if let Some(schema) = schemas().get(kind) {
+        check_shape(origin, "", &value, schema)?;
+    }
+    drop(value);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let resource = match Resource::deserialize_kind(kind, &mut de) {
         Ok(Some(r)) => r,

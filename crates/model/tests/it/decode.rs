@@ -205,3 +205,42 @@ fn real_kubernetes_metadata_is_accepted() {
     let r = decode_yaml_documents("m", text).unwrap();
     assert_eq!(r[0].meta().managed_fields.len(), 1);
 }
+
+#[test]
+fn json_must_be_one_object() {
+    let group =
+        br#"{"apiVersion":"portcullis.dev/v1alpha1","kind":"Group","metadata":{"name":"g"}}"#;
+    assert!(decode_json(group).is_ok());
+    let mut trailing = group.to_vec();
+    trailing.extend_from_slice(b" {}");
+    assert!(
+        decode_json(&trailing)
+            .unwrap_err()
+            .to_string()
+            .contains("trailing")
+    );
+    let err = decode_json(b"[1]").unwrap_err().to_string();
+    assert!(err.contains("must be a JSON object"), "{err}");
+    let err = decode_json(b"{\"apiVersion\":").unwrap_err().to_string();
+    assert!(err.contains("EOF"), "{err}");
+}
+
+#[test]
+fn lists_are_not_taken_for_mappings() {
+    let head = "apiVersion: portcullis.dev/v1alpha1\nkind: Project\n";
+    let (_, field, message) = decode_err("p", &format!("{head}metadata: [checkout, ws]\n"));
+    assert_eq!(field, "metadata");
+    assert!(message.contains("expected a mapping"), "{message}");
+    let text = format!(
+        "{head}metadata: {{name: p, namespace: ws}}\nspec:\n  namespaceName: p\n  placement:\n    clusters: [[a]]\n"
+    );
+    assert_eq!(decode_err("p", &text).1, "spec.placement.clusters[0]");
+    let text =
+        format!("{head}metadata: {{name: p}}\nspec:\n  placement:\n    clusterSelector: [{{}}]\n");
+    assert_eq!(decode_err("p", &text).1, "spec.placement.clusterSelector");
+    let json = br#"{"apiVersion":"portcullis.dev/v1alpha1","kind":"Group","metadata":["g"]}"#;
+    match decode_json(json) {
+        Err(Error::Decode { field, .. }) => assert_eq!(field, "metadata"),
+        other => panic!("{other:?}"),
+    }
+}
