@@ -32,7 +32,8 @@ pub use kinds::group::{Group, GroupSpec};
 pub use kinds::project::{Project, ProjectPlacement, ProjectSpec};
 pub use kinds::role::{
     ClusterScopeRole, ClusterScopeRoleBinding, GLOBAL_NAMESPACE, KommanderRole,
-    KommanderRoleBinding, PolicyRule, RoleRef, Scope, Subject, SubjectKind, resolve_scope,
+    KommanderRoleBinding, PolicyRule, RBAC_API_GROUP, RoleRef, SYNC_TO_PROJECT_ANNOTATION, Scope,
+    Subject, SubjectKind, resolve_scope,
 };
 pub use kinds::user::{User, UserSpec};
 pub use kinds::workspace::{Workspace, WorkspaceSpec};

@@ -117,6 +117,14 @@ macro_rules! registry {
             }
         }
 
+        /// Serialises as the object itself (its own `apiVersion` and `kind` say which it is),
+        /// so a `Vec<Resource>` prints as a YAML stream or JSON array of objects.
+        impl serde::Serialize for Resource {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $(Resource::$kind(o) => o.serialize(s),)* }
+            }
+        }
+
         $(
             impl From<$kind> for Resource {
                 fn from(o: $kind) -> Self {

@@ -244,3 +244,12 @@ fn lists_are_not_taken_for_mappings() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn resources_serialise_as_their_objects() {
+    let rs = decode_yaml_documents("roles.yaml", &data("roles.yaml")).unwrap();
+    let json = serde_json::to_value(&rs).unwrap();
+    assert_eq!(json[0]["kind"], "KommanderRole");
+    assert_eq!(json[3]["roleRef"]["kind"], "ClusterScopeRole");
+    assert_eq!(json[2], rs[2].to_json_value());
+}

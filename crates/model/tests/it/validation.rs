@@ -920,3 +920,42 @@ fn connector_type_is_immutable() {
             .any(|e| e.field == "spec.type")
     );
 }
+
+#[test]
+fn status_conditions_have_unique_types() {
+    let r = edited(
+        "workspace.yaml",
+        "      observedGeneration: 1\n",
+        "      observedGeneration: 1\n    - type: Ready\n      status: \"False\"\n    - type: ''\n      status: Unknown\n",
+    );
+    refused(&r, "status.conditions[1]", Duplicate, "");
+    refused(&r, "status.conditions[2].type", Required, "");
+}
+
+#[test]
+fn status_namespace_ref_is_a_namespace_name() {
+    let r = edited(
+        "workspace.yaml",
+        "    name: ws-payments\n  conditions",
+        "    name: WS\n  conditions",
+    );
+    refused(&r, "status.namespaceRef.name", Invalid, "DNS-1123 label");
+}
+
+#[test]
+fn errors_display_as_path_and_message() {
+    let r = client(
+        false,
+        &[
+            "https://a.example/cb",
+            "https://b.example/",
+            "http://c.example/",
+        ],
+    );
+    let errs = errors(&r);
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.redirectURIs[2]: must be an absolute https URL"
+    );
+    assert_eq!(errs[0].reason.cause_type(), "FieldValueInvalid");
+}
