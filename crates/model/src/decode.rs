@@ -78,7 +78,9 @@ fn check_type(origin: Origin<'_>, prefix: &str, tm: TypeMeta) -> Result<&'static
         }
         Some(_) => return Err(origin.err(field("kind"), "must be a string")),
     };
-    let Some(info) = kind_by_name(&kind) else {
+    // Error messages echo input: keep what they quote short.
+    let (kind, api_version) = (short(&kind), short(&api_version));
+    let Some(info) = kind_by_name(kind) else {
         return Err(origin.err(
             field("kind"),
             format!(
@@ -95,6 +97,14 @@ fn check_type(origin: Origin<'_>, prefix: &str, tm: TypeMeta) -> Result<&'static
         ));
     }
     Ok(info.kind)
+}
+
+/// At most 64 characters of `s`, for quoting input in messages.
+fn short(s: &str) -> &str {
+    s.char_indices()
+        .nth(64)
+        .and_then(|(i, _)| s.get(..i))
+        .unwrap_or(s)
 }
 
 fn join(prefix: &str, field: &str) -> String {
