@@ -1,0 +1,343 @@
+//! `portcullis`: run the management plane, manage its resources, answer access questions.
+
+mod client;
+mod resources;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use portcullis_server::Config;
+use portcullis_server::config::StoreConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity and access for fleets of Kubernetes clusters"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags shared by `up` and `serve`; each overrides the config file.
+#[derive(clap::Args, Debug)]
+struct ServerFlags {
+    /// Data directory (store, PKI, admin.conf).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "PORTCULLIS_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Public URL of the management plane and OIDC issuer.
+    #[arg(long, env = "PORTCULLIS_ISSUER")]
+    issuer: Option<String>,
+    /// Extra DNS names or IP addresses for the serving certificate (repeatable).
+    #[arg(long = "host", env = "PORTCULLIS_HOSTS", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Store backend.
+    #[arg(long, env = "PORTCULLIS_STORE", value_enum)]
+    store: Option<StoreKind>,
+    /// etcd client URLs, with `--store etcd`.
+    #[arg(long, env = "PORTCULLIS_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreKind {
+    Redb,
+    Memory,
+    Etcd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the CLI finds the API: a kubeconfig, `admin.conf` by default.
+#[derive(clap::Args, Debug)]
+struct ClientFlags {
+    /// Kubeconfig to use.
+    #[arg(
+        long = "config",
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis-data/admin.conf"
+    )]
+    kubeconfig: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process with an embedded store (first start generates a CA,
+    /// certificates and admin.conf in the data directory).
+    Up {
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+    /// Run the management plane from a config file.
+    Serve {
+        /// YAML config file.
+        #[arg(long = "config", env = "PORTCULLIS_SERVE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+    /// Create or update objects from files, directories or `-` (stdin).
+    Apply {
+        /// Files, directories or `-`.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Namespace for namespaced objects that do not name one.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Show objects.
+    Get {
+        /// Kind, plural, or short name (e.g. `workspaces`, `ws`).
+        kind: String,
+        /// Object name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. `env=prod,tier in (a,b)`.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<resources::Output>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Delete objects by kind and name, or those in files.
+    Delete {
+        /// Kind, then names.
+        #[arg(num_args = 0..)]
+        args: Vec<String>,
+        /// Files or directories whose objects to delete.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Succeed when the object does not exist.
+        #[arg(long)]
+        ignore_not_found: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Print the version.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One process-wide crypto provider: aws-lc-rs (see DESIGN.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Up { flags } => serve(Config::default(), flags).await,
+        Command::Serve { config, flags } => {
+            let base = match config {
+                Some(path) => Config::from_file(&path)?,
+                None => Config::default(),
+            };
+            serve(base, flags).await
+        }
+        Command::Apply {
+            files,
+            namespace,
+            client,
+        } => {
+            let c = client::Client::from_kubeconfig(&client.kubeconfig)?;
+            resources::apply(&c, &files, namespace.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+            selector,
+            output,
+            client,
+        } => {
+            let c = client::Client::from_kubeconfig(&client.kubeconfig)?;
+            resources::get(
+                &c,
+                &kind,
+                name.as_deref(),
+                namespace.as_deref(),
+                all_namespaces,
+                selector.as_deref(),
+                output,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete {
+            args,
+            files,
+            namespace,
+            ignore_not_found,
+            client,
+        } => {
+            let c = client::Client::from_kubeconfig(&client.kubeconfig)?;
+            let (kind, names) = match args.split_first() {
+                Some((k, rest)) => (Some(k.as_str()), rest.to_vec()),
+                None => (None, Vec::new()),
+            };
+            resources::delete(
+                &c,
+                kind,
+                &names,
+                &files,
+                namespace.as_deref(),
+                ignore_not_found,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("portcullis {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "portcullis",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
+    init_logging(flags.log_format);
+    if let Some(d) = flags.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = flags.listen {
+        config.listen = l;
+    }
+    if let Some(i) = flags.issuer {
+        config.issuer = i;
+    }
+    config.hosts.extend(flags.hosts);
+    match flags.store {
+        Some(StoreKind::Redb) => config.store = StoreConfig::Redb,
+        Some(StoreKind::Memory) => config.store = StoreConfig::Memory,
+        Some(StoreKind::Etcd) => {
+            if flags.etcd_endpoints.is_empty() {
+                anyhow::bail!("--store etcd needs --etcd-endpoints URL[,URL…]");
+            }
+            config.store = StoreConfig::Etcd {
+                endpoints: flags.etcd_endpoints,
+                prefix: "/portcullis".into(),
+            };
+        }
+        None => {}
+    }
+    let running = portcullis_server::start(config)
+        .await
+        .context("starting portcullis")?;
+    let kubeconfig = running.admin_kubeconfig.display().to_string();
+    println!("portcullis is running at {}", running.url);
+    println!("  issuer:           {}", running.url);
+    println!(
+        "  CA certificate:   {}  (trust it: curl --cacert {0} {}/healthz)",
+        running.ca_path.display(),
+        running.url
+    );
+    println!(
+        "  admin kubeconfig: {kubeconfig}{}",
+        if running.admin_kubeconfig_created {
+            " (created now; it holds the break-glass admin credential, keep it safe)"
+        } else {
+            ""
+        }
+    );
+    println!("  try:              kubectl --kubeconfig {kubeconfig} get workspaces");
+    println!("                    portcullis --help");
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

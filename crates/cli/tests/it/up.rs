@@ -1,0 +1,243 @@
+//! `portcullis up`, then `apply`/`get`/`delete` round trips with the CLI and with kubectl.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// A `portcullis up` child process, terminated on drop.
+struct Up {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Up {
+    fn start() -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "up",
+                "--store",
+                "memory",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            assert!(
+                Instant::now() < deadline,
+                "portcullis up did not report its URL"
+            );
+            let line = lines.next().expect("portcullis up exited early").unwrap();
+            if let Some(url) = line.strip_prefix("portcullis is running at ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Up { child, url, dir }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.conf")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.kubeconfig())
+            .output()
+            .unwrap()
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "portcullis up ignored SIGTERM");
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const WORKSPACE: &str = "apiVersion: portcullis.dev/v1alpha1
+kind: Workspace
+metadata:
+  name: team-a
+  labels:
+    env: prod
+spec:
+  displayName: Team A
+";
+
+#[test]
+fn up_prints_where_it_runs_and_stops_cleanly_on_sigterm() {
+    let up = Up::start();
+    assert!(up.url.starts_with("https://127.0.0.1:"), "{}", up.url);
+    assert!(up.dir.path().join("pki/ca.crt").exists());
+    assert!(up.kubeconfig().exists());
+    let status = up.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[test]
+fn cli_apply_get_delete_round_trip() {
+    let up = Up::start();
+    let file = write(up.dir.path(), "ws.yaml", WORKSPACE);
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        ok(&up.cli(&["apply", "-f", f])).trim(),
+        "workspace.portcullis.dev/team-a created"
+    );
+    assert_eq!(
+        ok(&up.cli(&["apply", "-f", f])).trim(),
+        "workspace.portcullis.dev/team-a unchanged"
+    );
+    let changed = WORKSPACE.replace("Team A", "Team A (renamed)");
+    let file2 = write(up.dir.path(), "ws2.yaml", &changed);
+    assert_eq!(
+        ok(&up.cli(&["apply", "-f", file2.to_str().unwrap()])).trim(),
+        "workspace.portcullis.dev/team-a configured"
+    );
+
+    let table = ok(&up.cli(&["get", "workspaces"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("team-a"), "{table}");
+    let yaml = ok(&up.cli(&["get", "ws", "team-a", "-o", "yaml"]));
+    assert!(yaml.contains("displayName: Team A (renamed)"), "{yaml}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&up.cli(&[
+        "get",
+        "workspaces",
+        "-l",
+        "env=prod",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["items"].as_array().unwrap().len(), 1);
+    let none: serde_json::Value = serde_json::from_str(&ok(&up.cli(&[
+        "get",
+        "workspaces",
+        "-l",
+        "env!=prod",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(none["items"].as_array().unwrap().len(), 0);
+
+    assert_eq!(
+        ok(&up.cli(&["delete", "workspace", "team-a"])).trim(),
+        "workspace.portcullis.dev \"team-a\" deleted"
+    );
+    let gone = up.cli(&["get", "workspace", "team-a"]);
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("not found"),
+        "{gone:?}"
+    );
+}
+
+#[test]
+fn apply_reports_validation_errors_with_the_field_path() {
+    let up = Up::start();
+    let bad = write(
+        up.dir.path(),
+        "bad.yaml",
+        "apiVersion: portcullis.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: Team_A\nspec: {}\n",
+    );
+    let out = up.cli(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata.name"), "{err}");
+    let unknown = write(
+        up.dir.path(),
+        "unknown.yaml",
+        "apiVersion: portcullis.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: ok\nspec:\n  colour: red\n",
+    );
+    let out = up.cli(&["apply", "-f", unknown.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.colour"), "{err}");
+}
+
+/// kubectl is a real client of the management API: discovery, tables, get by name, delete.
+#[test]
+fn kubectl_gets_workspaces_with_admin_conf() {
+    let up = Up::start();
+    let file = write(up.dir.path(), "ws.yaml", WORKSPACE);
+    ok(&up.cli(&["apply", "-f", file.to_str().unwrap()]));
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(up.kubeconfig())
+            .args(args)
+            .env("HOME", up.dir.path())
+            .output()
+            .expect("kubectl is installed by `cargo xtask test`")
+    };
+    let table = ok(&kubectl(&["get", "workspaces"]));
+    assert!(
+        table.contains("NAME") && table.contains("team-a"),
+        "{table}"
+    );
+    let one = ok(&kubectl(&[
+        "get",
+        "workspace",
+        "team-a",
+        "-o",
+        "jsonpath={.spec.displayName}",
+    ]));
+    assert_eq!(one, "Team A");
+    let missing = kubectl(&["get", "workspace", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{missing:?}"
+    );
+    ok(&kubectl(&["delete", "workspace", "team-a"]));
+    let after = ok(&kubectl(&["get", "workspaces", "-o", "name"]));
+    assert_eq!(after.trim(), "");
+}

@@ -1,0 +1,142 @@
+//! The resource types the management API serves, and how each is decoded and validated.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::status::Cause;
+
+/// Why an object was refused by its codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeFailure {
+    /// Not decodable: wrong shape or an unknown field (400 BadRequest).
+    BadRequest(String, Vec<Cause>),
+    /// Decodable but invalid (422 Invalid, with field causes).
+    Invalid(Vec<Cause>),
+}
+
+/// Strict decoding and validation of one kind.
+pub trait Codec: Send + Sync {
+    /// Decodes and validates `object` (apiVersion, kind, metadata, spec, status); returns it in
+    /// canonical JSON form.
+    fn decode(&self, object: &Value) -> Result<Value, DecodeFailure>;
+
+    /// Checks an update against the stored object (immutable fields).
+    fn validate_update(&self, _old: &Value, _new: &Value) -> Result<(), DecodeFailure> {
+        Ok(())
+    }
+}
+
+/// One served resource type.
+#[derive(Clone)]
+pub struct ResourceType {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind, e.g. `Workspace`.
+    pub kind: String,
+    /// Plural resource name, e.g. `workspaces`.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// kubectl short names.
+    pub short_names: Vec<String>,
+    /// Whether the `status` subresource is served.
+    pub has_status: bool,
+    /// Decoder and validator.
+    pub codec: Arc<dyn Codec>,
+}
+
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceType")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceType {
+    /// `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Store key of one object.
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.namespaced {
+            format!(
+                "/registry/{}/{}/{namespace}/{name}",
+                self.group, self.plural
+            )
+        } else {
+            format!("/registry/{}/{}/{name}", self.group, self.plural)
+        }
+    }
+
+    /// Store prefix of a collection (one namespace, or all when `namespace` is empty).
+    pub fn prefix(&self, namespace: &str) -> String {
+        if self.namespaced && !namespace.is_empty() {
+            format!("/registry/{}/{}/{namespace}/", self.group, self.plural)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.plural)
+        }
+    }
+}
+
+/// All served resource types, grouped by API group and version.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    types: Vec<ResourceType>,
+}
+
+impl Registry {
+    /// Adds a type.
+    pub fn register(&mut self, t: ResourceType) {
+        self.types.push(t);
+    }
+
+    /// Looks a type up by group, version and plural.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+    }
+
+    /// Looks a type up by apiVersion and kind.
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.api_version() == api_version && t.kind == kind)
+    }
+
+    /// Every type.
+    pub fn types(&self) -> &[ResourceType] {
+        &self.types
+    }
+
+    /// The API groups, each with its versions, in registration order.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for t in &self.types {
+            match out.iter_mut().find(|(g, _)| *g == t.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&t.version) {
+                        versions.push(t.version.clone());
+                    }
+                }
+                None => out.push((t.group.clone(), vec![t.version.clone()])),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! The portcullis management plane: configuration, PKI, TLS serving, authentication and
+//! authorization, and the management API, wired together by [`serve::start`].
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod authn;
+pub mod authz;
+pub mod config;
+pub mod kinds;
+pub mod kubeconfig;
+pub mod metrics;
+pub mod pki;
+pub mod serve;
+pub mod tls;
+
+pub use config::Config;
+pub use serve::{Running, start};

@@ -1,0 +1,231 @@
+//! Starting and stopping the management plane: data directory, PKI, store, TLS listener,
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use portcullis_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState, Limits};
+use crate::authn::{AuthenticatorChain, ClientCertificate, ConnectionInfo};
+use crate::authz::AdminsOnly;
+use crate::config::{Config, StoreConfig};
+use crate::kubeconfig::Kubeconfig;
+use crate::metrics::Metrics;
+use crate::{kinds, pki, tls};
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send the request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most request headers accepted on HTTP/1.1.
+const MAX_HEADERS: usize = 100;
+/// Largest header block accepted on HTTP/2, in bytes.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// A running management plane.
+pub struct Running {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// Public URL (`https://…`), also the OIDC issuer.
+    pub url: String,
+    /// Path of the CA certificate that clients must trust.
+    pub ca_path: PathBuf,
+    /// Path of the admin kubeconfig.
+    pub admin_kubeconfig: PathBuf,
+    /// True when this start created `admin.conf`.
+    pub admin_kubeconfig_created: bool,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Memory => Arc::new(portcullis_store::memory::MemoryStore::new()),
+        StoreConfig::Redb => {
+            let path = config.data_dir.join("portcullis.redb");
+            Arc::new(
+                portcullis_store::redb::RedbStore::open(&path)
+                    .with_context(|| format!("opening the store {}", path.display()))?,
+            )
+        }
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd { endpoints, prefix } => Arc::new(
+            portcullis_store::etcd::EtcdStore::connect(endpoints, prefix)
+                .await
+                .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?,
+        ),
+        #[cfg(not(feature = "etcd"))]
+        StoreConfig::Etcd { .. } => anyhow::bail!(
+            "this build has no etcd support; build with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler)"
+        ),
+    })
+}
+
+/// Starts the management plane and returns once it listens.
+pub async fn start(config: Config) -> Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let url = config.public_url(local_addr);
+
+    let mut hosts = config.hosts.clone();
+    if let Some(host) = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+    {
+        hosts.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        );
+    }
+    let pki = pki::load_or_create(&config.data_dir, &hosts)?;
+    let admin_kubeconfig = config.data_dir.join("admin.conf");
+    let admin_kubeconfig_created = !admin_kubeconfig.exists();
+    if admin_kubeconfig_created {
+        let cert = pki::issue_client(&pki.ca, pki::ADMIN_USER, &[pki::ADMINS_GROUP], 365)?;
+        Kubeconfig::with_client_cert("portcullis", &url, &pki.ca.cert_pem, pki::ADMIN_USER, &cert)
+            .write_private(&admin_kubeconfig)?;
+    }
+    let tls_config = tls::server_config(&pki)?;
+    let store = open_store(&config).await?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState {
+        store,
+        authn: AuthenticatorChain::default().with(ClientCertificate),
+        authz: Arc::new(AdminsOnly),
+        registry: Arc::new(kinds::registry()),
+        metrics: metrics.clone(),
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_json_depth: config.max_json_depth,
+        },
+        ready: ready.clone(),
+    };
+    let router = api::app(state);
+    let (tx, rx) = oneshot::channel();
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let task = tokio::spawn(accept_loop(
+        listener, tls_config, router, metrics, rx, grace,
+    ));
+    ready.store(true, Ordering::Release);
+    tracing::info!(%url, "management plane listening");
+    Ok(Running {
+        local_addr,
+        url,
+        ca_path: pki.ca_path,
+        admin_kubeconfig,
+        admin_kubeconfig_created,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    metrics: Arc<Metrics>,
+    mut shutdown: oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_headers(MAX_HEADERS);
+    builder.http2().max_header_list_size(MAX_HEADER_LIST);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            metrics.connections.fetch_add(1, Ordering::Relaxed);
+            let peer_certificates = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let info = ConnectionInfo {
+                remote,
+                peer_certificates: Arc::new(peer_certificates),
+            };
+            let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                // Connection facts come from the TLS layer only, never from headers.
+                req.extensions_mut().insert(info.clone());
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!("shutdown grace period ended with requests still in flight");
+        }
+    }
+    Ok(())
+}

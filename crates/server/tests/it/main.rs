@@ -1,0 +1,11 @@
+//! Integration tests of the management plane through its real TLS listener.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod api;
+mod support;
+mod tls_and_authn;

