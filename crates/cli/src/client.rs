@@ -283,7 +283,7 @@ pub fn resolve<'a>(types: &'a [ApiResource], typed: &str) -> Result<&'a ApiResou
                 && (t.plural == name
                     || t.singular == name
                     || t.kind.to_ascii_lowercase() == name
-                    || t.short_names.iter().any(|s| *s == name))
+                    || t.short_names.contains(&name))
         })
         .ok_or_else(|| anyhow!("the server doesn't have a resource type {typed:?}"))
 }

@@ -251,7 +251,7 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
     if rt.namespaced && !name.is_empty() && namespace.is_empty() {
         return Err(ApiError::path_not_found());
     }
-    if !subresource.is_empty() && !(subresource == "status" && rt.has_status) {
+    if !(subresource.is_empty() || subresource == "status" && rt.has_status) {
         return Err(ApiError::path_not_found());
     }
     let query = parse_query(&parts.uri);

@@ -7,6 +7,10 @@
 //! (HTTP 410 Gone) when that history is no longer kept.
 #![deny(missing_docs)]
 
+pub mod memory;
+mod paging;
+pub mod redb;
+
 use std::pin::Pin;
 
 use futures::Stream;
@@ -36,6 +40,22 @@ pub enum WatchEvent {
     Modified(KeyValue),
     /// The key was deleted; carries the last value, with `mod_revision` = the deletion's revision.
     Deleted(KeyValue),
+}
+
+impl WatchEvent {
+    /// The key-value the event carries.
+    pub fn kv(&self) -> &KeyValue {
+        match self {
+            WatchEvent::Added(kv) | WatchEvent::Modified(kv) | WatchEvent::Deleted(kv) => kv,
+        }
+    }
+
+    /// The key-value the event carries, by value.
+    pub fn into_kv(self) -> KeyValue {
+        match self {
+            WatchEvent::Added(kv) | WatchEvent::Modified(kv) | WatchEvent::Deleted(kv) => kv,
+        }
+    }
 }
 
 /// Events of a watch, in revision order. An `Err` ends the stream.
@@ -76,7 +96,9 @@ pub enum StoreError {
     #[error("key {0:?} not found")]
     NotFound(String),
     /// The expected revision did not match the stored one (409 Conflict).
-    #[error("key {key:?} was modified: expected revision {expected}, stored revision {actual}; read it again and retry")]
+    #[error(
+        "key {key:?} was modified: expected revision {expected}, stored revision {actual}; read it again and retry"
+    )]
     Conflict {
         /// The key.
         key: String,
@@ -86,7 +108,9 @@ pub enum StoreError {
         actual: Revision,
     },
     /// The requested revision has been compacted away (410 Gone / Expired).
-    #[error("revision {requested} is too old: history starts at revision {oldest}; list again and watch from the list's resourceVersion")]
+    #[error(
+        "revision {requested} is too old: history starts at revision {oldest}; list again and watch from the list's resourceVersion"
+    )]
     Compacted {
         /// Revision asked for.
         requested: Revision,

@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn depth_scanner_counts_brackets_outside_strings() {
-        assert!(check_json_depth(br#"{"a":{"b":[1,2,{"c":"[[[[[["}]}}"#, 3).is_ok());
+        assert!(check_json_depth(br#"{"a":{"b":[1,2,{"c":"[[[[[["}]}}"#, 4).is_ok());
         assert!(check_json_depth(br#"{"a":{"b":[{"c":1}]}}"#, 3).is_err());
         assert!(check_json_depth(br#"{"a":"\"{{{{"}"#, 1).is_ok());
     }

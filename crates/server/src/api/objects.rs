@@ -596,7 +596,11 @@ fn invalid(t: &Target<'_>, name: &str, causes: Vec<Cause>) -> ApiError {
 /// `metadata.generateName`: the name is the prefix and a random suffix, as the apiserver
 /// makes it.
 fn fill_generated_name(t: &Target<'_>, meta: &mut Map<String, Value>) -> Result<(), ApiError> {
-    if meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+    if meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
         return Ok(());
     }
     let generate = meta
@@ -607,7 +611,10 @@ fn fill_generated_name(t: &Target<'_>, meta: &mut Map<String, Value>) -> Result<
         return Err(invalid(
             t,
             "",
-            vec![required("metadata.name", "name or generateName is required")],
+            vec![required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
         ));
     }
     let name = format!("{generate}{}", random_suffix());
@@ -627,10 +634,10 @@ fn metadata_mut(obj: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
     let o = obj
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("the object must be a JSON object"))?;
-    Ok(o.entry("metadata")
+    o.entry("metadata")
         .or_insert_with(|| json!({}))
         .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?)
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
 fn check_namespace(t: &Target<'_>, meta: &mut Map<String, Value>) -> Result<(), ApiError> {

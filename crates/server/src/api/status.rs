@@ -28,6 +28,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// `Status.message`.
     pub message: String,
+    /// `Status.details`, boxed: errors travel through every `Result` of a request.
+    pub details: Box<Details>,
+}
+
+/// `Status.details`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -45,26 +52,23 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: Box::default(),
         }
     }
 
     /// Adds `details` naming the object.
     pub fn with_details(mut self, group: &str, plural: &str, name: &str) -> ApiError {
-        self.group = Some(group.to_owned());
-        self.kind = Some(plural.to_owned());
+        self.details.group = Some(group.to_owned());
+        self.details.kind = Some(plural.to_owned());
         if !name.is_empty() {
-            self.name = Some(name.to_owned());
+            self.details.name = Some(name.to_owned());
         }
         self
     }
 
     /// Adds causes.
     pub fn with_causes(mut self, causes: Vec<Cause>) -> ApiError {
-        self.causes = causes;
+        self.details.causes = causes;
         self
     }
 
@@ -178,17 +182,18 @@ impl ApiError {
     /// The `Status` object as JSON.
     pub fn to_status(&self) -> serde_json::Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        let d = &self.details;
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
-            details.insert("causes".into(), json!(self.causes));
+        if !d.causes.is_empty() {
+            details.insert("causes".into(), json!(d.causes));
         }
         let mut status = json!({
             "kind": "Status",
