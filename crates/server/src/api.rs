@@ -58,6 +58,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Set once start-up has finished.
     pub ready: Arc<AtomicBool>,
+    /// Turns true when the server shuts down: long-running responses (watches) end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The router of the management plane. Built apart from `main` so tests call it in-process.

@@ -30,6 +30,9 @@ pub struct Config {
     pub max_json_depth: usize,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Store events kept so that watches can resume from an older resourceVersion (embedded
+    /// stores; etcd keeps its own history until compaction).
+    pub watch_history: u64,
 }
 
 /// The store backend.
@@ -67,6 +70,7 @@ impl Default for Config {
             max_body_bytes: 3 * 1024 * 1024,
             max_json_depth: 64,
             shutdown_grace_seconds: 20,
+            watch_history: 10_000,
         }
     }
 }

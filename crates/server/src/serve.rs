@@ -64,11 +64,13 @@ impl Running {
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(match &config.store {
-        StoreConfig::Memory => Arc::new(portcullis_store::memory::MemoryStore::new()),
+        StoreConfig::Memory => Arc::new(portcullis_store::memory::MemoryStore::with_history(
+            usize::try_from(config.watch_history).unwrap_or(usize::MAX),
+        )),
         StoreConfig::Redb => {
             let path = config.data_dir.join("portcullis.redb");
             Arc::new(
-                portcullis_store::redb::RedbStore::open(&path)
+                portcullis_store::redb::RedbStore::open_with_history(&path, config.watch_history)
                     .with_context(|| format!("opening the store {}", path.display()))?,
             )
         }
@@ -118,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let store = open_store(&config).await?;
 
     let ready = Arc::new(AtomicBool::new(false));
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
     let state = AppState {
         store,
@@ -130,12 +133,19 @@ pub async fn start(config: Config) -> Result<Running> {
             max_json_depth: config.max_json_depth,
         },
         ready: ready.clone(),
+        stopping: stopping_rx,
     };
     let router = api::app(state);
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(accept_loop(
-        listener, tls_config, router, metrics, rx, grace,
+        listener,
+        tls_config,
+        router,
+        metrics,
+        rx,
+        stopping_tx,
+        grace,
     ));
     ready.store(true, Ordering::Release);
     tracing::info!(%url, "management plane listening");
@@ -156,6 +166,7 @@ async fn accept_loop(
     router: axum::Router,
     metrics: Arc<Metrics>,
     mut shutdown: oneshot::Receiver<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
     grace: Duration,
 ) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
@@ -221,6 +232,7 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(grace) => {

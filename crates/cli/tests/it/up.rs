@@ -17,16 +17,21 @@ struct Up {
 impl Up {
     fn start() -> Up {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "up",
-                "--store",
-                "memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "up",
+            "--store",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path());
+        Up::spawn(cmd, dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Up {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -240,4 +245,46 @@ fn kubectl_gets_workspaces_with_admin_conf() {
     ok(&kubectl(&["delete", "workspace", "team-a"]));
     let after = ok(&kubectl(&["get", "workspaces", "-o", "name"]));
     assert_eq!(after.trim(), "");
+}
+
+#[test]
+fn serve_reads_a_config_file_and_rejects_unknown_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write(
+        dir.path(),
+        "portcullis.yaml",
+        &format!(
+            "dataDir: {}\nlisten: 127.0.0.1:0\nstore: {{ type: redb }}\nhosts: [mgmt.example.com]\n",
+            data.display()
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").arg("--config").arg(&config);
+    let up = Up::spawn(cmd, dir);
+    assert!(data.join("portcullis.redb").exists());
+    assert!(data.join("admin.conf").exists());
+    let table = ok(&Command::new(BIN)
+        .args(["get", "workspaces", "--config"])
+        .arg(data.join("admin.conf"))
+        .output()
+        .unwrap());
+    assert_eq!(table, "");
+    drop(up);
+
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        bad_dir.path(),
+        "bad.yaml",
+        "listen: 127.0.0.1:0\nlisten_port: 9\n",
+    );
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_port"), "{err}");
 }

@@ -162,14 +162,21 @@ pub async fn watch(app: &AppState, t: &Target<'_>, q: &Query) -> Result<Response
             }
             Err(e) => return Err(t.store_error(e)),
         };
-    let stream = futures::stream::iter(initial).chain(events);
-    let stream = match timeout {
-        Some(d) => tokio_stream::StreamExt::timeout(stream, d)
-            .take_while(|r| futures::future::ready(r.is_ok()))
-            .filter_map(|r| futures::future::ready(r.ok()))
-            .boxed(),
-        None => stream.boxed(),
+    // `timeoutSeconds` bounds the whole watch, as the apiserver's; shutdown ends it too.
+    let deadline = match timeout {
+        Some(d) => futures::FutureExt::boxed(tokio::time::sleep(d)),
+        None => futures::FutureExt::boxed(futures::future::pending::<()>()),
     };
+    let mut stopping = app.stopping.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = deadline => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+    };
+    let stream = futures::stream::iter(initial)
+        .chain(events)
+        .take_until(stop);
     let body = Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>));
     Ok((
         StatusCode::OK,

@@ -359,3 +359,105 @@ async fn namespaced_kinds_live_under_their_namespace() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn watch_from_nothing_lists_first_and_ends_at_timeout_seconds() {
+    let s = TestServer::start().await;
+    post(&s, &format!("{BASE}/workspaces"), &workspace("w1")).await;
+    let resp = s
+        .admin()
+        .get(format!(
+            "{}{BASE}/workspaces?watch=1&timeoutSeconds=1",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    // The body ends by itself after timeoutSeconds; the initial state came first as ADDED.
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["metadata"]["name"], "w1");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_reports_410_expired() {
+    let s = TestServer::start_with(|c| c.watch_history = 2).await;
+    let (_, first) = post(&s, &format!("{BASE}/workspaces"), &workspace("w0")).await;
+    let old = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..5 {
+        post(
+            &s,
+            &format!("{BASE}/workspaces"),
+            &workspace(&format!("w{i}")),
+        )
+        .await;
+    }
+    let resp = s
+        .admin()
+        .get(format!(
+            "{}{BASE}/workspaces?watch=true&resourceVersion={old}&timeoutSeconds=5",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let event: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ERROR", "{text}");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+    let (code, status) = get(
+        &s,
+        &format!("{BASE}/workspaces?watch=true&resourceVersion=abc"),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_v3_serves_the_schemas_of_the_kinds() {
+    let s = TestServer::start().await;
+    let (code, index) = get(&s, "/openapi/v3").await;
+    assert_eq!(code, 200);
+    let url = index["paths"]["apis/portcullis.dev/v1alpha1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, doc) = get(&s, &url).await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.0.0");
+    assert!(
+        doc["components"]["schemas"]["dev.portcullis.v1alpha1.Workspace"].is_object(),
+        "{doc}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_instead_of_waiting_for_them() {
+    let s = TestServer::start_with(|c| c.shutdown_grace_seconds = 60).await;
+    let resp = s
+        .admin()
+        .get(format!("{}{BASE}/workspaces?watch=true", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
+        .await
+        .expect("shutdown waited for the watch");
+    // Not a speed assertion: the 60 s grace period was not needed to end the watch.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    drop(resp);
+}
