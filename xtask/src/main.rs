@@ -159,6 +159,7 @@ fn present(probe: &str) -> bool {
 const BENCHES: &[(&str, &str, &str)] = &[
     ("portcullis-rbac", "authorize", ""),
     ("portcullis-store", "store", "etcd"),
+    ("portcullis-server", "api", ""),
 ];
 
 fn bench(root: &Path) -> Result<()> {
