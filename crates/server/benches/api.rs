@@ -2,7 +2,12 @@
 //! with the admin client certificate, for each store backend, in one run.
 //!
 //! Writes a markdown section to `$PORTCULLIS_BENCH_OUT/server.md` when that is set.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,19 +23,37 @@ const OPS: usize = 4000;
 
 fn admin_client(dir: &std::path::Path) -> reqwest::Client {
     let kc = Kubeconfig::read(&dir.join("admin.conf")).unwrap();
-    let ca = decode_data(kc.clusters[0].cluster.certificate_authority_data.as_ref().unwrap()).unwrap();
+    let ca = decode_data(
+        kc.clusters[0]
+            .cluster
+            .certificate_authority_data
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
     let user = &kc.users[0].user;
     let cert = decode_data(user.client_certificate_data.as_ref().unwrap()).unwrap();
     let key = decode_data(user.client_key_data.as_ref().unwrap()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(vec![CertificateDer::from_pem_slice(&cert).unwrap()], PrivateKeyDer::from_pem_slice(&key).unwrap())
+    roots
+        .add(CertificateDer::from_pem_slice(&ca).unwrap())
         .unwrap();
-    reqwest::Client::builder().tls_backend_preconfigured(tls).pool_max_idle_per_host(CONCURRENCY).build().unwrap()
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from_pem_slice(&cert).unwrap()],
+        PrivateKeyDer::from_pem_slice(&key).unwrap(),
+    )
+    .unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap()
 }
 
 struct Result {
@@ -56,9 +79,20 @@ async fn run_phase(client: &reqwest::Client, url: &str, create: bool) -> Result 
                         "metadata": { "name": format!("ws-{i}") },
                         "spec": { "displayName": "bench" },
                     });
-                    client.post(format!("{url}/apis/portcullis.dev/v1alpha1/workspaces")).json(&body).send().await.unwrap()
+                    client
+                        .post(format!("{url}/apis/portcullis.dev/v1alpha1/workspaces"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
                 } else {
-                    client.get(format!("{url}/apis/portcullis.dev/v1alpha1/workspaces/ws-{i}")).send().await.unwrap()
+                    client
+                        .get(format!(
+                            "{url}/apis/portcullis.dev/v1alpha1/workspaces/ws-{i}"
+                        ))
+                        .send()
+                        .await
+                        .unwrap()
                 };
                 assert!(resp.status().is_success(), "{}", resp.status());
                 resp.bytes().await.unwrap();
@@ -83,16 +117,31 @@ async fn run_phase(client: &reqwest::Client, url: &str, create: bool) -> Result 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    format!(
+        "{} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )
 }
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rows = Vec::new();
-    for (label, store) in [("memory", StoreConfig::Memory), ("redb (durable, group commit)", StoreConfig::Redb)] {
+    for (label, store) in [
+        ("memory", StoreConfig::Memory),
+        ("redb (durable, group commit)", StoreConfig::Redb),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             data_dir: dir.path().to_path_buf(),

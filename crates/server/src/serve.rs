@@ -117,6 +117,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .write_private(&admin_kubeconfig)?;
     }
     let tls_config = tls::server_config(&pki)?;
+    let _encryption_key = crate::secrets::load_or_create(&config.data_dir)?;
     let store = open_store(&config).await?;
 
     let ready = Arc::new(AtomicBool::new(false));
