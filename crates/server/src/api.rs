@@ -286,6 +286,7 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         subresource: subresource.to_owned(),
+        user: &attrs.user,
     };
     let body: Body = body;
     match verb {

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::body::{self, WRITE_TYPES};
 use super::registry::{DecodeFailure, ResourceType};
-use super::status::{ApiError, Cause};
+use super::status::{self, ApiError, Cause};
 use super::{AppState, Query, selector};
+use crate::authn::UserInfo;
 
 /// Most attempts of a patch whose read-modify-write raced with another writer.
 const PATCH_RETRIES: usize = 5;
@@ -28,6 +29,8 @@ pub struct Target<'a> {
     pub name: String,
     /// Subresource (`status`) or empty.
     pub subresource: String,
+    /// Who asks (for admission checks such as RBAC escalation prevention).
+    pub user: &'a UserInfo,
 }
 
 impl Target<'_> {
@@ -246,11 +249,15 @@ pub async fn create(
     {
         o.remove("status");
     }
+    t.rt.codec
+        .admit(t.user, &t.namespace, None, &obj)
+        .map_err(|f| failure(t, f))?;
     let target = Target {
         rt: t.rt,
         name: name.clone(),
         namespace: t.namespace.clone(),
         subresource: String::new(),
+        user: t.user,
     };
     let kv = app
         .store
@@ -421,6 +428,9 @@ async fn write_update(
     t.rt.codec
         .validate_update(&old, &new)
         .map_err(|f| failure(t, f))?;
+    t.rt.codec
+        .admit(t.user, &t.namespace, Some(&old), &new)
+        .map_err(|f| failure(t, f))?;
     // An object being deleted goes once its last finalizer is removed.
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
     let finalizers_left = new
@@ -573,6 +583,12 @@ fn failure(t: &Target<'_>, f: DecodeFailure) -> ApiError {
             .with_details(&t.rt.group, &t.rt.plural, &t.name)
             .with_causes(causes),
         DecodeFailure::Invalid(causes) => invalid(t, &t.name, causes),
+        DecodeFailure::Forbidden(message) => ApiError::forbidden(format!(
+            "{} {:?} is forbidden: {message}",
+            status::qualified(&t.rt.plural, &t.rt.group),
+            t.name
+        ))
+        .with_details(&t.rt.group, &t.rt.plural, &t.name),
     }
 }
 

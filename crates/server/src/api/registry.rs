@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::status::Cause;
+use crate::authn::UserInfo;
 
 /// Why an object was refused by its codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum DecodeFailure {
     BadRequest(String, Vec<Cause>),
     /// Decodable but invalid (422 Invalid, with field causes).
     Invalid(Vec<Cause>),
+    /// Refused by an admission rule, e.g. RBAC escalation prevention (403 Forbidden).
+    Forbidden(String),
 }
 
 /// Strict decoding and validation of one kind.
@@ -23,6 +26,18 @@ pub trait Codec: Send + Sync {
 
     /// Checks an update against the stored object (immutable fields).
     fn validate_update(&self, _old: &Value, _new: &Value) -> Result<(), DecodeFailure> {
+        Ok(())
+    }
+
+    /// Admission: may `user` write `new` (replacing `old`, if any) in `namespace`? Runs after
+    /// authorization of the verb, on the decoded object.
+    fn admit(
+        &self,
+        _user: &UserInfo,
+        _namespace: &str,
+        _old: Option<&Value>,
+        _new: &Value,
+    ) -> Result<(), DecodeFailure> {
         Ok(())
     }
 }
