@@ -4,6 +4,7 @@
 pub mod body;
 pub mod discovery;
 pub mod objects;
+pub mod openapi;
 pub mod registry;
 pub mod selector;
 pub mod status;
@@ -138,7 +139,13 @@ async fn openapi(State(app): State<AppState>, req: Request) -> Response {
             "paths": { doc_path.clone(): { "serverRelativeURL": format!("/openapi/v3/{doc_path}") } }
         }))
         .into_response(),
-        p if p == doc_path => axum::Json(portcullis_model::openapi_document()).into_response(),
+        p if p == doc_path => axum::Json(openapi::group_version_document(
+            &app.registry,
+            portcullis_model::GROUP,
+            portcullis_model::VERSION,
+            portcullis_model::openapi_document(),
+        ))
+        .into_response(),
         _ => ApiError::path_not_found().into_response(),
     }
 }

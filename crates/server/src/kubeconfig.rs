@@ -13,6 +13,7 @@ use crate::pki::{self, CertifiedKey, PkiError};
 #[serde(rename_all = "kebab-case")]
 pub struct Kubeconfig {
     /// Always `v1`.
+    #[serde(rename = "apiVersion")]
     pub api_version: String,
     /// Always `Config`.
     pub kind: String,

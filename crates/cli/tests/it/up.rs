@@ -288,3 +288,61 @@ fn serve_reads_a_config_file_and_rejects_unknown_fields() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_port"), "{err}");
 }
+
+/// kubectl's client-side apply (create, then merge patch), strict server-side field validation
+/// through the OpenAPI v3 document, and `explain` from the same document.
+#[test]
+fn kubectl_apply_and_explain_use_the_openapi_document() {
+    let up = Up::start();
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(up.kubeconfig())
+            .args(args)
+            .env("HOME", up.dir.path())
+            .output()
+            .expect("kubectl is installed by `cargo xtask test`")
+    };
+    let file = write(up.dir.path(), "ws.yaml", WORKSPACE);
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        ok(&kubectl(&["apply", "-f", f])).trim(),
+        "workspace.portcullis.dev/team-a created"
+    );
+    assert_eq!(
+        ok(&kubectl(&["apply", "-f", f])).trim(),
+        "workspace.portcullis.dev/team-a unchanged"
+    );
+    let changed = write(
+        up.dir.path(),
+        "ws2.yaml",
+        &WORKSPACE.replace("Team A", "Team B"),
+    );
+    assert_eq!(
+        ok(&kubectl(&["apply", "-f", changed.to_str().unwrap()])).trim(),
+        "workspace.portcullis.dev/team-a configured"
+    );
+    assert_eq!(
+        ok(&kubectl(&[
+            "get",
+            "ws",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.displayName}"
+        ])),
+        "Team B"
+    );
+    let bad = write(
+        up.dir.path(),
+        "bad.yaml",
+        "apiVersion: portcullis.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: bad\nspec:\n  colour: red\n",
+    );
+    let out = kubectl(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.colour"),
+        "{out:?}"
+    );
+    let explained = ok(&kubectl(&["explain", "workspace"]));
+    assert!(explained.contains("KIND:       Workspace"), "{explained}");
+}
