@@ -43,16 +43,20 @@ impl Target<'_> {
     }
 }
 
+/// The stored object a request addresses, or 404.
+async fn current(app: &AppState, t: &Target<'_>) -> Result<KeyValue, ApiError> {
+    app.store
+        .get(&t.key())
+        .await
+        .map_err(|e| t.store_error(e))?
+        .ok_or_else(|| t.store_error(StoreError::NotFound(t.key())))
+}
+
 // === reads ===
 
 /// GET of one object.
 pub async fn get(app: &AppState, t: &Target<'_>) -> Result<Response, ApiError> {
-    let kv = app
-        .store
-        .get(&t.key())
-        .await
-        .map_err(|e| t.store_error(e))?
-        .ok_or_else(|| t.store_error(StoreError::NotFound(t.key())))?;
+    let kv = current(app, t).await?;
     Ok(json_response(StatusCode::OK, &stored_object(&kv)?))
 }
 
@@ -275,12 +279,7 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, ApiError> {
     let value = read_object(app, headers, body).await?;
-    let current = app
-        .store
-        .get(&t.key())
-        .await
-        .map_err(|e| t.store_error(e))?
-        .ok_or_else(|| t.store_error(StoreError::NotFound(t.key())))?;
+    let current = current(app, t).await?;
     let expected = match value
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -310,12 +309,7 @@ pub async fn patch(
     let bytes = body::read_bounded(headers, body, app.limits.max_body_bytes).await?;
     let patch_doc = body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?;
     for _ in 0..PATCH_RETRIES {
-        let current = app
-            .store
-            .get(&t.key())
-            .await
-            .map_err(|e| t.store_error(e))?
-            .ok_or_else(|| t.store_error(StoreError::NotFound(t.key())))?;
+        let current = current(app, t).await?;
         let mut doc = stored_object(&current)?;
         if media == "application/merge-patch+json" {
             json_patch::merge(&mut doc, &patch_doc);
@@ -467,12 +461,7 @@ pub async fn delete(
     } else {
         body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?
     };
-    let current = app
-        .store
-        .get(&t.key())
-        .await
-        .map_err(|e| t.store_error(e))?
-        .ok_or_else(|| t.store_error(StoreError::NotFound(t.key())))?;
+    let current = current(app, t).await?;
     let obj = stored_object(&current)?;
     let mut expected = current.mod_revision;
     if let Some(rv) = options
