@@ -165,8 +165,29 @@ fn authenticate(app: &AppState, parts: &http::request::Parts) -> Result<UserInfo
 fn authorize(app: &AppState, attrs: &RequestAttributes) -> Result<(), ApiError> {
     let decision = app.authz.authorize(attrs);
     if decision.allowed {
+        if !matches!(attrs.verb.as_str(), "get" | "list" | "watch") {
+            // An audit line for every allowed change; reads are too many to log.
+            tracing::info!(
+                user = %attrs.user.name,
+                verb = %attrs.verb,
+                resource = %attrs.resource,
+                namespace = %attrs.namespace,
+                name = %attrs.name,
+                reason = %decision.reason,
+                "allowed"
+            );
+        }
         Ok(())
     } else {
+        tracing::info!(
+            user = %attrs.user.name,
+            verb = %attrs.verb,
+            resource = %attrs.resource,
+            namespace = %attrs.namespace,
+            name = %attrs.name,
+            path = %attrs.path,
+            "forbidden"
+        );
         app.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
         Err(ApiError::forbidden(forbidden_message(attrs)))
     }
