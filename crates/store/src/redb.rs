@@ -141,13 +141,28 @@ impl RedbStore {
 
     /// Opens the store keeping the last `history` events for watches.
     pub fn open_with_history(path: &Path, history: u64) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
-                "{} is in use by another process; stop it or choose another --data-dir",
-                path.display()
-            )),
-            other => StoreError::Backend(format!("{}: {other}", path.display())),
-        })?;
+        // A store dropped a moment ago in this process may still be closing (its writer
+        // thread ends after the last handle goes): wait a little for the lock before failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::park_timeout(std::time::Duration::from_millis(20));
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(StoreError::Backend(format!(
+                        "{} is in use by another process; stop it or choose another --data-dir",
+                        path.display()
+                    )));
+                }
+                Err(other) => {
+                    return Err(StoreError::Backend(format!("{}: {other}", path.display())));
+                }
+            }
+        };
         let db = Arc::new(db);
         {
             let mut tx = db.begin_write().map_err(backend)?;
