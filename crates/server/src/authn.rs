@@ -3,6 +3,8 @@
 //! one that recognises a credential but finds it bad fails the request (401) — it never falls
 //! through to a weaker authenticator. Later issues add bearer-token authenticators (OIDC).
 
+pub mod bearer;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
