@@ -1,0 +1,67 @@
+//! OpenID Connect Discovery 1.0 §3 / RFC 8414 §2 metadata, every URL derived from the issuer.
+
+use serde_json::{Value, json};
+
+use crate::Error;
+
+/// The provider's URLs.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    pub(crate) issuer: String,
+    /// Path of the issuer without trailing slash (`""` or `/dex`).
+    pub(crate) issuer_path: String,
+    /// Issuer without trailing slash; endpoint paths are appended to it.
+    base: String,
+}
+
+impl Endpoints {
+    /// Checks the issuer (OpenID Connect Discovery 1.0 §3: `https`, no query, no fragment)
+    /// and derives the endpoint URLs.
+    pub(crate) fn for_issuer(issuer: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::Config(format!("issuer {issuer:?} {why}"));
+        let url = url::Url::parse(issuer).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" if url.host().is_some() => {}
+            "http" if loopback => {}
+            _ => return Err(bad("must be an https URL (http only on a loopback host)")),
+        }
+        if url.query().is_some() || url.fragment().is_some() || issuer.contains(['?', '#']) {
+            return Err(bad("must not have a query or fragment"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not have user information"));
+        }
+        let base = issuer.trim_end_matches('/').to_owned();
+        let issuer_path = url.path().trim_end_matches('/').to_owned();
+        Ok(Endpoints {
+            issuer: issuer.to_owned(),
+            issuer_path,
+            base,
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The discovery document: only what is implemented is advertised, plus the members the
+/// specification requires.
+pub(crate) fn document(endpoints: &Endpoints, signing_algs: &[&str]) -> Value {
+    json!({
+        "issuer": endpoints.issuer,
+        // REQUIRED by OpenID Connect Discovery 1.0 §3; served by the authorization code flow.
+        "authorization_endpoint": endpoints.url("/auth"),
+        "jwks_uri": endpoints.url("/keys"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": signing_algs,
+        "scopes_supported": ["openid"],
+    })
+}

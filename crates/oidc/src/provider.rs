@@ -1,0 +1,338 @@
+//! The provider: configuration, signing keys kept sealed in the store, and the HTTP router.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use portcullis_jose::{KeySet, KeySpec, RotationPolicy, unix_now};
+use portcullis_store::{Revision, Store, StoreError};
+
+use crate::Error;
+use crate::discovery::{self, Endpoints};
+use crate::sealing::Sealer;
+
+/// Store key of the sealed signing key set.
+pub const KEYS_STORE_KEY: &str = "/oidc/keys";
+
+/// Verifiers' clock skew the key schedule allows for (as the jose verifier's default).
+const LEEWAY_SECS: u64 = portcullis_jose::DEFAULT_LEEWAY_SECS;
+
+/// How the provider is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// The issuer identifier (OpenID Connect Discovery 1.0 §3): an `https` URL without query
+    /// or fragment, possibly with a path (`https://mgmt.example.com/dex`). Plain `http` is
+    /// accepted for loopback hosts only, for development and tests. Every endpoint URL is the
+    /// issuer followed by the endpoint's path.
+    pub issuer: String,
+    /// Kind of signing keys generated (ES256 by default).
+    pub signing_key: KeySpec,
+    /// How long each key signs before the next one takes over.
+    pub key_rotation_period: Duration,
+    /// Lifetime of ID tokens.
+    pub id_token_lifetime: Duration,
+    /// Lifetime of access tokens.
+    pub access_token_lifetime: Duration,
+}
+
+impl ProviderConfig {
+    /// A configuration for `issuer` with the defaults: ES256 keys rotated daily, one-hour ID
+    /// and access tokens.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        ProviderConfig {
+            issuer: issuer.into(),
+            signing_key: KeySpec::Es256,
+            key_rotation_period: Duration::from_secs(24 * 3600),
+            id_token_lifetime: Duration::from_secs(3600),
+            access_token_lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    fn rotation_policy(&self) -> Result<RotationPolicy, Error> {
+        let rotation_period = self.key_rotation_period.as_secs();
+        let token_lifetime = self
+            .id_token_lifetime
+            .as_secs()
+            .max(self.access_token_lifetime.as_secs());
+        if rotation_period == 0 || token_lifetime == 0 {
+            return Err(Error::Config(
+                "key rotation period and token lifetimes must be at least one second".into(),
+            ));
+        }
+        Ok(RotationPolicy {
+            spec: self.signing_key,
+            rotation_period,
+            token_lifetime,
+            leeway: LEEWAY_SECS,
+        })
+    }
+}
+
+/// The key set in use, as last read from or written to the store.
+struct LoadedKeys {
+    set: KeySet,
+    revision: Revision,
+    jwks_json: Vec<u8>,
+}
+
+impl LoadedKeys {
+    fn new(set: KeySet, revision: Revision) -> Result<Self, Error> {
+        let jwks_json = serde_json::to_vec(&set.jwks())
+            .map_err(|_| Error::Crypto("encoding the JWKS failed"))?;
+        Ok(LoadedKeys {
+            set,
+            revision,
+            jwks_json,
+        })
+    }
+}
+
+struct Inner {
+    config: ProviderConfig,
+    policy: RotationPolicy,
+    endpoints: Endpoints,
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    keys: RwLock<Arc<LoadedKeys>>,
+}
+
+/// The OpenID provider. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("issuer", &self.inner.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Provider ===
+
+impl Provider {
+    /// Starts the provider over `store`: reads its signing keys from [`KEYS_STORE_KEY`]
+    /// (sealed with AES-256-GCM under `encryption_key`), or generates and stores them on first
+    /// start, then applies any rotation that fell due while it was down.
+    ///
+    /// Fails if the issuer is not a valid issuer URL, the store fails, or the stored keys
+    /// cannot be opened with `encryption_key` (never silently replaces them).
+    pub async fn new(
+        config: ProviderConfig,
+        store: Arc<dyn Store>,
+        encryption_key: [u8; 32],
+    ) -> Result<Provider, Error> {
+        let endpoints = Endpoints::for_issuer(&config.issuer)?;
+        let policy = config.rotation_policy()?;
+        let sealer = Sealer::new(&encryption_key)?;
+        let now = unix_now();
+        let loaded = match load(&*store, &sealer, &policy).await? {
+            Some(loaded) => loaded,
+            None => {
+                let set = KeySet::generate(policy.clone(), now)?;
+                let sealed = sealer.seal(KEYS_STORE_KEY, &set.to_private_json()?)?;
+                match store.create(KEYS_STORE_KEY, sealed).await {
+                    Ok(kv) => LoadedKeys::new(set, kv.mod_revision)?,
+                    // Another replica created them first: use theirs.
+                    Err(StoreError::AlreadyExists(_)) => {
+                        load(&*store, &sealer, &policy).await?.ok_or_else(|| {
+                            Error::Config("signing keys vanished from the store".into())
+                        })?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let provider = Provider {
+            inner: Arc::new(Inner {
+                config,
+                policy,
+                endpoints,
+                store,
+                sealer,
+                keys: RwLock::new(Arc::new(loaded)),
+            }),
+        };
+        provider.rotate_keys(now).await?;
+        Ok(provider)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.inner.config
+    }
+
+    /// The path of the issuer URL without a trailing slash (`""` for `https://host`,
+    /// `"/dex"` for `https://host/dex`): where [`Provider::router`] is to be mounted.
+    pub fn issuer_path(&self) -> &str {
+        &self.inner.endpoints.issuer_path
+    }
+
+    /// The routes of the provider, relative to the issuer path:
+    /// `/.well-known/openid-configuration` and `/keys`. Mount it with
+    /// `Router::nest(provider.issuer_path(), provider.router())` (or merge it when the issuer
+    /// has no path).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/.well-known/openid-configuration", get(discovery_handler))
+            .route("/keys", get(jwks_handler))
+            .with_state(self.clone())
+    }
+
+    fn keys(&self) -> Arc<LoadedKeys> {
+        match self.inner.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn install(&self, loaded: LoadedKeys) {
+        let loaded = Arc::new(loaded);
+        match self.inner.keys.write() {
+            Ok(mut slot) => *slot = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+    }
+
+    /// The public JWKS served at `/keys`.
+    pub fn jwks(&self) -> portcullis_jose::Jwks {
+        self.keys().set.jwks()
+    }
+
+    /// Signs `claims` with the active key (compact JWS, `kid`, `typ: JWT`).
+    pub fn sign<T: serde::Serialize + ?Sized>(&self, claims: &T) -> Result<String, Error> {
+        Ok(self.keys().set.sign(claims)?)
+    }
+
+    /// The published keys as verification keys (for verifying this issuer's own tokens).
+    pub fn verification_keys(&self) -> portcullis_jose::VerificationKeys {
+        self.keys().set.verification_keys()
+    }
+
+    /// Advances the key schedule to `now` (Unix seconds): reads the stored set (another
+    /// replica may have rotated it), rotates when due and writes it back with compare-and-swap.
+    /// Returns whether the published keys changed.
+    pub async fn rotate_keys(&self, now: u64) -> Result<bool, Error> {
+        let inner = &self.inner;
+        let Some(mut loaded) = load(&*inner.store, &inner.sealer, &inner.policy).await? else {
+            return Err(Error::Config(format!(
+                "signing keys missing from the store at {KEYS_STORE_KEY}"
+            )));
+        };
+        let seen_before = self.keys().revision;
+        if !loaded.set.rotate(now)? {
+            let changed = loaded.revision != seen_before;
+            if changed {
+                self.install(loaded);
+            }
+            return Ok(changed);
+        }
+        let sealed = inner
+            .sealer
+            .seal(KEYS_STORE_KEY, &loaded.set.to_private_json()?)?;
+        match inner
+            .store
+            .update(KEYS_STORE_KEY, sealed, Some(loaded.revision))
+            .await
+        {
+            Ok(kv) => {
+                tracing::info!(
+                    active_kid = loaded.set.signing_key().kid(),
+                    "OpenID provider signing keys rotated"
+                );
+                self.install(LoadedKeys::new(loaded.set, kv.mod_revision)?);
+            }
+            // Another replica rotated at the same time: take its result.
+            Err(StoreError::Conflict { .. }) => {
+                if let Some(theirs) = load(&*inner.store, &inner.sealer, &inner.policy).await? {
+                    self.install(theirs);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(true)
+    }
+
+    /// Runs the key schedule for ever: sleeps until the next change is due (re-reading the
+    /// store at least every five minutes, for rotations made by other replicas) and rotates.
+    /// Errors are logged and retried; spawn it next to the server.
+    pub async fn run_key_rotation(self) {
+        loop {
+            let now = unix_now();
+            let due = self.keys().set.next_change_at();
+            let wait = due.saturating_sub(now).clamp(1, 300);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            if let Err(e) = self.rotate_keys(unix_now()).await {
+                tracing::warn!(error = %e, "rotating the OpenID provider signing keys failed");
+            }
+        }
+    }
+}
+
+async fn load(
+    store: &dyn Store,
+    sealer: &Sealer,
+    policy: &RotationPolicy,
+) -> Result<Option<LoadedKeys>, Error> {
+    let Some(kv) = store.get(KEYS_STORE_KEY).await? else {
+        return Ok(None);
+    };
+    let plaintext = sealer.open(KEYS_STORE_KEY, &kv.value)?;
+    let set = KeySet::from_private_json(policy.clone(), &plaintext)?;
+    Ok(Some(LoadedKeys::new(set, kv.mod_revision)?))
+}
+
+// === handlers ===
+
+async fn discovery_handler(State(provider): State<Provider>) -> Response {
+    let keys = provider.keys();
+    let algs: Vec<&'static str> = {
+        let mut algs: Vec<&'static str> = Vec::new();
+        for (key, _) in keys.set.keys() {
+            let alg = key.algorithm().as_str();
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+        algs
+    };
+    let doc = discovery::document(&provider.inner.endpoints, &algs);
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        )],
+        axum::Json(doc),
+    )
+        .into_response()
+}
+
+async fn jwks_handler(State(provider): State<Provider>) -> Response {
+    let keys = provider.keys();
+    // Verifiers may cache the set until the next change: the next key is published a full
+    // rotation period before it signs, and verifiers refetch on an unknown kid anyway.
+    let max_age = keys
+        .set
+        .next_change_at()
+        .saturating_sub(unix_now())
+        .clamp(0, 3600);
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, cache),
+        ],
+        keys.jwks_json.clone(),
+    )
+        .into_response()
+}

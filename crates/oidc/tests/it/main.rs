@@ -1,0 +1,12 @@
+//! Integration tests of portcullis-oidc: the router on a loopback listener, driven by the
+//! `openidconnect` relying-party crate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod discovery;
+mod keys;
+mod support;
