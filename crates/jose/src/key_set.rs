@@ -185,6 +185,15 @@ impl KeySet {
         self.active.sign(claims)
     }
 
+    /// Signs `claims` with the active key and the given `typ` header.
+    pub fn sign_with_typ<T: Serialize + ?Sized>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, Error> {
+        self.active.sign_with_typ(typ, claims)
+    }
+
     /// Every key with its state: active, next, then retired.
     pub fn keys(&self) -> Vec<(&SigningKey, KeyState)> {
         let mut keys = vec![

@@ -206,6 +206,16 @@ impl SigningKey {
 
     /// Signs `claims` (any JSON object) as a compact JWS with header `{alg, kid, typ: JWT}`.
     pub fn sign<T: Serialize + ?Sized>(&self, claims: &T) -> Result<String, Error> {
+        self.sign_with_typ("JWT", claims)
+    }
+
+    /// Signs `claims` with header `{alg, kid, typ}`, e.g. `typ: at+jwt` for access tokens
+    /// (RFC 9068 §2.1), so that one kind of token cannot pass for another.
+    pub fn sign_with_typ<T: Serialize + ?Sized>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, Error> {
         let payload = serde_json::to_vec(claims).map_err(|e| Error::Sign(e.to_string()))?;
         if !payload.starts_with(b"{") {
             return Err(Error::Sign("JWT claims must be a JSON object".into()));
@@ -213,7 +223,7 @@ impl SigningKey {
         let header = serde_json::json!({
             "alg": self.algorithm().as_str(),
             "kid": self.kid(),
-            "typ": "JWT",
+            "typ": typ,
         });
         let header = serde_json::to_vec(&header).map_err(|e| Error::Sign(e.to_string()))?;
         let mut token = b64(&header);

@@ -36,6 +36,8 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
     /// The algorithm of its signature.
     pub algorithm: Algorithm,
+    /// The `typ` header (`JWT`, `at+jwt`, …), if present.
+    pub typ: Option<String>,
     /// `iss`, equal to the verifier's issuer.
     pub issuer: String,
     /// `sub`, if present.
@@ -122,6 +124,11 @@ impl Verifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(Error::Malformed("kid is not a string")),
         };
+        let typ = match header.get("typ") {
+            None => None,
+            Some(Value::String(typ)) => Some(typ.clone()),
+            Some(_) => return Err(Error::Malformed("typ is not a string")),
+        };
         let key = keys.select(kid)?;
         if key.algorithm() != alg {
             return Err(Error::AlgorithmMismatch {
@@ -150,7 +157,9 @@ impl Verifier {
         }
 
         let claims = decode_object(payload_b64, "payload is not a base64url JSON object")?;
-        self.check_claims(claims, kid, alg, now)
+        let mut verified = self.check_claims(claims, kid, alg, now)?;
+        verified.typ = typ;
+        Ok(verified)
     }
 
     fn check_claims(
@@ -205,6 +214,7 @@ impl Verifier {
             claims: Value::Object(claims),
             kid: kid.map(str::to_owned),
             algorithm,
+            typ: None,
             issuer,
             subject,
             audiences,

@@ -22,6 +22,15 @@ fn accepts_a_good_token() {
     assert_eq!(verified.expires_at, NOW + 3600);
     assert_eq!(verified.issued_at, NOW);
     assert_eq!(verified.claim_str("sub"), Some("alice"));
+    assert_eq!(verified.typ.as_deref(), Some("JWT"));
+}
+
+#[test]
+fn reports_the_typ_header() {
+    let key = es256();
+    let token = key.sign_with_typ("at+jwt", &claims()).unwrap();
+    let verified = verifier().verify(&token, &keys_of(&[&key]), NOW).unwrap();
+    assert_eq!(verified.typ.as_deref(), Some("at+jwt"));
 }
 
 #[test]
