@@ -30,6 +30,9 @@ pub struct Config {
     pub max_json_depth: usize,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Audience (`aud`) that ID tokens presented to the management API must carry: the
+    /// client id of the portcullis CLI and dashboard.
+    pub api_audience: String,
     /// Store events kept so that watches can resume from an older resourceVersion (embedded
     /// stores; etcd keeps its own history until compaction).
     pub watch_history: u64,
@@ -71,6 +74,7 @@ impl Default for Config {
             max_json_depth: 64,
             shutdown_grace_seconds: 20,
             watch_history: 10_000,
+            api_audience: "portcullis".into(),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use crate::api::{self, AppState, Limits};
+use crate::authn::bearer::{BearerToken, ClaimMapping, KeySource};
 use crate::authn::{AuthenticatorChain, ClientCertificate, ConnectionInfo};
 use crate::authz::AdminsOnly;
 use crate::config::{Config, StoreConfig};
@@ -47,8 +48,12 @@ pub struct Running {
     pub admin_kubeconfig: PathBuf,
     /// True when this start created `admin.conf`.
     pub admin_kubeconfig_created: bool,
+    /// The OpenID provider (issuer) of this management plane.
+    pub provider: portcullis_oidc::Provider,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
+    /// Background loops (key rotation, …), stopped at shutdown.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,6 +61,9 @@ impl Running {
     pub async fn shutdown(mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        for b in &self.background {
+            b.abort();
         }
         self.task.await.context("server task panicked")?
     }
@@ -117,15 +125,30 @@ pub async fn start(config: Config) -> Result<Running> {
             .write_private(&admin_kubeconfig)?;
     }
     let tls_config = tls::server_config(&pki)?;
-    let _encryption_key = crate::secrets::load_or_create(&config.data_dir)?;
+    let encryption_key = crate::secrets::load_or_create(&config.data_dir)?;
     let store = open_store(&config).await?;
+    let provider = portcullis_oidc::Provider::new(
+        portcullis_oidc::ProviderConfig::new(url.clone()),
+        store.clone(),
+        encryption_key.0,
+    )
+    .await
+    .context("starting the OpenID provider")?;
+    let rotation = tokio::spawn(provider.clone().run_key_rotation());
+    let bearer = BearerToken::new(
+        portcullis_jose::Verifier::new(url.clone(), config.api_audience.clone()),
+        Arc::new(ProviderKeys(provider.clone())),
+        ClaimMapping::default(),
+    );
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
     let state = AppState {
         store,
-        authn: AuthenticatorChain::default().with(ClientCertificate),
+        authn: AuthenticatorChain::default()
+            .with(ClientCertificate)
+            .with(bearer),
         authz: Arc::new(AdminsOnly),
         registry: Arc::new(kinds::registry()),
         metrics: metrics.clone(),
@@ -136,7 +159,11 @@ pub async fn start(config: Config) -> Result<Running> {
         ready: ready.clone(),
         stopping: stopping_rx,
     };
-    let router = api::app(state);
+    // The issuer's endpoints live under its path (`https://host/dex` → `/dex/...`).
+    let router = match provider.issuer_path() {
+        "" => api::app(state).merge(provider.router()),
+        path => api::app(state).nest(path, provider.router()),
+    };
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(accept_loop(
@@ -156,8 +183,10 @@ pub async fn start(config: Config) -> Result<Running> {
         ca_path: pki.ca_path,
         admin_kubeconfig,
         admin_kubeconfig_created,
+        provider,
         shutdown: Some(tx),
         task,
+        background: vec![rotation],
     })
 }
 
@@ -241,4 +270,13 @@ async fn accept_loop(
         }
     }
     Ok(())
+}
+
+/// The in-process issuer's published keys, for verifying its own tokens.
+struct ProviderKeys(portcullis_oidc::Provider);
+
+impl KeySource for ProviderKeys {
+    fn keys(&self) -> Arc<portcullis_jose::VerificationKeys> {
+        Arc::new(self.0.verification_keys())
+    }
 }

@@ -7,5 +7,6 @@
 )]
 
 mod api;
+mod oidc;
 mod support;
 mod tls_and_authn;
