@@ -56,12 +56,23 @@ impl Endpoints {
 pub(crate) fn document(endpoints: &Endpoints, signing_algs: &[&str]) -> Value {
     json!({
         "issuer": endpoints.issuer,
-        // REQUIRED by OpenID Connect Discovery 1.0 §3; served by the authorization code flow.
         "authorization_endpoint": endpoints.url("/auth"),
+        "token_endpoint": endpoints.url("/token"),
+        "userinfo_endpoint": endpoints.url("/userinfo"),
         "jwks_uri": endpoints.url("/keys"),
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algs,
-        "scopes_supported": ["openid"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": crate::authorize::SCOPES,
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr",
+            "email", "email_verified", "name", "preferred_username", "groups",
+        ],
+        // RFC 9207: the authorization response carries iss.
+        "authorization_response_iss_parameter_supported": true,
     })
 }

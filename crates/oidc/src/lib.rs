@@ -4,12 +4,27 @@
 //! store, sealed with AES-256-GCM under the data-encryption key; [`Provider::router`] serves
 //! discovery (`/.well-known/openid-configuration`) and the JWKS (`/keys`) relative to the
 //! issuer's path; [`Provider::run_key_rotation`] keeps the key schedule.
+//!
+//! The authorization code flow: `/auth` checks the request (registered client, exact
+//! `redirect_uri`, `response_type=code`, the `openid` scope, PKCE S256 — required for public
+//! clients, `plain` refused) and shows a login form for local `User`s (argon2id); a login
+//! redirects with a single-use code valid 60 s, bound to client, redirect URI and PKCE
+//! challenge; `/token` redeems it (client authentication `client_secret_basic`,
+//! `client_secret_post`, or none for public clients) for an ID token and an RFC 9068 JWT
+//! access token; `/userinfo` answers for that access token. Clients and users are read from
+//! the store keys the management API writes (`/registry/portcullis.dev/{clients,users}/NAME`).
 #![deny(missing_docs)]
 
+mod authorize;
 mod discovery;
 mod error;
+mod grants;
+mod login_page;
 mod provider;
+mod registry;
 mod sealing;
+mod token;
+mod userinfo;
 
 pub use error::Error;
 pub use provider::{KEYS_STORE_KEY, Provider, ProviderConfig};

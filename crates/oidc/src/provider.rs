@@ -13,10 +13,14 @@ use portcullis_store::{Revision, Store, StoreError};
 
 use crate::Error;
 use crate::discovery::{self, Endpoints};
+use crate::grants::Grants;
 use crate::sealing::Sealer;
 
 /// Store key of the sealed signing key set.
 pub const KEYS_STORE_KEY: &str = "/oidc/keys";
+
+/// Largest request body accepted (login form, token request).
+const MAX_BODY_LEN: usize = 16 * 1024;
 
 /// Verifiers' clock skew the key schedule allows for (as the jose verifier's default).
 const LEEWAY_SECS: u64 = portcullis_jose::DEFAULT_LEEWAY_SECS;
@@ -77,6 +81,7 @@ struct LoadedKeys {
     set: KeySet,
     revision: Revision,
     jwks_json: Vec<u8>,
+    verification_keys: portcullis_jose::VerificationKeys,
 }
 
 impl LoadedKeys {
@@ -84,6 +89,7 @@ impl LoadedKeys {
         let jwks_json = serde_json::to_vec(&set.jwks())
             .map_err(|_| Error::Crypto("encoding the JWKS failed"))?;
         Ok(LoadedKeys {
+            verification_keys: set.verification_keys(),
             set,
             revision,
             jwks_json,
@@ -98,6 +104,7 @@ struct Inner {
     store: Arc<dyn Store>,
     sealer: Sealer,
     keys: RwLock<Arc<LoadedKeys>>,
+    grants: Grants,
 }
 
 /// The OpenID provider. Cheap to clone; clones share state.
@@ -157,6 +164,7 @@ impl Provider {
                 store,
                 sealer,
                 keys: RwLock::new(Arc::new(loaded)),
+                grants: Grants::default(),
             }),
         };
         provider.rotate_keys(now).await?;
@@ -175,13 +183,23 @@ impl Provider {
     }
 
     /// The routes of the provider, relative to the issuer path:
-    /// `/.well-known/openid-configuration` and `/keys`. Mount it with
+    /// `/.well-known/openid-configuration`, `/keys`, `/auth` (GET: login page), `/auth/login`
+    /// (POST: login form), `/token` (POST) and `/userinfo` (GET, POST). Mount it with
     /// `Router::nest(provider.issuer_path(), provider.router())` (or merge it when the issuer
     /// has no path).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/.well-known/openid-configuration", get(discovery_handler))
             .route("/keys", get(jwks_handler))
+            .route("/auth", get(crate::authorize::authorize))
+            .route("/auth/login", axum::routing::post(crate::authorize::login))
+            .route("/token", axum::routing::post(crate::token::token))
+            .route(
+                "/userinfo",
+                get(crate::userinfo::userinfo).post(crate::userinfo::userinfo),
+            )
+            // Every form and token request is small; bound bodies well below axum's 2 MB.
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_LEN))
             .with_state(self.clone())
     }
 
@@ -212,7 +230,53 @@ impl Provider {
 
     /// The published keys as verification keys (for verifying this issuer's own tokens).
     pub fn verification_keys(&self) -> portcullis_jose::VerificationKeys {
-        self.keys().set.verification_keys()
+        self.keys().verification_keys.clone()
+    }
+
+    /// Signs with the active key and a `typ` header; returns the token and its algorithm.
+    pub(crate) fn sign_typed(
+        &self,
+        typ: &str,
+        claims: &serde_json::Value,
+    ) -> Result<(String, portcullis_jose::Algorithm), Error> {
+        let keys = self.keys();
+        let token = keys.set.sign_with_typ(typ, claims)?;
+        Ok((token, keys.set.signing_key().algorithm()))
+    }
+
+    /// Verifies an access token of this issuer (RFC 9068: `typ: at+jwt`, audience the issuer).
+    pub(crate) fn verify_access_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<portcullis_jose::VerifiedToken, Error> {
+        let issuer = &self.inner.config.issuer;
+        let verified = portcullis_jose::Verifier::new(issuer.clone(), issuer.clone()).verify(
+            token,
+            &self.keys().verification_keys,
+            now,
+        )?;
+        if verified.typ.as_deref() != Some(crate::token::ACCESS_TOKEN_TYP) {
+            return Err(Error::Config("not an access token".into()));
+        }
+        Ok(verified)
+    }
+
+    /// Algorithm of the active signing key.
+    pub(crate) fn signing_algorithm(&self) -> portcullis_jose::Algorithm {
+        self.keys().set.signing_key().algorithm()
+    }
+
+    pub(crate) fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    pub(crate) fn grants(&self) -> &Grants {
+        &self.inner.grants
     }
 
     /// Advances the key schedule to `now` (Unix seconds): reads the stored set (another

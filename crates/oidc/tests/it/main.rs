@@ -8,5 +8,6 @@
 )]
 
 mod discovery;
+mod flow;
 mod keys;
 mod support;

@@ -1,0 +1,126 @@
+//! In-flight authorization requests and authorization codes, held in memory, bounded, keyed
+//! by the SHA-256 of their random handle (the handle itself is never kept).
+//!
+//! Both live for seconds to minutes; a restart only interrupts logins in progress.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::Error;
+
+/// How long a login page stays usable.
+pub(crate) const PENDING_LIFETIME_SECS: u64 = 600;
+/// Authorization code lifetime (RFC 6749 §4.1.2 recommends at most ten minutes; the issue
+/// asks for at most 60 s).
+pub(crate) const CODE_LIFETIME_SECS: u64 = 60;
+/// Most in-flight requests and codes held; beyond it new logins are refused until some expire.
+const MAX_ENTRIES: usize = 10_000;
+
+/// The parameters of an authorization request, checked, waiting for the user to log in.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAuthorization {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) scopes: Vec<String>,
+    /// PKCE S256 challenge (RFC 7636 §4.2).
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) expires_at: u64,
+}
+
+/// Who logged in, as the ID token and userinfo describe them.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) subject: String,
+    pub(crate) username: String,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) email_verified: bool,
+    pub(crate) groups: Vec<String>,
+}
+
+/// What an authorization code stands for.
+#[derive(Debug, Clone)]
+pub(crate) struct CodeGrant {
+    pub(crate) request: PendingAuthorization,
+    pub(crate) identity: Identity,
+    pub(crate) auth_time: u64,
+    pub(crate) expires_at: u64,
+}
+
+type Handle = [u8; 32];
+
+#[derive(Default)]
+pub(crate) struct Grants {
+    pending: Mutex<HashMap<Handle, PendingAuthorization>>,
+    codes: Mutex<HashMap<Handle, CodeGrant>>,
+}
+
+/// A fresh 256-bit random value, base64url.
+pub(crate) fn random_token() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Crypto("no randomness"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn handle(token: &str) -> Handle {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn insert<T>(
+    map: &Mutex<HashMap<Handle, T>>,
+    value: T,
+    now: u64,
+    expires: impl Fn(&T) -> u64,
+) -> Result<String, Error> {
+    let token = random_token()?;
+    let mut map = map.lock().map_err(|_| Error::Crypto("lock poisoned"))?;
+    if map.len() >= MAX_ENTRIES {
+        map.retain(|_, v| expires(v) > now);
+        if map.len() >= MAX_ENTRIES {
+            return Err(Error::Busy);
+        }
+    }
+    map.insert(handle(&token), value);
+    Ok(token)
+}
+
+impl Grants {
+    pub(crate) fn insert_pending(
+        &self,
+        request: PendingAuthorization,
+        now: u64,
+    ) -> Result<String, Error> {
+        insert(&self.pending, request, now, |p| p.expires_at)
+    }
+
+    /// The pending request, if it exists and has not expired.
+    pub(crate) fn pending(&self, id: &str, now: u64) -> Option<PendingAuthorization> {
+        let map = self.pending.lock().ok()?;
+        map.get(&handle(id)).filter(|p| p.expires_at > now).cloned()
+    }
+
+    /// Removes and returns the pending request (a login completes it once).
+    pub(crate) fn take_pending(&self, id: &str, now: u64) -> Option<PendingAuthorization> {
+        let mut map = self.pending.lock().ok()?;
+        map.remove(&handle(id)).filter(|p| p.expires_at > now)
+    }
+
+    pub(crate) fn insert_code(&self, grant: CodeGrant, now: u64) -> Result<String, Error> {
+        insert(&self.codes, grant, now, |c| c.expires_at)
+    }
+
+    /// Removes and returns the grant of `code`: a code is redeemed at most once (RFC 6749
+    /// §4.1.2), whether this attempt succeeds or not.
+    pub(crate) fn take_code(&self, code: &str, now: u64) -> Option<CodeGrant> {
+        let mut map = self.codes.lock().ok()?;
+        map.remove(&handle(code)).filter(|c| c.expires_at > now)
+    }
+}
