@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_jose::unix_now;
 use portcullis_model::GrantType;
 
 use crate::grants::{
@@ -209,7 +208,7 @@ pub(crate) async fn authorize(
         return fail("login_required", "the user is not logged in");
     }
 
-    let now = unix_now();
+    let now = provider.now();
     let pending = PendingAuthorization {
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
@@ -249,7 +248,7 @@ pub(crate) async fn login(
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
     let get = |name: &str| params.get(name).map(String::as_str);
-    let now = unix_now();
+    let now = provider.now();
     let expired = || {
         error_page(
             StatusCode::BAD_REQUEST,

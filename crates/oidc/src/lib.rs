@@ -27,4 +27,4 @@ mod token;
 mod userinfo;
 
 pub use error::Error;
-pub use provider::{KEYS_STORE_KEY, Provider, ProviderConfig};
+pub use provider::{Clock, KEYS_STORE_KEY, Provider, ProviderConfig};

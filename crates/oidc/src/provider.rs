@@ -76,12 +76,15 @@ impl ProviderConfig {
     }
 }
 
+/// The time source, as Unix seconds; the system clock unless a test injects another.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// The key set in use, as last read from or written to the store.
 struct LoadedKeys {
     set: KeySet,
     revision: Revision,
     jwks_json: Vec<u8>,
-    verification_keys: portcullis_jose::VerificationKeys,
+    verification_keys: Arc<portcullis_jose::VerificationKeys>,
 }
 
 impl LoadedKeys {
@@ -89,7 +92,7 @@ impl LoadedKeys {
         let jwks_json = serde_json::to_vec(&set.jwks())
             .map_err(|_| Error::Crypto("encoding the JWKS failed"))?;
         Ok(LoadedKeys {
-            verification_keys: set.verification_keys(),
+            verification_keys: Arc::new(set.verification_keys()),
             set,
             revision,
             jwks_json,
@@ -105,6 +108,7 @@ struct Inner {
     sealer: Sealer,
     keys: RwLock<Arc<LoadedKeys>>,
     grants: Grants,
+    clock: Clock,
 }
 
 /// The OpenID provider. Cheap to clone; clones share state.
@@ -135,10 +139,20 @@ impl Provider {
         store: Arc<dyn Store>,
         encryption_key: [u8; 32],
     ) -> Result<Provider, Error> {
+        Self::with_clock(config, store, encryption_key, Arc::new(unix_now)).await
+    }
+
+    /// [`Provider::new`] with an injected clock (for tests of expiry and rotation).
+    pub async fn with_clock(
+        config: ProviderConfig,
+        store: Arc<dyn Store>,
+        encryption_key: [u8; 32],
+        clock: Clock,
+    ) -> Result<Provider, Error> {
         let endpoints = Endpoints::for_issuer(&config.issuer)?;
         let policy = config.rotation_policy()?;
         let sealer = Sealer::new(&encryption_key)?;
-        let now = unix_now();
+        let now = clock();
         let loaded = match load(&*store, &sealer, &policy).await? {
             Some(loaded) => loaded,
             None => {
@@ -165,6 +179,7 @@ impl Provider {
                 sealer,
                 keys: RwLock::new(Arc::new(loaded)),
                 grants: Grants::default(),
+                clock,
             }),
         };
         provider.rotate_keys(now).await?;
@@ -230,7 +245,18 @@ impl Provider {
 
     /// The published keys as verification keys (for verifying this issuer's own tokens).
     pub fn verification_keys(&self) -> portcullis_jose::VerificationKeys {
-        self.keys().verification_keys.clone()
+        (*self.keys().verification_keys).clone()
+    }
+
+    /// The published keys as verification keys, shared: no copy per call (for the
+    /// management API's bearer-token authenticator, on every request).
+    pub fn shared_verification_keys(&self) -> Arc<portcullis_jose::VerificationKeys> {
+        Arc::clone(&self.keys().verification_keys)
+    }
+
+    /// The current time of the provider's clock, Unix seconds.
+    pub(crate) fn now(&self) -> u64 {
+        (self.inner.clock)()
     }
 
     /// Signs with the active key and a `typ` header; returns the token and its algorithm.
@@ -328,11 +354,11 @@ impl Provider {
     /// Errors are logged and retried; spawn it next to the server.
     pub async fn run_key_rotation(self) {
         loop {
-            let now = unix_now();
+            let now = self.now();
             let due = self.keys().set.next_change_at();
             let wait = due.saturating_sub(now).clamp(1, 300);
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            if let Err(e) = self.rotate_keys(unix_now()).await {
+            if let Err(e) = self.rotate_keys(self.now()).await {
                 tracing::warn!(error = %e, "rotating the OpenID provider signing keys failed");
             }
         }
@@ -384,7 +410,7 @@ async fn jwks_handler(State(provider): State<Provider>) -> Response {
     let max_age = keys
         .set
         .next_change_at()
-        .saturating_sub(unix_now())
+        .saturating_sub(provider.now())
         .clamp(0, 3600);
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use portcullis_jose::{Algorithm, unix_now};
+use portcullis_jose::Algorithm;
 use portcullis_model::{Client, GrantType};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
@@ -158,8 +158,16 @@ async fn authenticate(
 pub(crate) async fn token(
     State(provider): State<Provider>,
     headers: HeaderMap,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // RFC 6749 §3.2: a form-encoded POST; anything else is an OAuth error, not axum's text.
+    let Ok(Form(pairs)) = form else {
+        return oauth_error(
+            "invalid_request",
+            "the token request must be an application/x-www-form-urlencoded POST",
+        )
+        .into_response();
+    };
     match token_inner(&provider, &headers, pairs).await {
         Ok(body) => (StatusCode::OK, no_store(), axum::Json(body)).into_response(),
         Err(e) => e.into_response(),
@@ -193,7 +201,7 @@ async fn token_inner(
     let code = params
         .get("code")
         .ok_or_else(|| oauth_error("invalid_request", "code is missing"))?;
-    let now = unix_now();
+    let now = provider.now();
     let invalid = || {
         oauth_error(
             "invalid_grant",

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_jose::unix_now;
 use serde_json::{Map, Value, json};
 
 use crate::grants::Identity;
@@ -43,7 +42,7 @@ pub(crate) async fn userinfo(State(provider): State<Provider>, headers: HeaderMa
         )
             .into_response();
     };
-    let Ok(verified) = provider.verify_access_token(token, unix_now()) else {
+    let Ok(verified) = provider.verify_access_token(token, provider.now()) else {
         return invalid_token("the access token is invalid or expired");
     };
     let Some(username) = verified.claim_str("preferred_username") else {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
@@ -33,6 +34,10 @@ async fn put(store: &Arc<dyn Store>, key: String, value: &impl serde::Serialize)
 /// A provider at a path-prefixed issuer with a public client `kubectl`, a confidential client
 /// `dashboard` and a local user `alice`.
 async fn provider() -> Served {
+    provider_with_clock(Arc::new(portcullis_jose::unix_now)).await
+}
+
+async fn provider_with_clock(clock: portcullis_oidc::Clock) -> Served {
     use argon2::PasswordHasher as _;
     let store = memory_store();
     let kubectl = Client::new(
@@ -70,7 +75,24 @@ async fn provider() -> Served {
     put(&store, format!("{base}/clients/kubectl"), &kubectl).await;
     put(&store, format!("{base}/clients/dashboard"), &dashboard).await;
     put(&store, format!("{base}/users/alice"), &alice).await;
-    Served::start("/dex", store).await
+    Served::start_full("/dex", store, |c| c, clock).await
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicU64>);
+
+impl TestClock {
+    fn new() -> Self {
+        TestClock(Arc::new(AtomicU64::new(portcullis_jose::unix_now())))
+    }
+    fn clock(&self) -> portcullis_oidc::Clock {
+        let now = Arc::clone(&self.0);
+        Arc::new(move || now.load(Ordering::SeqCst))
+    }
+    fn advance(&self, seconds: u64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
 }
 
 fn rp(
@@ -560,5 +582,124 @@ async fn userinfo_refuses_an_id_token() {
         .unwrap()
         .status();
     assert_eq!(status, 401);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn expired_code_is_refused() {
+    let clock = TestClock::new();
+    let served = provider_with_clock(clock.clock()).await;
+    let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
+    let started = rp.start(true);
+    let callback = login(&served, &started.url, "alice", PASSWORD).await;
+    clock.advance(60);
+    let err = rp
+        .exchange(&callback["code"], started.verifier)
+        .await
+        .unwrap_err();
+    assert_eq!(err, CoreErrorResponseType::InvalidGrant);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn code_used_within_its_lifetime_works() {
+    let clock = TestClock::new();
+    let served = provider_with_clock(clock.clock()).await;
+    let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
+    let started = rp.start(true);
+    let callback = login(&served, &started.url, "alice", PASSWORD).await;
+    clock.advance(59);
+    rp.exchange(&callback["code"], started.verifier)
+        .await
+        .unwrap();
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn expired_login_page_is_refused() {
+    let clock = TestClock::new();
+    let served = provider_with_clock(clock.clock()).await;
+    let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
+    let browser = browser();
+    let page = browser
+        .get(rp.start(true).url.as_str())
+        .send()
+        .await
+        .unwrap();
+    let request = hidden_request(&page.text().await.unwrap());
+    clock.advance(600);
+    let response = browser
+        .post(format!("{}/auth/login", served.issuer))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("request", &request),
+            ("login", "alice"),
+            ("password", PASSWORD),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn expired_access_token_is_refused_by_userinfo() {
+    let clock = TestClock::new();
+    let served = provider_with_clock(clock.clock()).await;
+    let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
+    let started = rp.start(true);
+    let callback = login(&served, &started.url, "alice", PASSWORD).await;
+    let tokens = rp
+        .exchange(&callback["code"], started.verifier)
+        .await
+        .unwrap();
+    clock.advance(3600 + 60);
+    let status = reqwest::Client::new()
+        .get(format!("{}/userinfo", served.issuer))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn token_request_that_is_not_a_form_gets_an_oauth_error() {
+    let served = provider().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", served.issuer))
+        .header("content-type", "application/json")
+        .body(r#"{"grant_type":"authorization_code"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_token_parameters_are_refused() {
+    let served = provider().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", served.issuer))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "kubectl"),
+            ("code", "a"),
+            ("code", "b"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
     served.stop().await;
 }

@@ -61,10 +61,21 @@ impl Served {
         store: Arc<dyn Store>,
         configure: impl FnOnce(ProviderConfig) -> ProviderConfig,
     ) -> Served {
+        Self::start_full(path, store, configure, Arc::new(portcullis_jose::unix_now)).await
+    }
+
+    pub async fn start_full(
+        path: &str,
+        store: Arc<dyn Store>,
+        configure: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        clock: portcullis_oidc::Clock,
+    ) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}{path}", listener.local_addr().unwrap());
         let config = configure(ProviderConfig::new(issuer.clone()));
-        let provider = Provider::new(config, store, ENCRYPTION_KEY).await.unwrap();
+        let provider = Provider::with_clock(config, store, ENCRYPTION_KEY, clock)
+            .await
+            .unwrap();
         // Mounted under the issuer's path, as the server does.
         let app = if provider.issuer_path().is_empty() {
             provider.router()
