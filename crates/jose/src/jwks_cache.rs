@@ -115,12 +115,17 @@ impl JwksCache {
                 refreshed?;
             }
         }
-        match verifier.verify(token, &self.keys(), now) {
+        let keys = self.keys();
+        match verifier.verify(token, &keys, now) {
             Err(Error::UnknownKid(kid)) => {
-                if self.refresh(now).await.unwrap_or(false) {
-                    verifier.verify(token, &self.keys(), now)
-                } else {
+                let _ = self.refresh(now).await;
+                // New keys, whether this call fetched them or a concurrent one did while this
+                // one waited (its own refresh then being rate-limited).
+                let fresh = self.keys();
+                if Arc::ptr_eq(&keys, &fresh) {
                     Err(Error::UnknownKid(kid))
+                } else {
+                    verifier.verify(token, &fresh, now)
                 }
             }
             result => result,

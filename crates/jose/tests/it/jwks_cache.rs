@@ -130,3 +130,38 @@ async fn stale_keys_are_refetched_after_max_age() {
     cache.verify(&verifier(), &token, NOW + 600).await.unwrap();
     assert_eq!(issuer.fetches(), 2);
 }
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_fetch_and_all_succeed() {
+    let issuer = FakeIssuer::default();
+    let old = es256();
+    issuer.publish(&[&old]);
+    let slow = issuer.clone();
+    // The fetch yields once, so the second verification waits on the first one's fetch.
+    let cache = JwksCache::new(
+        move || {
+            let issuer = slow.clone();
+            async move {
+                tokio::task::yield_now().await;
+                issuer.fetches.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Error>(issuer.jwks.lock().unwrap().clone())
+            }
+        },
+        30,
+    );
+    cache
+        .verify(&verifier(), &old.sign(&claims()).unwrap(), NOW)
+        .await
+        .unwrap();
+    let new = es256();
+    issuer.publish(&[&old, &new]);
+    let token = new.sign(&claims()).unwrap();
+    let v = verifier();
+    let (a, b) = tokio::join!(
+        cache.verify(&v, &token, NOW + 31),
+        cache.verify(&v, &token, NOW + 31)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(issuer.fetches(), 2);
+}
