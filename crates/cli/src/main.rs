@@ -293,6 +293,7 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
         }
         None => {}
     }
+    let stop = shutdown_signal()?;
     let running = portcullis_server::start(config)
         .await
         .context("starting portcullis")?;
@@ -314,30 +315,21 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
     );
     println!("  try:              kubectl --kubeconfig {kubeconfig} get workspaces");
     println!("                    portcullis --help");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// Registers SIGTERM and Ctrl-C handlers now (before the server announces itself, so a
+/// supervisor's SIGTERM right after start is handled), and resolves when either arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }

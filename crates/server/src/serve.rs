@@ -277,6 +277,6 @@ struct ProviderKeys(portcullis_oidc::Provider);
 
 impl KeySource for ProviderKeys {
     fn keys(&self) -> Arc<portcullis_jose::VerificationKeys> {
-        Arc::new(self.0.verification_keys())
+        self.0.shared_verification_keys()
     }
 }

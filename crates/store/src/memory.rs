@@ -176,7 +176,7 @@ impl Store for MemoryStore {
             paging::Cursor::start(prefix, options.continue_token.as_deref(), state.revision)?;
         let candidates = state
             .data
-            .range::<str, _>((cursor.lower_bound(), std::ops::Bound::Unbounded))
+            .range::<str, _>((cursor.lower_bound(prefix), std::ops::Bound::Unbounded))
             .map(|(_, kv)| kv)
             .take_while(|kv| kv.key.starts_with(prefix));
         Ok(paging::page(prefix, &cursor, candidates, &options))

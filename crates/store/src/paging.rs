@@ -59,11 +59,12 @@ impl Cursor {
         })
     }
 
-    /// Lower bound of the key range of the page.
-    pub(crate) fn lower_bound(&self) -> std::ops::Bound<&str> {
+    /// Lower bound of the key range of the page: after the previous page's last key, or the
+    /// prefix itself on the first page (keys before it belong to other lists).
+    pub(crate) fn lower_bound<'a>(&'a self, prefix: &'a str) -> std::ops::Bound<&'a str> {
         match &self.after {
             Some(k) => std::ops::Bound::Excluded(k.as_str()),
-            None => std::ops::Bound::Unbounded,
+            None => std::ops::Bound::Included(prefix),
         }
     }
 

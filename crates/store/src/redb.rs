@@ -432,7 +432,10 @@ impl Store for RedbStore {
                 let kv = tx.open_table(KV).map_err(backend)?;
                 let mut out = Vec::new();
                 for item in kv
-                    .range::<&str>((cursor.lower_bound(), std::ops::Bound::Unbounded))
+                    .range::<&str>((
+                        cursor.lower_bound(prefix_owned.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
                     .map_err(backend)?
                 {
                     let (k, v) = item.map_err(backend)?;
