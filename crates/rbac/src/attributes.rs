@@ -1,0 +1,39 @@
+//! What a request asks, and the answer.
+
+use std::collections::BTreeMap;
+
+/// Request attributes, as kube-apiserver's `authorizer.Attributes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// User name (`system:serviceaccount:NS:NAME` for service accounts).
+    pub user: String,
+    /// Groups, used verbatim.
+    pub groups: Vec<String>,
+    /// Extra attributes (not used by RBAC, carried for reviews).
+    pub extra: BTreeMap<String, Vec<String>>,
+    /// The verb.
+    pub verb: String,
+    /// True for resource requests, false for non-resource paths.
+    pub resource_request: bool,
+    /// API group (`""` for core).
+    pub api_group: String,
+    /// Resource (plural).
+    pub resource: String,
+    /// Subresource.
+    pub subresource: String,
+    /// Namespace (`""`: cluster scope).
+    pub namespace: String,
+    /// Object name (`""`: a collection).
+    pub name: String,
+    /// Non-resource path.
+    pub path: String,
+}
+
+/// The answer, with kube-apiserver's reason string when allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed?
+    pub allowed: bool,
+    /// `RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "y" to User "z"`, or empty.
+    pub reason: String,
+}

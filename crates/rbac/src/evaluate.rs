@@ -1,0 +1,129 @@
+//! The reference evaluator: a linear scan over every binding, written to be obviously the
+//! same as kube-apiserver's RBAC authorizer (`VisitRulesFor` + `RuleAllows`). Faster
+//! evaluators must agree with it on every request.
+
+use crate::v1::{PolicyRule, Subject};
+use crate::{Attributes, Decision, Policy};
+
+/// Decides `a` against `policy`. Denials carry no reason; an allow names the first binding
+/// found to grant it, as the apiserver's reason string does.
+pub fn authorize(policy: &Policy, a: &Attributes) -> Decision {
+    // ClusterRoleBindings grant everywhere.
+    for (name, b) in &policy.cluster_role_bindings {
+        let Some(subject) = b.subjects.iter().find(|s| applies_to(s, a, "")) else {
+            continue;
+        };
+        let Some(rules) = policy.role_rules("", &b.role_ref.kind, &b.role_ref.name) else {
+            continue; // a binding to a missing role grants nothing
+        };
+        if rules.iter().any(|r| rule_allows(r, a)) {
+            return allowed(format!(
+                "ClusterRoleBinding {name:?} of ClusterRole {:?} to {}",
+                b.role_ref.name,
+                describe(subject)
+            ));
+        }
+    }
+    // RoleBindings grant only in their namespace; cluster-scoped requests see none.
+    if a.namespace.is_empty() {
+        return Decision::default();
+    }
+    for ((ns, name), b) in policy
+        .role_bindings
+        .range((a.namespace.clone(), String::new())..)
+    {
+        if *ns != a.namespace {
+            break;
+        }
+        let Some(subject) = b.subjects.iter().find(|s| applies_to(s, a, ns)) else {
+            continue;
+        };
+        let Some(rules) = policy.role_rules(ns, &b.role_ref.kind, &b.role_ref.name) else {
+            continue;
+        };
+        if rules.iter().any(|r| rule_allows(r, a)) {
+            return allowed(format!(
+                "RoleBinding \"{name}/{ns}\" of {} {:?} to {}",
+                b.role_ref.kind,
+                b.role_ref.name,
+                describe(subject)
+            ));
+        }
+    }
+    Decision::default()
+}
+
+fn allowed(source: String) -> Decision {
+    Decision {
+        allowed: true,
+        reason: format!("RBAC: allowed by {source}"),
+    }
+}
+
+fn describe(s: &Subject) -> String {
+    match s.kind.as_str() {
+        "ServiceAccount" => format!("ServiceAccount \"{}/{}\"", s.name, s.namespace),
+        kind => format!("{kind} {:?}", s.name),
+    }
+}
+
+/// Does `subject` (of a binding in `namespace`, `""` for cluster bindings) name the requester?
+pub fn applies_to(subject: &Subject, a: &Attributes, namespace: &str) -> bool {
+    match subject.kind.as_str() {
+        "User" => a.user == subject.name,
+        "Group" => a.groups.contains(&subject.name),
+        "ServiceAccount" => {
+            // An unqualified service account in a RoleBinding is in the binding's namespace.
+            let ns = if subject.namespace.is_empty() {
+                namespace
+            } else {
+                subject.namespace.as_str()
+            };
+            !ns.is_empty()
+                && a.user
+                    .strip_prefix("system:serviceaccount:")
+                    .is_some_and(|rest| rest.split_once(':') == Some((ns, subject.name.as_str())))
+        }
+        _ => false,
+    }
+}
+
+/// Does one rule allow the request? As `rbac.RuleAllows`.
+pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
+    if !verb_matches(rule, &a.verb) {
+        return false;
+    }
+    if !a.resource_request {
+        return rule
+            .non_resource_urls
+            .iter()
+            .any(|u| url_matches(u, &a.path));
+    }
+    let combined = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    rule.api_groups.iter().any(|g| g == "*" || *g == a.api_group)
+        && rule.resources.iter().any(|r| {
+            r == "*"
+                || *r == combined
+                || (!a.subresource.is_empty()
+                    && r.strip_prefix("*/").is_some_and(|sub| sub == a.subresource))
+        })
+        // resourceNames never match a request without a name (list, create by collection).
+        && (rule.resource_names.is_empty() || rule.resource_names.contains(&a.name))
+}
+
+fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {
+    rule.verbs.iter().any(|v| v == "*" || v == verb)
+}
+
+fn url_matches(rule_url: &str, path: &str) -> bool {
+    if rule_url == "*" || rule_url == path {
+        return true;
+    }
+    rule_url
+        .strip_suffix('*')
+        .is_some_and(|prefix| path.starts_with(prefix))
+}

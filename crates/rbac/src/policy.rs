@@ -1,0 +1,315 @@
+//! A policy: every Role, ClusterRole, RoleBinding and ClusterRoleBinding, parsed from
+//! Kubernetes YAML or JSON, with ClusterRole aggregation applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+
+/// A verb is `*` or lower-case letters: Kubernetes allows custom verbs (`use`, `escalate`),
+/// but `Get`, `get ` or `list,watch` are typos that would silently grant nothing.
+fn valid_verb(v: &str) -> bool {
+    v == "*" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+/// Bad policy input, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: document {document}: {field}{message}")]
+pub struct PolicyError {
+    /// File name or other source label.
+    pub source_name: String,
+    /// 1-based document number in the source.
+    pub document: usize,
+    /// Path of the offending field followed by `: `, or empty.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every RBAC object of one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Roles by namespace and name.
+    pub roles: BTreeMap<(String, String), Role>,
+    /// ClusterRoles by name.
+    pub cluster_roles: BTreeMap<String, ClusterRole>,
+    /// RoleBindings by namespace and name.
+    pub role_bindings: BTreeMap<(String, String), RoleBinding>,
+    /// ClusterRoleBindings by name.
+    pub cluster_role_bindings: BTreeMap<String, ClusterRoleBinding>,
+}
+
+impl Policy {
+    /// Parses sources of multi-document YAML or JSON (`List` kinds are expanded) and applies
+    /// aggregation.
+    pub fn from_documents<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Policy, PolicyError> {
+        let mut p = Policy::default();
+        for (source, text) in sources {
+            p.add_source(source, text)?;
+        }
+        p.aggregate();
+        Ok(p)
+    }
+
+    /// Adds the objects of one source (without re-aggregating).
+    pub fn add_source(&mut self, source: &str, text: &str) -> Result<(), PolicyError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| PolicyError {
+            source_name: source.to_owned(),
+            document: 1,
+            field: String::new(),
+            message: format!("not valid YAML or JSON: {e}"),
+        })?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            let at = |field: String, message: String| PolicyError {
+                source_name: source.to_owned(),
+                document: i + 1,
+                field,
+                message,
+            };
+            if doc.is_null() {
+                continue;
+            }
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if kind == "List" || kind.ends_with("List") {
+                let Some(items) = doc.get("items").and_then(Value::as_array) else {
+                    return Err(at("items: ".into(), "a List needs items".into()));
+                };
+                for (j, item) in items.iter().enumerate() {
+                    self.add_object(item.clone())
+                        .map_err(|(f, m)| at(format!("items[{j}].{f}"), m))?;
+                }
+            } else {
+                self.add_object(doc).map_err(|(f, m)| at(f, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one object given as JSON. The error is (field path with `: `, message).
+    pub fn add_object(&mut self, object: Value) -> Result<(), (String, String)> {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if api_version != crate::v1::API_VERSION {
+            return Err((
+                "apiVersion: ".into(),
+                format!("{api_version:?} is not {:?}", crate::v1::API_VERSION),
+            ));
+        }
+        match kind.as_str() {
+            "Role" => {
+                let r: Role = decode(object)?;
+                let ns = namespace_of(&r.metadata)?;
+                check_rules(&r.rules, true)?;
+                self.roles.insert((ns, r.metadata.name.clone()), r);
+            }
+            "ClusterRole" => {
+                let r: ClusterRole = decode(object)?;
+                name_of(&r.metadata)?;
+                check_rules(&r.rules, false)?;
+                self.cluster_roles.insert(r.metadata.name.clone(), r);
+            }
+            "RoleBinding" => {
+                let b: RoleBinding = decode(object)?;
+                let ns = namespace_of(&b.metadata)?;
+                check_role_ref(&b.role_ref.kind, &["Role", "ClusterRole"], &b.role_ref.name)?;
+                self.role_bindings.insert((ns, b.metadata.name.clone()), b);
+            }
+            "ClusterRoleBinding" => {
+                let b: ClusterRoleBinding = decode(object)?;
+                name_of(&b.metadata)?;
+                check_role_ref(&b.role_ref.kind, &["ClusterRole"], &b.role_ref.name)?;
+                self.cluster_role_bindings
+                    .insert(b.metadata.name.clone(), b);
+            }
+            other => {
+                return Err((
+                    "kind: ".into(),
+                    format!(
+                        "unknown kind {other:?}: expected Role, ClusterRole, RoleBinding, ClusterRoleBinding or a List of them"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills in the rules of aggregated ClusterRoles: the union of the rules of every other
+    /// ClusterRole whose labels match one of its selectors, as the aggregation controller keeps
+    /// them (repeated until nothing changes, so aggregated roles can feed each other).
+    pub fn aggregate(&mut self) {
+        for _ in 0..8 {
+            let mut changed = false;
+            let names: Vec<String> = self
+                .cluster_roles
+                .iter()
+                .filter(|(_, r)| r.aggregation_rule.is_some())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                let Some(rule) = self
+                    .cluster_roles
+                    .get(&name)
+                    .and_then(|r| r.aggregation_rule.clone())
+                else {
+                    continue;
+                };
+                let mut rules: Vec<PolicyRule> = Vec::new();
+                for (other_name, other) in &self.cluster_roles {
+                    if *other_name == name {
+                        continue;
+                    }
+                    let matches = rule
+                        .cluster_role_selectors
+                        .iter()
+                        .any(|s| s.matches(&other.metadata.labels));
+                    if matches {
+                        for r in &other.rules {
+                            if !rules.contains(r) {
+                                rules.push(r.clone());
+                            }
+                        }
+                    }
+                }
+                if let Some(role) = self.cluster_roles.get_mut(&name)
+                    && role.rules != rules
+                {
+                    role.rules = rules;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// The rules of the role a binding references, or `None` when it does not exist (a binding to
+    /// a missing role grants nothing).
+    pub fn role_rules(&self, namespace: &str, kind: &str, name: &str) -> Option<&[PolicyRule]> {
+        match kind {
+            "ClusterRole" => self.cluster_roles.get(name).map(|r| r.rules.as_slice()),
+            "Role" => self
+                .roles
+                .get(&(namespace.to_owned(), name.to_owned()))
+                .map(|r| r.rules.as_slice()),
+            _ => None,
+        }
+    }
+
+    /// Number of bindings (for sizing and logs).
+    pub fn binding_count(&self) -> usize {
+        self.role_bindings.len() + self.cluster_role_bindings.len()
+    }
+
+    /// Namespaces that have RoleBindings.
+    pub fn namespaces(&self) -> HashMap<&str, usize> {
+        let mut out = HashMap::new();
+        for (ns, _) in self.role_bindings.keys() {
+            *out.entry(ns.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        (field, e.inner().to_string())
+    })
+}
+
+fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), (String, String)> {
+    if meta.name.is_empty() {
+        return Err(("metadata.name: ".into(), "is required".into()));
+    }
+    Ok(())
+}
+
+fn namespace_of(meta: &portcullis_model::ObjectMeta) -> Result<String, (String, String)> {
+    name_of(meta)?;
+    match meta.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => Ok(ns.to_owned()),
+        _ => Err((
+            "metadata.namespace: ".into(),
+            "is required for namespaced kinds".into(),
+        )),
+    }
+}
+
+fn check_role_ref(kind: &str, allowed: &[&str], name: &str) -> Result<(), (String, String)> {
+    if !allowed.contains(&kind) {
+        return Err((
+            "roleRef.kind: ".into(),
+            format!("{kind:?} is not one of {allowed:?}"),
+        ));
+    }
+    if name.is_empty() {
+        return Err(("roleRef.name: ".into(), "is required".into()));
+    }
+    Ok(())
+}
+
+fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), (String, String)> {
+    for (i, r) in rules.iter().enumerate() {
+        if r.verbs.is_empty() {
+            return Err((
+                format!("rules[{i}].verbs: "),
+                "at least one verb is required".into(),
+            ));
+        }
+        if let Some(v) = r.verbs.iter().find(|v| !valid_verb(v)) {
+            return Err((
+                format!("rules[{i}].verbs: "),
+                format!(
+                    "invalid verb {v:?}: verbs are `*` or lower-case words such as get, list, watch"
+                ),
+            ));
+        }
+        if !r.non_resource_urls.is_empty() {
+            if namespaced {
+                return Err((
+                    format!("rules[{i}].nonResourceURLs: "),
+                    "namespaced rules cannot apply to non-resource URLs".into(),
+                ));
+            }
+            if !r.resources.is_empty() || !r.api_groups.is_empty() || !r.resource_names.is_empty() {
+                return Err((
+                    format!("rules[{i}]: "),
+                    "a rule is either for resources or for nonResourceURLs, not both".into(),
+                ));
+            }
+        } else if r.api_groups.is_empty() {
+            // As kube-apiserver's ValidatePolicyRule.
+            return Err((
+                format!("rules[{i}].apiGroups: "),
+                "resource rules must supply at least one api group (\"\" is the core group)".into(),
+            ));
+        } else if r.resources.is_empty() {
+            return Err((
+                format!("rules[{i}].resources: "),
+                "resource rules must supply at least one resource".into(),
+            ));
+        }
+    }
+    Ok(())
+}

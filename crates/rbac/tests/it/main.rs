@@ -1,0 +1,11 @@
+//! Integration tests of the RBAC engine.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod parse;
+mod recorded;
+mod rules;
