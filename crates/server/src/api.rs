@@ -129,24 +129,40 @@ async fn openapi(State(app): State<AppState>, req: Request) -> Response {
     if let Err(e) = authorize_path(&app, &parts) {
         return e.into_response();
     }
-    let doc_path = format!(
-        "apis/{}/{}",
-        portcullis_model::GROUP,
-        portcullis_model::VERSION
-    );
-    match parts.uri.path().trim_start_matches("/openapi/v3").trim_matches('/') {
-        "" => axum::Json(json!({
-            "paths": { doc_path.clone(): { "serverRelativeURL": format!("/openapi/v3/{doc_path}") } }
-        }))
-        .into_response(),
-        p if p == doc_path => axum::Json(openapi::group_version_document(
-            &app.registry,
-            portcullis_model::GROUP,
-            portcullis_model::VERSION,
-            portcullis_model::openapi_document(),
-        ))
-        .into_response(),
-        _ => ApiError::path_not_found().into_response(),
+    let requested = parts
+        .uri
+        .path()
+        .trim_start_matches("/openapi/v3")
+        .trim_matches('/');
+    let mut index = serde_json::Map::new();
+    for (group, versions) in app.registry.groups() {
+        for version in versions {
+            let doc_path = format!("apis/{group}/{version}");
+            if requested == doc_path {
+                let base =
+                    if group == portcullis_model::GROUP && version == portcullis_model::VERSION {
+                        portcullis_model::openapi_document()
+                    } else {
+                        openapi::generic_document(&app.registry, &group, &version)
+                    };
+                return axum::Json(openapi::group_version_document(
+                    &app.registry,
+                    &group,
+                    &version,
+                    base,
+                ))
+                .into_response();
+            }
+            index.insert(
+                doc_path.clone(),
+                json!({ "serverRelativeURL": format!("/openapi/v3/{doc_path}") }),
+            );
+        }
+    }
+    if requested.is_empty() {
+        axum::Json(json!({ "paths": index })).into_response()
+    } else {
+        ApiError::path_not_found().into_response()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod pki;
+pub mod rbac;
 pub mod secrets;
 pub mod serve;
 pub mod tls;

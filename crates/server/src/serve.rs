@@ -21,7 +21,6 @@ use tower::ServiceExt;
 use crate::api::{self, AppState, Limits};
 use crate::authn::bearer::{BearerToken, ClaimMapping, KeySource};
 use crate::authn::{AuthenticatorChain, ClientCertificate, ConnectionInfo};
-use crate::authz::AdminsOnly;
 use crate::config::{Config, StoreConfig};
 use crate::kubeconfig::Kubeconfig;
 use crate::metrics::Metrics;
@@ -135,6 +134,19 @@ pub async fn start(config: Config) -> Result<Running> {
     .await
     .context("starting the OpenID provider")?;
     let rotation = tokio::spawn(provider.clone().run_key_rotation());
+    crate::rbac::bootstrap(&*store)
+        .await
+        .context("creating the bootstrap RBAC roles and bindings")?;
+    let authorizer = Arc::new(crate::rbac::RbacAuthorizer::default());
+    let (policy, revision) = crate::rbac::load(&*store)
+        .await
+        .context("loading the RBAC policy")?;
+    authorizer.install(policy);
+    let rbac_sync = tokio::spawn(crate::rbac::sync(
+        store.clone(),
+        authorizer.clone(),
+        revision,
+    ));
     let bearer = BearerToken::new(
         portcullis_jose::Verifier::new(url.clone(), config.api_audience.clone()),
         Arc::new(ProviderKeys(provider.clone())),
@@ -149,7 +161,7 @@ pub async fn start(config: Config) -> Result<Running> {
         authn: AuthenticatorChain::default()
             .with(ClientCertificate)
             .with(bearer),
-        authz: Arc::new(AdminsOnly),
+        authz: authorizer,
         registry: Arc::new(kinds::registry()),
         metrics: metrics.clone(),
         limits: Limits {
@@ -186,7 +198,7 @@ pub async fn start(config: Config) -> Result<Running> {
         provider,
         shutdown: Some(tx),
         task,
-        background: vec![rotation],
+        background: vec![rotation, rbac_sync],
     })
 }
 

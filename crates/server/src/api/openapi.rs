@@ -46,6 +46,32 @@ pub fn group_version_document(
     doc
 }
 
+/// A document for kinds that have no generated schema: each kind an open object schema carrying
+/// its group-version-kind, so that kubectl can find it.
+pub fn generic_document(registry: &Registry, group: &str, version: &str) -> Value {
+    let mut schemas = Map::new();
+    for rt in registry
+        .types()
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
+        schemas.insert(
+            schema_name(rt),
+            json!({
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "x-kubernetes-group-version-kind": [gvk(rt)],
+            }),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "portcullis", "version": version },
+        "paths": {},
+        "components": { "schemas": schemas },
+    })
+}
+
 fn schema_ref(rt: &ResourceType) -> Value {
     json!({ "$ref": format!("#/components/schemas/{}", schema_name(rt)) })
 }

@@ -8,5 +8,6 @@
 
 mod api;
 mod oidc;
+mod rbac;
 mod support;
 mod tls_and_authn;

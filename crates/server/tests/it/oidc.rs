@@ -49,9 +49,10 @@ async fn id_tokens_authenticate_and_idp_groups_cannot_pose_as_portcullis_groups(
     let s = TestServer::start().await;
     let provider = s.running.as_ref().unwrap().provider.clone();
     let token = provider.sign(&claims(&s, json!({}))).unwrap();
+    let workspaces = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
     let resp = s
         .anonymous()
-        .get(format!("{}/apis", s.url))
+        .get(&workspaces)
         .bearer_auth(&token)
         .send()
         .await
@@ -76,7 +77,7 @@ async fn id_tokens_authenticate_and_idp_groups_cannot_pose_as_portcullis_groups(
         let token = provider.sign(&claims(&s, bad.clone())).unwrap();
         let resp = s
             .anonymous()
-            .get(format!("{}/apis", s.url))
+            .get(&workspaces)
             .bearer_auth(&token)
             .send()
             .await
@@ -85,7 +86,7 @@ async fn id_tokens_authenticate_and_idp_groups_cannot_pose_as_portcullis_groups(
     }
     let resp = s
         .anonymous()
-        .get(format!("{}/apis", s.url))
+        .get(&workspaces)
         .bearer_auth("not.a.jwt")
         .send()
         .await

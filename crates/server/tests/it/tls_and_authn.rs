@@ -84,25 +84,6 @@ async fn a_client_certificate_from_another_ca_is_rejected() {
 }
 
 #[tokio::test]
-async fn non_admins_are_forbidden_until_rbac_is_wired() {
-    let s = TestServer::start().await;
-    let resp = s
-        .user("bob", &["devs"])
-        .get(format!("{}/apis", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    let status: Value = resp.json().await.unwrap();
-    assert_eq!(status["reason"], "Forbidden");
-    assert!(
-        status["message"].as_str().unwrap().contains("User \"bob\""),
-        "{status}"
-    );
-    s.stop().await;
-}
-
-#[tokio::test]
 async fn the_admin_kubeconfig_is_a_private_kubeconfig_that_authenticates() {
     let s = TestServer::start().await;
     let path = s.dir.path().join("admin.conf");

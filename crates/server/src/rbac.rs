@@ -1,0 +1,273 @@
+//! The management plane authorizes with the RBAC engine over its own RBAC objects
+//! (`rbac.authorization.k8s.io/v1` ClusterRoles, ClusterRoleBindings, Roles, RoleBindings,
+//! served by the management API like any other kind). A background task keeps an immutable
+//! policy snapshot in step with the store; readers swap in the newest without locks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use portcullis_rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use portcullis_rbac::{Attributes, Policy};
+use portcullis_store::{ListOptions, Store, StoreError};
+use serde_json::Value;
+
+use crate::api::registry::{Codec, DecodeFailure, Registry, ResourceType};
+use crate::api::status::Cause;
+use crate::authz::{Authorizer, Decision, RequestAttributes};
+
+/// Store prefix of every RBAC object.
+pub const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+
+/// Name of the bootstrap binding of `portcullis:admins` to `cluster-admin`.
+pub const ADMINS_BINDING: &str = "portcullis:admins";
+
+/// The four RBAC kinds: (kind, plural, singular, namespaced).
+const KINDS: &[(&str, &str, &str, bool)] = &[
+    ("ClusterRole", "clusterroles", "clusterrole", false),
+    (
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+    ),
+    ("Role", "roles", "role", true),
+    ("RoleBinding", "rolebindings", "rolebinding", true),
+];
+
+/// Adds the RBAC kinds to the served registry.
+pub fn register(registry: &mut Registry) {
+    for (kind, plural, singular, namespaced) in KINDS {
+        registry.register(ResourceType {
+            group: portcullis_rbac::v1::GROUP.into(),
+            version: "v1".into(),
+            kind: (*kind).into(),
+            plural: (*plural).into(),
+            singular: (*singular).into(),
+            namespaced: *namespaced,
+            short_names: Vec::new(),
+            has_status: false,
+            codec: Arc::new(RbacCodec),
+        });
+    }
+}
+
+/// Strict decoding and validation by the RBAC engine's own parser.
+struct RbacCodec;
+
+impl Codec for RbacCodec {
+    fn decode(&self, object: &Value) -> Result<Value, DecodeFailure> {
+        let mut scratch = Policy::default();
+        scratch
+            .add_object(object.clone())
+            .map_err(|(field, message)| {
+                let field = field.trim_end_matches(": ").to_owned();
+                let cause = Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: message.clone(),
+                    field: field.clone(),
+                };
+                if message.contains("unknown field") {
+                    DecodeFailure::BadRequest(
+                        format!("strict decoding error: {field}: {message}"),
+                        vec![cause],
+                    )
+                } else {
+                    DecodeFailure::Invalid(vec![cause])
+                }
+            })?;
+        // Re-serialise from the typed object: canonical form, unknown fields impossible.
+        let canonical = if let Some(r) = scratch.cluster_roles.values().next() {
+            serde_json::to_value(r)
+        } else if let Some(r) = scratch.roles.values().next() {
+            serde_json::to_value(r)
+        } else if let Some(b) = scratch.role_bindings.values().next() {
+            serde_json::to_value(b)
+        } else if let Some(b) = scratch.cluster_role_bindings.values().next() {
+            serde_json::to_value(b)
+        } else {
+            return Err(DecodeFailure::BadRequest(
+                "not an RBAC object".into(),
+                Vec::new(),
+            ));
+        };
+        canonical.map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))
+    }
+}
+
+/// The authorizer: the RBAC engine over the newest policy snapshot.
+#[derive(Default)]
+pub struct RbacAuthorizer {
+    policy: ArcSwap<Policy>,
+}
+
+impl RbacAuthorizer {
+    /// Installs a new snapshot.
+    pub fn install(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+}
+
+/// Converts the server's request attributes to the engine's.
+pub fn attributes(a: &RequestAttributes) -> Attributes {
+    Attributes {
+        user: a.user.name.clone(),
+        groups: a.user.groups.clone(),
+        extra: a.user.extra.clone(),
+        verb: a.verb.clone(),
+        resource_request: a.resource_request,
+        api_group: a.api_group.clone(),
+        resource: a.resource.clone(),
+        subresource: a.subresource.clone(),
+        namespace: a.namespace.clone(),
+        name: a.name.clone(),
+        path: a.path.clone(),
+    }
+}
+
+impl Authorizer for RbacAuthorizer {
+    fn authorize(&self, a: &RequestAttributes) -> Decision {
+        let d = portcullis_rbac::authorize(&self.policy.load(), &attributes(a));
+        Decision {
+            allowed: d.allowed,
+            reason: d.reason,
+        }
+    }
+}
+
+/// Creates the bootstrap roles and bindings that are missing (existing ones are left as the
+/// operator changed them), and binds `portcullis:admins` to `cluster-admin`.
+pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
+    let base = portcullis_rbac::bootstrap::policy();
+    let mut objects: Vec<(String, Value)> = Vec::new();
+    for r in base.cluster_roles.values() {
+        let mut r = r.clone();
+        // Aggregated roles are stored with their selectors; aggregation fills the rules.
+        if r.aggregation_rule.is_some() {
+            r.rules.clear();
+        }
+        objects.push((
+            key("clusterroles", "", &r.metadata.name),
+            object(&r, "ClusterRole"),
+        ));
+    }
+    let mut bindings: Vec<ClusterRoleBinding> =
+        base.cluster_role_bindings.values().cloned().collect();
+    bindings.push(ClusterRoleBinding {
+        metadata: portcullis_model::ObjectMeta {
+            name: ADMINS_BINDING.into(),
+            ..Default::default()
+        },
+        subjects: vec![Subject {
+            kind: "Group".into(),
+            api_group: portcullis_rbac::v1::GROUP.into(),
+            name: crate::pki::ADMINS_GROUP.into(),
+            namespace: String::new(),
+        }],
+        role_ref: RoleRef {
+            api_group: portcullis_rbac::v1::GROUP.into(),
+            kind: "ClusterRole".into(),
+            name: "cluster-admin".into(),
+        },
+        ..Default::default()
+    });
+    for b in &bindings {
+        objects.push((
+            key("clusterrolebindings", "", &b.metadata.name),
+            object(b, "ClusterRoleBinding"),
+        ));
+    }
+    for (k, mut v) in objects {
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+            m.insert(
+                "creationTimestamp".into(),
+                Value::String(crate::api::objects::now_rfc3339()),
+            );
+        }
+        let bytes = serde_json::to_vec(&v).map_err(|e| StoreError::Backend(e.to_string()))?;
+        match store.create(&k, bytes).await {
+            Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn object<T: serde::Serialize>(o: &T, kind: &str) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(portcullis_rbac::v1::API_VERSION.into()),
+        );
+        m.insert("kind".into(), Value::String(kind.into()));
+    }
+    v
+}
+
+fn key(plural: &str, namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        format!("{PREFIX}{plural}/{name}")
+    } else {
+        format!("{PREFIX}{plural}/{namespace}/{name}")
+    }
+}
+
+/// Reads every RBAC object into a policy (aggregated). Objects that fail to parse are skipped
+/// with a log line: they grant nothing, which is the safe direction.
+pub async fn load(store: &dyn Store) -> Result<(Policy, u64), StoreError> {
+    let page = store.list(PREFIX, ListOptions::default()).await?;
+    let mut policy = Policy::default();
+    for kv in &page.items {
+        let parsed = serde_json::from_slice::<Value>(&kv.value)
+            .map_err(|e| (String::new(), e.to_string()))
+            .and_then(|v| policy.add_object(v));
+        if let Err((field, message)) = parsed {
+            tracing::warn!(key = %kv.key, %field, %message, "RBAC object ignored");
+        }
+    }
+    policy.aggregate();
+    Ok((policy, page.revision))
+}
+
+/// Keeps `authorizer` in step with the store for ever: on every change under [`PREFIX`] the
+/// policy is reloaded (changes that arrive together are handled by one reload).
+pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut revision: u64) {
+    loop {
+        match store.watch(PREFIX, revision).await {
+            Ok(mut events) => {
+                while let Some(first) = events.next().await {
+                    if first.is_err() {
+                        break;
+                    }
+                    // Take whatever else is already waiting, then reload once.
+                    while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
+                    match load(&*store).await {
+                        Ok((policy, rev)) => {
+                            authorizer.install(policy);
+                            revision = rev;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reloading RBAC policy failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "watching RBAC objects failed"),
+        }
+        // The watch ended or failed: reload from scratch and watch again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok((policy, rev)) = load(&*store).await {
+            authorizer.install(policy);
+            revision = rev;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The management API is authorized by the RBAC engine over the management plane's own RBAC
+//! objects: `portcullis:admins` through a bootstrap binding, everyone else through bindings an
+//! admin writes, with changes taking effect without a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::TestServer;
+
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+
+async fn status_of(c: &reqwest::Client, url: String) -> u16 {
+    c.get(url).send().await.unwrap().status().as_u16()
+}
+
+/// Polls until `f` returns the wanted status (policy changes apply asynchronously).
+async fn eventually(want: u16, mut f: impl AsyncFnMut() -> u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = f().await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn admins_are_bound_to_cluster_admin_by_a_bootstrap_binding() {
+    let s = TestServer::start().await;
+    let b: Value = s
+        .admin()
+        .get(format!(
+            "{}{RBAC}/clusterrolebindings/portcullis:admins",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["roleRef"]["name"], "cluster-admin");
+    assert_eq!(b["subjects"][0]["name"], "portcullis:admins");
+    // The upstream bootstrap roles are there too.
+    for role in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
+        assert_eq!(
+            status_of(&s.admin(), format!("{}{RBAC}/clusterroles/{role}", s.url)).await,
+            200,
+            "{role}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn authenticated_users_get_discovery_but_nothing_else_until_bound() {
+    let s = TestServer::start().await;
+    let bob = s.user("bob", &["devs"]);
+    assert_eq!(
+        status_of(&bob, format!("{}/apis", s.url)).await,
+        200,
+        "system:discovery"
+    );
+    let ws = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
+    let resp = bob.get(&ws).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "workspaces.portcullis.dev is forbidden: User \"bob\" cannot list resource \"workspaces\" in API group \"portcullis.dev\" at the cluster scope"
+    );
+
+    let admin = s.admin();
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": { "name": "workspace-reader" },
+        "rules": [{ "apiGroups": ["portcullis.dev"], "resources": ["workspaces"], "verbs": ["get", "list", "watch"] }],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": "devs-read-workspaces" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "workspace-reader" },
+        "subjects": [{ "kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs" }],
+    });
+    for (plural, obj) in [("clusterroles", &role), ("clusterrolebindings", &binding)] {
+        let r = admin
+            .post(format!("{}{RBAC}/{plural}", s.url))
+            .json(obj)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    eventually(200, async || status_of(&bob, ws.clone()).await).await;
+    // Reading is not writing.
+    let create = bob
+        .post(&ws)
+        .json(&json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": "x"}, "spec": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 403);
+
+    let r = admin
+        .delete(format!(
+            "{}{RBAC}/clusterrolebindings/devs-read-workspaces",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(403, async || status_of(&bob, ws.clone()).await).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rbac_objects_are_validated_by_the_engine() {
+    let s = TestServer::start().await;
+    let bad = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": { "name": "typo" },
+        "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["Get"] }],
+    });
+    let r = s
+        .admin()
+        .post(format!("{}{RBAC}/clusterroles", s.url))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["details"]["causes"][0]["field"], "rules[0].verbs");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_role_binding_grants_only_in_its_namespace() {
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "carol-admin", "namespace": "ws-a" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "carol" }],
+    });
+    let r = admin
+        .post(format!("{}{RBAC}/namespaces/ws-a/rolebindings", s.url))
+        .json(&binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let carol = s.user("carol", &[]);
+    let base = format!("{}/apis/portcullis.dev/v1alpha1", s.url);
+    eventually(200, async || {
+        status_of(&carol, format!("{base}/namespaces/ws-a/projects")).await
+    })
+    .await;
+    assert_eq!(
+        status_of(&carol, format!("{base}/namespaces/ws-b/projects")).await,
+        403
+    );
+    assert_eq!(
+        status_of(&carol, format!("{base}/projects")).await,
+        403,
+        "all namespaces needs a cluster grant"
+    );
+    s.stop().await;
+}
