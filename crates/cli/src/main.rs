@@ -1,5 +1,6 @@
 //! `portcullis`: run the management plane, manage its resources, answer access questions.
 
+mod authz;
 mod client;
 mod resources;
 
@@ -143,6 +144,8 @@ enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Can a user do this? Answered by the RBAC engine over policy files (`--policy`), offline.
+    CanI(authz::CanIArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -239,6 +242,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::CanI(args) => Ok(ExitCode::from(
+            u8::try_from(authz::can_i(&args)).unwrap_or(2),
+        )),
         Command::Version => {
             println!("portcullis {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
