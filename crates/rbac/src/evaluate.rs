@@ -60,7 +60,8 @@ fn allowed(source: String) -> Decision {
     }
 }
 
-fn describe(s: &Subject) -> String {
+/// A subject as the apiserver's reason string names it.
+pub(crate) fn describe(s: &Subject) -> String {
     match s.kind.as_str() {
         "ServiceAccount" => format!("ServiceAccount \"{}/{}\"", s.name, s.namespace),
         kind => format!("{kind} {:?}", s.name),

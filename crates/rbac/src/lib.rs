@@ -8,9 +8,11 @@ pub mod attributes;
 pub mod batch;
 pub mod bootstrap;
 pub mod evaluate;
+pub mod index;
 pub mod policy;
 pub mod v1;
 
 pub use attributes::{Attributes, Decision};
 pub use evaluate::authorize;
+pub use index::CompiledPolicy;
 pub use policy::{Policy, PolicyError};

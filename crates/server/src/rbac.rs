@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use portcullis_rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use portcullis_rbac::{Attributes, Policy};
+use portcullis_rbac::{Attributes, CompiledPolicy, Policy};
 use portcullis_store::{ListOptions, Store, StoreError};
 use serde_json::Value;
 
@@ -96,21 +96,31 @@ impl Codec for RbacCodec {
     }
 }
 
-/// The authorizer: the RBAC engine over the newest policy snapshot.
+/// One policy snapshot with its compiled index.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The RBAC objects, aggregated.
+    pub policy: Policy,
+    /// The index decisions are made with.
+    pub compiled: CompiledPolicy,
+}
+
+/// The authorizer: the RBAC engine's compiled index over the newest policy snapshot.
 #[derive(Default)]
 pub struct RbacAuthorizer {
-    policy: ArcSwap<Policy>,
+    snapshot: ArcSwap<Snapshot>,
 }
 
 impl RbacAuthorizer {
-    /// Installs a new snapshot.
+    /// Compiles and installs a new snapshot; readers switch to it at their next request.
     pub fn install(&self, policy: Policy) {
-        self.policy.store(Arc::new(policy));
+        let compiled = CompiledPolicy::new(&policy);
+        self.snapshot.store(Arc::new(Snapshot { policy, compiled }));
     }
 
     /// The current snapshot.
-    pub fn snapshot(&self) -> Arc<Policy> {
-        self.policy.load_full()
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
     }
 }
 
@@ -133,7 +143,7 @@ pub fn attributes(a: &RequestAttributes) -> Attributes {
 
 impl Authorizer for RbacAuthorizer {
     fn authorize(&self, a: &RequestAttributes) -> Decision {
-        let d = portcullis_rbac::authorize(&self.policy.load(), &attributes(a));
+        let d = self.snapshot.load().compiled.authorize(&attributes(a));
         Decision {
             allowed: d.allowed,
             reason: d.reason,

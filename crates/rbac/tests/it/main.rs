@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod index;
 mod parse;
 mod recorded;
 mod rules;

@@ -1,0 +1,231 @@
+//! The compiled index: from each subject (user, group, service account) to the rules it holds,
+//! cluster-wide and per namespace. A decision looks up the requester's name and groups instead
+//! of scanning every binding, so its cost does not grow with the number of bindings. It must
+//! agree with [`crate::evaluate::authorize`] on every request (property-tested).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::evaluate::{describe, rule_allows};
+use crate::v1::{PolicyRule, Subject};
+use crate::{Attributes, Decision, Policy};
+
+/// Rules granted by one binding, with the reason string an allow reports.
+#[derive(Debug, Clone)]
+struct Grant {
+    rules: Arc<[CompiledRule]>,
+    reason: Arc<str>,
+}
+
+/// A rule with its verbs pre-matched into a bitset.
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    /// Bit per well-known verb; `u32::MAX` for `*`.
+    verbs: u32,
+    /// The original rule, for everything but the common verbs.
+    rule: PolicyRule,
+}
+
+const VERBS: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "impersonate",
+    "bind",
+    "escalate",
+    "approve",
+    "sign",
+    "use",
+    "proxy",
+    "post",
+    "put",
+    "head",
+    "options",
+];
+
+fn verb_bit(verb: &str) -> Option<u32> {
+    VERBS.iter().position(|v| *v == verb).map(|i| 1u32 << i)
+}
+
+impl CompiledRule {
+    fn new(rule: &PolicyRule) -> CompiledRule {
+        let verbs = rule.verbs.iter().fold(0u32, |acc, v| {
+            if v == "*" {
+                u32::MAX
+            } else {
+                acc | verb_bit(v).unwrap_or(0)
+            }
+        });
+        CompiledRule {
+            verbs,
+            rule: rule.clone(),
+        }
+    }
+
+    fn allows(&self, a: &Attributes, verb: Option<u32>) -> bool {
+        match verb {
+            // A well-known verb the rule lacks: no string comparison needed.
+            Some(bit) if self.verbs & bit == 0 => false,
+            _ => rule_allows(&self.rule, a),
+        }
+    }
+}
+
+/// Subject name → grants, for one scope (cluster-wide, or one namespace).
+#[derive(Debug, Default, Clone)]
+struct Scope {
+    /// Users, and service accounts under their user name `system:serviceaccount:NS:NAME`.
+    users: HashMap<Arc<str>, Vec<Grant>>,
+    groups: HashMap<Arc<str>, Vec<Grant>>,
+}
+
+impl Scope {
+    fn add(&mut self, subject: &Subject, binding_namespace: &str, grant: &Grant) {
+        let (map, key) = match subject.kind.as_str() {
+            "User" => (&mut self.users, subject.name.clone()),
+            "Group" => (&mut self.groups, subject.name.clone()),
+            "ServiceAccount" => {
+                let ns = if subject.namespace.is_empty() {
+                    binding_namespace
+                } else {
+                    &subject.namespace
+                };
+                if ns.is_empty() {
+                    return; // matches nobody, as in the reference evaluator
+                }
+                (
+                    &mut self.users,
+                    format!("system:serviceaccount:{ns}:{}", subject.name),
+                )
+            }
+            _ => return,
+        };
+        map.entry(Arc::from(key)).or_default().push(grant.clone());
+    }
+
+    fn decide(&self, a: &Attributes, verb: Option<u32>) -> Option<&Grant> {
+        let by_user = self.users.get(a.user.as_str()).into_iter().flatten();
+        let by_groups = a
+            .groups
+            .iter()
+            .filter_map(|g| self.groups.get(g.as_str()))
+            .flatten();
+        by_user
+            .chain(by_groups)
+            .find(|g| g.rules.iter().any(|r| r.allows(a, verb)))
+    }
+}
+
+/// An immutable compiled policy. Build one per policy snapshot; share it between readers.
+#[derive(Debug, Default, Clone)]
+pub struct CompiledPolicy {
+    cluster: Scope,
+    namespaces: HashMap<Arc<str>, Scope>,
+}
+
+impl CompiledPolicy {
+    /// Compiles `policy` (already aggregated).
+    pub fn new(policy: &Policy) -> CompiledPolicy {
+        // Each role is compiled once, shared by every binding to it.
+        let mut cluster_roles: HashMap<&str, Arc<[CompiledRule]>> = HashMap::new();
+        for (name, r) in &policy.cluster_roles {
+            cluster_roles.insert(name, r.rules.iter().map(CompiledRule::new).collect());
+        }
+        let mut out = CompiledPolicy::default();
+        for (name, b) in &policy.cluster_role_bindings {
+            if b.role_ref.kind != "ClusterRole" {
+                continue;
+            }
+            let Some(rules) = cluster_roles.get(b.role_ref.name.as_str()) else {
+                continue; // a binding to a missing role grants nothing
+            };
+            for s in &b.subjects {
+                let grant = Grant {
+                    rules: rules.clone(),
+                    reason: Arc::from(format!(
+                        "RBAC: allowed by ClusterRoleBinding {name:?} of ClusterRole {:?} to {}",
+                        b.role_ref.name,
+                        describe(s)
+                    )),
+                };
+                out.cluster.add(s, "", &grant);
+            }
+        }
+        for ((ns, name), b) in &policy.role_bindings {
+            let rules = match b.role_ref.kind.as_str() {
+                "ClusterRole" => cluster_roles.get(b.role_ref.name.as_str()).cloned(),
+                "Role" => policy
+                    .roles
+                    .get(&(ns.clone(), b.role_ref.name.clone()))
+                    .map(|r| r.rules.iter().map(CompiledRule::new).collect()),
+                _ => None,
+            };
+            let Some(rules) = rules else { continue };
+            let scope = out.namespaces.entry(Arc::from(ns.as_str())).or_default();
+            for s in &b.subjects {
+                let grant = Grant {
+                    rules: rules.clone(),
+                    reason: Arc::from(format!(
+                        "RBAC: allowed by RoleBinding \"{name}/{ns}\" of {} {:?} to {}",
+                        b.role_ref.kind,
+                        b.role_ref.name,
+                        describe(s)
+                    )),
+                };
+                scope.add(s, ns, &grant);
+            }
+        }
+        out
+    }
+
+    /// Decides `a`: the same answer as [`crate::authorize`] over the policy this was built from.
+    pub fn authorize(&self, a: &Attributes) -> Decision {
+        let verb = verb_bit(&a.verb);
+        let found = self.cluster.decide(a, verb).or_else(|| {
+            if a.namespace.is_empty() {
+                return None;
+            }
+            self.namespaces
+                .get(a.namespace.as_str())
+                .and_then(|s| s.decide(a, verb))
+        });
+        match found {
+            Some(g) => Decision {
+                allowed: true,
+                reason: g.reason.to_string(),
+            },
+            None => Decision::default(),
+        }
+    }
+
+    /// Every (subject kind, subject name, reason) that grants `a`, ignoring the requester: the
+    /// answer to "who can do this?".
+    pub fn who_can(&self, a: &Attributes) -> Vec<(String, String, String)> {
+        let verb = verb_bit(&a.verb);
+        let mut out = Vec::new();
+        let mut scan = |scope: &Scope| {
+            for (kind, map) in [("User", &scope.users), ("Group", &scope.groups)] {
+                for (name, grants) in map {
+                    for g in grants {
+                        if g.rules.iter().any(|r| r.allows(a, verb)) {
+                            out.push((kind.to_owned(), name.to_string(), g.reason.to_string()));
+                        }
+                    }
+                }
+            }
+        };
+        scan(&self.cluster);
+        if !a.namespace.is_empty()
+            && let Some(s) = self.namespaces.get(a.namespace.as_str())
+        {
+            scan(s);
+        }
+        out.sort();
+        out
+    }
+}
