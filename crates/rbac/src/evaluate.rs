@@ -100,20 +100,30 @@ pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
             .iter()
             .any(|u| url_matches(u, &a.path));
     }
-    let combined = if a.subresource.is_empty() {
-        a.resource.clone()
-    } else {
-        format!("{}/{}", a.resource, a.subresource)
-    };
     rule.api_groups.iter().any(|g| g == "*" || *g == a.api_group)
-        && rule.resources.iter().any(|r| {
-            r == "*"
-                || *r == combined
-                || (!a.subresource.is_empty()
-                    && r.strip_prefix("*/").is_some_and(|sub| sub == a.subresource))
-        })
+        && rule.resources.iter().any(|r| resource_matches(r, a))
         // resourceNames never match a request without a name (list, create by collection).
         && (rule.resource_names.is_empty() || rule.resource_names.contains(&a.name))
+}
+
+/// `resource`, `resource/subresource`, `*` or `*/subresource` against the request, without
+/// building the combined string.
+fn resource_matches(rule_resource: &str, a: &Attributes) -> bool {
+    if rule_resource == "*" {
+        return true;
+    }
+    if a.subresource.is_empty() {
+        return rule_resource == a.resource;
+    }
+    if a.resource.contains('/') {
+        // Not a real resource name; compare as the apiserver does, on the joined string.
+        return rule_resource == format!("{}/{}", a.resource, a.subresource)
+            || rule_resource.strip_prefix("*/") == Some(a.subresource.as_str());
+    }
+    match rule_resource.split_once('/') {
+        Some((res, sub)) => sub == a.subresource && (res == "*" || res == a.resource),
+        None => false,
+    }
 }
 
 fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {

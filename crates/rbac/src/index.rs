@@ -3,8 +3,11 @@
 //! of scanning every binding, so its cost does not grow with the number of bindings. It must
 //! agree with [`crate::evaluate::authorize`] on every request (property-tested).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+// The index is keyed by names the cluster's own RBAC objects define; FxHash is a fast, non-keyed
+// hash, acceptable because a requester can only add lookups, not keys.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::evaluate::{describe, rule_allows};
 use crate::v1::{PolicyRule, Subject};
@@ -132,7 +135,7 @@ impl CompiledPolicy {
     /// Compiles `policy` (already aggregated).
     pub fn new(policy: &Policy) -> CompiledPolicy {
         // Each role is compiled once, shared by every binding to it.
-        let mut cluster_roles: HashMap<&str, Arc<[CompiledRule]>> = HashMap::new();
+        let mut cluster_roles: HashMap<&str, Arc<[CompiledRule]>> = HashMap::default();
         for (name, r) in &policy.cluster_roles {
             cluster_roles.insert(name, r.rules.iter().map(CompiledRule::new).collect());
         }
