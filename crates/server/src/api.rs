@@ -244,6 +244,38 @@ async fn apis(State(app): State<AppState>, req: Request) -> Response {
     response
 }
 
+/// POST of a review kind: authorized as `create` on it, answered, never stored.
+async fn serve_review(
+    app: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+    rt: &registry::ResourceType,
+    review: &dyn registry::Review,
+    user: UserInfo,
+) -> Result<Response, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(&parts.method));
+    }
+    let attrs = RequestAttributes {
+        user,
+        verb: "create".into(),
+        resource_request: true,
+        api_group: rt.group.clone(),
+        api_version: rt.version.clone(),
+        resource: rt.plural.clone(),
+        subresource: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        path: parts.uri.path().to_owned(),
+    };
+    authorize(app, &attrs)?;
+    let media = body::media_type(&parts.headers);
+    let bytes = body::read_bounded(&parts.headers, body, app.limits.max_body_bytes).await?;
+    let object = body::parse_object(&bytes, &media, app.limits.max_json_depth)?;
+    let answered = review.review(&attrs.user, object)?;
+    Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
+}
+
 async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -299,6 +331,9 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
     }
     if !(subresource.is_empty() || subresource == "status" && rt.has_status) {
         return Err(ApiError::path_not_found());
+    }
+    if let Some(review) = &rt.review {
+        return serve_review(app, &parts, body, rt, review.as_ref(), user).await;
     }
     let query = parse_query(&parts.uri);
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));

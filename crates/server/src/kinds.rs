@@ -30,6 +30,7 @@ fn resource_type(k: &'static KindInfo) -> ResourceType {
         short_names: k.short_names.iter().map(|s| (*s).to_owned()).collect(),
         has_status: k.has_status,
         codec: Arc::new(ModelCodec),
+        review: None,
     }
 }
 

@@ -49,6 +49,7 @@ pub fn register(registry: &mut Registry) {
             short_names: Vec::new(),
             has_status: false,
             codec: Arc::new(RbacCodec),
+            review: None,
         });
     }
 }
@@ -279,5 +280,87 @@ pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut re
             authorizer.install(policy);
             revision = rev;
         }
+    }
+}
+
+// === reviews ===
+
+/// `authorization.k8s.io/v1` SubjectAccessReview (about anyone; needs `create` on
+/// `subjectaccessreviews`) and SelfSubjectAccessReview (about the requester; `system:basic-user`
+/// grants it to every authenticated user), answered by the same index as every request.
+pub struct AccessReview {
+    authorizer: Arc<RbacAuthorizer>,
+    about_self: bool,
+}
+
+impl crate::api::registry::Review for AccessReview {
+    fn review(
+        &self,
+        user: &crate::authn::UserInfo,
+        object: Value,
+    ) -> Result<Value, crate::api::status::ApiError> {
+        use crate::api::status::ApiError;
+        let kind = if self.about_self {
+            "SelfSubjectAccessReview"
+        } else {
+            "SubjectAccessReview"
+        };
+        if object.get("kind").and_then(Value::as_str) != Some(kind) {
+            return Err(ApiError::bad_request(format!("the body must be a {kind}")));
+        }
+        let mut spec_value = object.get("spec").cloned().unwrap_or(Value::Null);
+        if self.about_self {
+            // The subject is the requester; whatever the body says about users is ignored.
+            if let Some(m) = spec_value.as_object_mut() {
+                m.insert("user".into(), Value::String(user.name.clone()));
+                m.insert("groups".into(), serde_json::json!(user.groups));
+                m.insert("extra".into(), serde_json::json!(user.extra));
+                m.insert("uid".into(), Value::String(user.uid.clone()));
+            }
+        }
+        let spec: portcullis_rbac::batch::SubjectAccessReviewSpec =
+            serde_json::from_value(spec_value)
+                .map_err(|e| ApiError::bad_request(format!("spec: {e}")))?;
+        let attrs = spec.attributes().map_err(|e| {
+            ApiError::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("{kind}.authorization.k8s.io is invalid: spec: {e}"),
+            )
+        })?;
+        let d = self.authorizer.snapshot.load().compiled.authorize(&attrs);
+        let mut out = object;
+        if let Some(m) = out.as_object_mut() {
+            m.insert(
+                "status".into(),
+                serde_json::json!({ "allowed": d.allowed, "reason": d.reason }),
+            );
+            m.entry("metadata").or_insert_with(|| serde_json::json!({}));
+        }
+        Ok(out)
+    }
+}
+
+/// Adds the two access reviews to the served registry.
+pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer>) {
+    for (kind, plural, about_self) in [
+        ("SubjectAccessReview", "subjectaccessreviews", false),
+        ("SelfSubjectAccessReview", "selfsubjectaccessreviews", true),
+    ] {
+        registry.register(ResourceType {
+            group: "authorization.k8s.io".into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_ascii_lowercase(),
+            namespaced: false,
+            short_names: Vec::new(),
+            has_status: false,
+            codec: Arc::new(RbacCodec),
+            review: Some(Arc::new(AccessReview {
+                authorizer: authorizer.clone(),
+                about_self,
+            })),
+        });
     }
 }

@@ -161,8 +161,12 @@ pub async fn start(config: Config) -> Result<Running> {
         authn: AuthenticatorChain::default()
             .with(ClientCertificate)
             .with(bearer),
-        authz: authorizer,
-        registry: Arc::new(kinds::registry()),
+        authz: authorizer.clone(),
+        registry: Arc::new({
+            let mut r = kinds::registry();
+            crate::rbac::register_reviews(&mut r, &authorizer);
+            r
+        }),
         metrics: metrics.clone(),
         limits: Limits {
             max_body_bytes: config.max_body_bytes,

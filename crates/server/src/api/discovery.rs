@@ -5,9 +5,10 @@ use serde_json::{Value, json};
 
 use super::registry::Registry;
 
-/// `/api`: the core group's versions. portcullis serves no core resources.
+/// `/api`: the core group's versions: none, portcullis serves no core resources (kubectl
+/// treats an advertised version with no resources as a discovery failure).
 pub fn core_versions() -> Value {
-    json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] })
+    json!({ "kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": [] })
 }
 
 /// `/api/v1`.
@@ -70,7 +71,11 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Option<Valu
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "verbs": if t.review.is_some() {
+                json!(["create"])
+            } else {
+                json!(["create", "delete", "get", "list", "patch", "update", "watch"])
+            },
             "shortNames": t.short_names,
         }));
         if t.has_status {

@@ -63,6 +63,15 @@ pub struct ResourceType {
     pub has_status: bool,
     /// Decoder and validator.
     pub codec: Arc<dyn Codec>,
+    /// For create-only review kinds (SubjectAccessReview, …): the handler. Such kinds are
+    /// never stored.
+    pub review: Option<Arc<dyn Review>>,
+}
+
+/// A create-only kind answered from the request itself, as the `authorization.k8s.io` reviews.
+pub trait Review: Send + Sync {
+    /// Answers `object` (the posted review) for `user`; returns the review with its `status`.
+    fn review(&self, user: &UserInfo, object: Value) -> Result<Value, super::status::ApiError>;
 }
 
 impl std::fmt::Debug for ResourceType {

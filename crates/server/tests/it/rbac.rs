@@ -172,3 +172,56 @@ async fn a_role_binding_grants_only_in_its_namespace() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn access_reviews_answer_with_the_same_engine() {
+    let s = TestServer::start().await;
+    let review = |kind: &str, spec: Value| json!({ "apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec });
+    let attrs = json!({ "verb": "list", "group": "portcullis.dev", "resource": "workspaces" });
+    // Self review: the subject is the requester, whatever the body claims.
+    let bob = s.user("bob", &[]);
+    let r: Value = bob
+        .post(format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.url))
+        .json(&review("SelfSubjectAccessReview", json!({ "resourceAttributes": attrs, "user": "portcullis-admin", "groups": ["portcullis:admins"] })))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"]["allowed"], false, "{r}");
+    // Asking about others needs create on subjectaccessreviews: bob has not, the admin has.
+    let sar = review(
+        "SubjectAccessReview",
+        json!({ "user": "someone", "groups": ["portcullis:admins"], "resourceAttributes": attrs }),
+    );
+    let denied = bob
+        .post(format!(
+            "{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            s.url
+        ))
+        .json(&sar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let r: Value = s
+        .admin()
+        .post(format!(
+            "{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            s.url
+        ))
+        .json(&sar)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"]["allowed"], true, "{r}");
+    assert_eq!(
+        r["status"]["reason"],
+        "RBAC: allowed by ClusterRoleBinding \"portcullis:admins\" of ClusterRole \"cluster-admin\" to Group \"portcullis:admins\""
+    );
+    s.stop().await;
+}
