@@ -7,6 +7,7 @@
 pub mod attributes;
 pub mod batch;
 pub mod bootstrap;
+pub mod escalation;
 pub mod evaluate;
 pub mod index;
 pub mod policy;

@@ -9,13 +9,12 @@ use serde_json::Value;
 use crate::api::registry::{Codec, DecodeFailure, Registry, ResourceType};
 use crate::api::status::Cause;
 
-/// Every kind of `portcullis.dev/v1alpha1`, and the `rbac.authorization.k8s.io/v1` kinds.
+/// Every kind of `portcullis.dev/v1alpha1`.
 pub fn registry() -> Registry {
     let mut r = Registry::default();
     for k in portcullis_model::kinds() {
         r.register(resource_type(k));
     }
-    crate::rbac::register(&mut r);
     r
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
-use portcullis_rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use portcullis_rbac::escalation;
+use portcullis_rbac::v1::{ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use portcullis_rbac::{Attributes, CompiledPolicy, Policy};
 use portcullis_store::{ListOptions, Store, StoreError};
 use serde_json::Value;
@@ -36,8 +37,9 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     ("RoleBinding", "rolebindings", "rolebinding", true),
 ];
 
-/// Adds the RBAC kinds to the served registry.
-pub fn register(registry: &mut Registry) {
+/// Adds the RBAC kinds to the served registry; writes are admitted by escalation prevention
+/// against `authorizer`'s policy.
+pub fn register(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer>) {
     for (kind, plural, singular, namespaced) in KINDS {
         registry.register(ResourceType {
             group: portcullis_rbac::v1::GROUP.into(),
@@ -48,14 +50,18 @@ pub fn register(registry: &mut Registry) {
             namespaced: *namespaced,
             short_names: Vec::new(),
             has_status: false,
-            codec: Arc::new(RbacCodec),
+            codec: Arc::new(RbacCodec {
+                authorizer: Some(authorizer.clone()),
+            }),
             review: None,
         });
     }
 }
 
-/// Strict decoding and validation by the RBAC engine's own parser.
-struct RbacCodec;
+/// Strict decoding and validation by the RBAC engine's own parser, and escalation prevention.
+struct RbacCodec {
+    authorizer: Option<Arc<RbacAuthorizer>>,
+}
 
 impl Codec for RbacCodec {
     fn decode(&self, object: &Value) -> Result<Value, DecodeFailure> {
@@ -94,6 +100,96 @@ impl Codec for RbacCodec {
             ));
         };
         canonical.map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))
+    }
+
+    /// As the RBAC registry: roles only with rules the writer holds (or `escalate`), bindings
+    /// only to roles whose rules the writer holds (or `bind`); an aggregationRule needs full
+    /// authority, since it can gather anything.
+    fn admit(
+        &self,
+        user: &crate::authn::UserInfo,
+        namespace: &str,
+        _old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), DecodeFailure> {
+        let Some(authorizer) = &self.authorizer else {
+            return Ok(());
+        };
+        let snapshot = authorizer.snapshot();
+        let writer = escalation::Writer {
+            user: &user.name,
+            groups: &user.groups,
+        };
+        let name = new
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = new.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let result = match kind {
+            "ClusterRole" | "Role" => {
+                let rules: Vec<PolicyRule> = new
+                    .get("rules")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))?
+                    .unwrap_or_default();
+                let ns = if kind == "Role" { namespace } else { "" };
+                escalation::check_role_write(
+                    &snapshot.policy,
+                    &snapshot.compiled,
+                    &writer,
+                    ns,
+                    name,
+                    &rules,
+                )
+                .and_then(|()| {
+                    if new.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+                        let full = [
+                            PolicyRule {
+                                verbs: vec!["*".into()],
+                                api_groups: vec!["*".into()],
+                                resources: vec!["*".into()],
+                                ..PolicyRule::default()
+                            },
+                            PolicyRule {
+                                verbs: vec!["*".into()],
+                                non_resource_urls: vec!["*".into()],
+                                ..PolicyRule::default()
+                            },
+                        ];
+                        let held =
+                            escalation::rules_for(&snapshot.policy, &user.name, &user.groups, "");
+                        if !escalation::covers(&held, &full).0 {
+                            return Err(
+                                "must have cluster-admin privileges to use the aggregationRule"
+                                    .into(),
+                            );
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            "ClusterRoleBinding" | "RoleBinding" => {
+                let role_ref: RoleRef = new
+                    .get("roleRef")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))?
+                    .unwrap_or_default();
+                let ns = if kind == "RoleBinding" { namespace } else { "" };
+                escalation::check_binding_write(
+                    &snapshot.policy,
+                    &snapshot.compiled,
+                    &writer,
+                    ns,
+                    &role_ref,
+                )
+            }
+            _ => Ok(()),
+        };
+        result.map_err(DecodeFailure::Forbidden)
     }
 }
 
@@ -356,7 +452,7 @@ pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer
             namespaced: false,
             short_names: Vec::new(),
             has_status: false,
-            codec: Arc::new(RbacCodec),
+            codec: Arc::new(RbacCodec { authorizer: None }),
             review: Some(Arc::new(AccessReview {
                 authorizer: authorizer.clone(),
                 about_self,

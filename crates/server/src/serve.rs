@@ -164,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running> {
         authz: authorizer.clone(),
         registry: Arc::new({
             let mut r = kinds::registry();
+            crate::rbac::register(&mut r, &authorizer);
             crate::rbac::register_reviews(&mut r, &authorizer);
             r
         }),

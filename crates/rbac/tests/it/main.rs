@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod escalation;
 mod index;
 mod parse;
 mod recorded;

@@ -225,3 +225,131 @@ async fn access_reviews_answer_with_the_same_engine() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn escalation_is_prevented_on_roles_and_bindings() {
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    let post = |c: &reqwest::Client, path: String, body: Value| {
+        let c = c.clone();
+        async move { c.post(path).json(&body).send().await.unwrap() }
+    };
+    let ns = format!("{}{RBAC}/namespaces/ns-a", s.url);
+    // dana may manage roles and bindings in ns-a, and read pods there.
+    let manager = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "rbac-manager", "namespace": "ns-a" },
+        "rules": [
+            { "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create", "update", "get", "list"] },
+            { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"] },
+        ],
+    });
+    assert_eq!(
+        post(&admin, format!("{ns}/roles"), manager).await.status(),
+        201
+    );
+    let bind_dana = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "dana-manager", "namespace": "ns-a" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-manager" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "dana" }],
+    });
+    assert_eq!(
+        post(&admin, format!("{ns}/rolebindings"), bind_dana)
+            .await
+            .status(),
+        201
+    );
+    let dana = s.user("dana", &[]);
+    eventually(200, async || status_of(&dana, format!("{ns}/roles")).await).await;
+
+    // Binding herself to cluster-admin: she does not hold its permissions and has no bind.
+    let grab = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "grab", "namespace": "ns-a" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "dana" }],
+    });
+    let r = post(&dana, format!("{ns}/rolebindings"), grab.clone()).await;
+    assert_eq!(r.status(), 403);
+    let status: Value = r.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("attempting to grant RBAC permissions not currently held"),
+        "{status}"
+    );
+
+    // A role with rules she holds is fine; one with more is not.
+    let reader = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "pod-reader", "namespace": "ns-a" },
+        "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get"] }],
+    });
+    assert_eq!(
+        post(&dana, format!("{ns}/roles"), reader).await.status(),
+        201
+    );
+    let deleter = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": "secret-deleter", "namespace": "ns-a" },
+        "rules": [{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"] }],
+    });
+    assert_eq!(
+        post(&dana, format!("{ns}/roles"), deleter).await.status(),
+        403
+    );
+    // Binding someone to a role whose rules she holds is fine.
+    let share = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "bob-reads-pods", "namespace": "ns-a" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "bob" }],
+    });
+    assert_eq!(
+        post(&dana, format!("{ns}/rolebindings"), share)
+            .await
+            .status(),
+        201
+    );
+
+    // With `bind` on cluster-admin, the binding is allowed without holding its rules.
+    let binder = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": { "name": "bind-cluster-admin" },
+        "rules": [{ "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "resourceNames": ["cluster-admin"], "verbs": ["bind"] }],
+    });
+    assert_eq!(
+        post(&admin, format!("{}{RBAC}/clusterroles", s.url), binder)
+            .await
+            .status(),
+        201
+    );
+    let grant_bind = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "dana-binds", "namespace": "ns-a" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bind-cluster-admin" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "dana" }],
+    });
+    assert_eq!(
+        post(&admin, format!("{ns}/rolebindings"), grant_bind)
+            .await
+            .status(),
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post(&dana, format!("{ns}/rolebindings"), grab.clone()).await;
+        if r.status() == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bind never took effect: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.stop().await;
+}
