@@ -7,6 +7,8 @@
 //! (HTTP 410 Gone) when that history is no longer kept.
 #![deny(missing_docs)]
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod memory;
 mod paging;
 pub mod redb;

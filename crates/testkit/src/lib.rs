@@ -1,0 +1,122 @@
+//! Test helpers for portcullis: real peers started on free loopback ports and stopped on drop.
+//! Only loopback addresses are ever used.
+#![deny(missing_docs)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Errors starting a peer.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A free TCP port on 127.0.0.1 (bound and released; a later bind by the peer may race with
+/// another process, which the launchers detect by their readiness check).
+pub fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error(e.to_string()))
+}
+
+/// Polls `probe` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find_binary(name: &str, package: &str) -> Result<PathBuf, Error> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            Error(format!(
+                "`{name}` is not installed: run `cargo xtask deps` (or apt-get install {package})"
+            ))
+        })
+}
+
+/// A real etcd on free loopback ports with a temporary data directory.
+#[derive(Debug)]
+pub struct Etcd {
+    /// Client URL, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it accepts client connections.
+    pub fn start() -> Result<Etcd, Error> {
+        let bin = find_binary("etcd", "etcd-server")?;
+        for _attempt in 0..5 {
+            let dir = tempfile::tempdir().map_err(|e| Error(e.to_string()))?;
+            let client = free_port()?;
+            let peer = free_port()?;
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let child = Command::new(&bin)
+                .arg("--name=test")
+                .arg(format!("--data-dir={}", dir.path().display()))
+                .arg(format!("--listen-client-urls={client_url}"))
+                .arg(format!("--advertise-client-urls={client_url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=test={peer_url}"))
+                .arg("--log-level=error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| Error(format!("starting etcd: {e}")))?;
+            let mut guard = ChildGuard(child);
+            let addr: SocketAddr = ([127, 0, 0, 1], client).into();
+            let up = wait_until(Duration::from_secs(20), || {
+                matches!(guard.0.try_wait(), Ok(None))
+                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            });
+            if up && matches!(guard.0.try_wait(), Ok(None)) {
+                return Ok(Etcd {
+                    endpoint: client_url,
+                    _child: guard,
+                    _dir: dir,
+                });
+            }
+            // Port taken between probe and bind, or a slow start: try again on new ports.
+            drop(guard);
+        }
+        Err(Error(
+            "etcd did not start on loopback after 5 attempts".into(),
+        ))
+    }
+}
