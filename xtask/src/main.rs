@@ -24,8 +24,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("etcd", "etcd-server"),
 ];
 
-/// Cargo features the test and CI runs turn on (they need the packages above).
-const TEST_FEATURES: &str = "portcullis-store/etcd";
+/// Cargo features the test and CI runs turn on (they need the packages above): the etcd
+/// backend, through the binary so that the server's and the store's `etcd` features are on.
+const TEST_FEATURES: &str = "portcullis/etcd";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "portcullis project automation")]

@@ -365,9 +365,11 @@ async fn redb_keeps_acknowledged_writes_across_reopen() {
 suite!(etcd, async {
     // One etcd per test (nextest runs each test in its own process), so key prefixes never meet.
     let etcd = portcullis_testkit::Etcd::start().expect("etcd for the conformance suite");
-    let store =
-        portcullis_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), "/conformance")
-            .await
-            .unwrap();
+    let store = portcullis_store::etcd::EtcdStore::connect(
+        std::slice::from_ref(&etcd.endpoint),
+        "/conformance",
+    )
+    .await
+    .unwrap();
     (Arc::new(store) as S, etcd)
 });
