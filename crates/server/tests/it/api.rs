@@ -461,3 +461,33 @@ async fn shutdown_ends_open_watches_instead_of_waiting_for_them() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     drop(resp);
 }
+
+/// The same API over a real etcd (`serve --store etcd`).
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn the_api_runs_on_etcd() {
+    let etcd = portcullis_testkit::Etcd::start().expect("etcd: cargo xtask deps");
+    let endpoint = etcd.endpoint.clone();
+    let s = TestServer::start_with(move |c| {
+        c.store = portcullis_server::config::StoreConfig::Etcd {
+            endpoints: vec![endpoint],
+            prefix: "/portcullis".into(),
+        }
+    })
+    .await;
+    let (code, created) = post(&s, &format!("{BASE}/workspaces"), &workspace("on-etcd")).await;
+    assert_eq!(code, 201, "{created}");
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, got) = get(&s, &format!("{BASE}/workspaces/on-etcd")).await;
+    assert_eq!(code, 200);
+    assert_eq!(got["metadata"]["resourceVersion"], rv.as_str());
+    let (code, conflict) = post(&s, &format!("{BASE}/workspaces"), &workspace("on-etcd")).await;
+    assert_eq!(
+        (code, conflict["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+    s.stop().await;
+}
