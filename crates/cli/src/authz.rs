@@ -67,28 +67,16 @@ fn run(args: &CanIArgs) -> Result<i32, String> {
             "usage: can-i VERB RESOURCE[.GROUP][/SUBRESOURCE] [NAME] or can-i --batch FILE".into(),
         );
     };
-    let mut a = Attributes {
-        user: args.as_user.clone().unwrap_or_default(),
-        groups: args.as_groups.clone(),
-        verb: verb.clone(),
-        ..Attributes::default()
-    };
+    let mut a = request_attributes(
+        verb,
+        resource,
+        args.name.as_deref(),
+        args.namespace.as_deref(),
+    );
+    a.user = args.as_user.clone().unwrap_or_default();
+    a.groups = args.as_groups.clone();
     if a.user.is_empty() && a.groups.is_empty() {
         return Err("--as USER (and/or --as-group GROUP) is required with --policy".into());
-    }
-    if resource.starts_with('/') {
-        a.path = resource.clone();
-    } else {
-        let (resource_group, sub) = resource.split_once('/').unwrap_or((resource.as_str(), ""));
-        let (res, group) = resource_group
-            .split_once('.')
-            .unwrap_or((resource_group, ""));
-        a.resource_request = true;
-        a.resource = res.to_owned();
-        a.api_group = group.to_owned();
-        a.subresource = sub.to_owned();
-        a.namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
-        a.name = args.name.clone().unwrap_or_default();
     }
     let allowed = batch::decide(&policy, &a).allowed;
     let mut out = std::io::stdout();
@@ -126,4 +114,207 @@ fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     out.push((path.display().to_string(), text));
     Ok(())
+}
+
+/// `portcullis who-can`.
+#[derive(clap::Args, Debug)]
+pub struct WhoCanArgs {
+    /// Verb.
+    pub verb: String,
+    /// `RESOURCE[.GROUP][/SUBRESOURCE]`, or a non-resource path.
+    pub resource: String,
+    /// Object name.
+    pub name: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Kubernetes RBAC objects: YAML or JSON files or directories.
+    #[arg(long = "policy")]
+    pub policy: Vec<PathBuf>,
+    /// Output format: a table (default) or `json`.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+/// `portcullis auth rules` (SelfSubjectRulesReview).
+#[derive(clap::Args, Debug)]
+pub struct AuthRulesArgs {
+    /// User to list the rules of.
+    #[arg(long = "as")]
+    pub as_user: Option<String>,
+    /// Groups of that user (repeatable).
+    #[arg(long = "as-group")]
+    pub as_groups: Vec<String>,
+    /// Namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Kubernetes RBAC objects: YAML or JSON files or directories.
+    #[arg(long = "policy")]
+    pub policy: Vec<PathBuf>,
+    /// Output format: a table (default) or `json`.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+fn request_attributes(
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Attributes {
+    let mut a = Attributes {
+        verb: verb.to_owned(),
+        ..Attributes::default()
+    };
+    if resource.starts_with('/') {
+        a.path = resource.to_owned();
+    } else {
+        let (resource_group, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let (res, group) = resource_group
+            .split_once('.')
+            .unwrap_or((resource_group, ""));
+        a.resource_request = true;
+        a.resource = res.to_owned();
+        a.api_group = group.to_owned();
+        a.subresource = sub.to_owned();
+        a.namespace = namespace.unwrap_or("default").to_owned();
+        a.name = name.unwrap_or_default().to_owned();
+    }
+    a
+}
+
+/// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
+pub fn who_can(args: &WhoCanArgs) -> i32 {
+    let run = || -> Result<i32, String> {
+        if args.policy.is_empty() {
+            return Err(
+                "--policy is required until the management API review endpoints land".into(),
+            );
+        }
+        let policy = load_policy(&args.policy)?;
+        let a = request_attributes(
+            &args.verb,
+            &args.resource,
+            args.name.as_deref(),
+            args.namespace.as_deref(),
+        );
+        let answers = portcullis_rbac::review::who_can(&policy, &a);
+        let mut out = std::io::stdout().lock();
+        if args.output.as_deref() == Some("json") {
+            let text = serde_json::to_string_pretty(&answers).map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "{text}");
+        } else {
+            let rows: Vec<[String; 4]> = answers
+                .iter()
+                .map(|w| {
+                    let subject = if w.namespace.is_empty() {
+                        w.name.clone()
+                    } else {
+                        format!("{}/{}", w.namespace, w.name)
+                    };
+                    [w.kind.clone(), subject, w.binding.clone(), w.role.clone()]
+                })
+                .collect();
+            print_table(&mut out, ["KIND", "SUBJECT", "BINDING", "ROLE"], &rows);
+        }
+        Ok(if answers.is_empty() { 1 } else { 0 })
+    };
+    run().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        2
+    })
+}
+
+/// Runs `auth rules`; returns the exit code.
+pub fn auth_rules(args: &AuthRulesArgs) -> i32 {
+    let run = || -> Result<i32, String> {
+        if args.policy.is_empty() {
+            return Err(
+                "--policy is required until the management API review endpoints land".into(),
+            );
+        }
+        let user = args.as_user.clone().unwrap_or_default();
+        if user.is_empty() && args.as_groups.is_empty() {
+            return Err("--as USER (and/or --as-group GROUP) is required".into());
+        }
+        let policy = load_policy(&args.policy)?;
+        let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
+        let status = portcullis_rbac::review::rules_review(&policy, &user, &args.as_groups, &ns);
+        let mut out = std::io::stdout().lock();
+        if args.output.as_deref() == Some("json") {
+            let text = serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "{text}");
+        } else {
+            // kubectl auth can-i --list's columns.
+            let mut rows: Vec<[String; 4]> = status
+                .resource_rules
+                .iter()
+                .map(|r| {
+                    let resources: Vec<String> = r
+                        .resources
+                        .iter()
+                        .flat_map(|res| {
+                            r.api_groups.iter().map(move |g| {
+                                if g.is_empty() {
+                                    res.clone()
+                                } else {
+                                    format!("{res}.{g}")
+                                }
+                            })
+                        })
+                        .collect();
+                    [
+                        resources.join(", "),
+                        String::new(),
+                        format!("[{}]", r.resource_names.join(" ")),
+                        format!("[{}]", r.verbs.join(" ")),
+                    ]
+                })
+                .collect();
+            rows.extend(status.non_resource_rules.iter().map(|r| {
+                [
+                    String::new(),
+                    format!("[{}]", r.non_resource_urls.join(" ")),
+                    "[]".into(),
+                    format!("[{}]", r.verbs.join(" ")),
+                ]
+            }));
+            print_table(
+                &mut out,
+                ["Resources", "Non-Resource URLs", "Resource Names", "Verbs"],
+                &rows,
+            );
+            if status.incomplete {
+                let _ = writeln!(out, "\nincomplete: {}", status.evaluation_error);
+            }
+        }
+        Ok(0)
+    };
+    run().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        2
+    })
+}
+
+fn print_table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("   ")
+            .trim_end()
+            .to_owned()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+    }
 }

@@ -80,6 +80,12 @@ struct ClientFlags {
 }
 
 #[derive(Subcommand)]
+enum AuthCommand {
+    /// The rules a user holds in a namespace (SelfSubjectRulesReview), from policy files.
+    Rules(authz::AuthRulesArgs),
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run everything in one process with an embedded store (first start generates a CA,
     /// certificates and admin.conf in the data directory).
@@ -146,6 +152,13 @@ enum Command {
     },
     /// Can a user do this? Answered by the RBAC engine over policy files (`--policy`), offline.
     CanI(authz::CanIArgs),
+    /// Who can do this, through which binding and role? From policy files (`--policy`).
+    WhoCan(authz::WhoCanArgs),
+    /// Access questions in kubectl's spelling.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -242,6 +255,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::WhoCan(args) => Ok(ExitCode::from(
+            u8::try_from(authz::who_can(&args)).unwrap_or(2),
+        )),
+        Command::Auth {
+            command: AuthCommand::Rules(args),
+        } => Ok(ExitCode::from(
+            u8::try_from(authz::auth_rules(&args)).unwrap_or(2),
+        )),
         Command::CanI(args) => Ok(ExitCode::from(
             u8::try_from(authz::can_i(&args)).unwrap_or(2),
         )),

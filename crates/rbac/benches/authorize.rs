@@ -272,7 +272,7 @@ fn main() {
             ..Attributes::default()
         };
         let t = Instant::now();
-        let n = compiled.who_can(&who).len();
+        let n = portcullis_rbac::review::who_can(&p, &who).len();
         let who_latency = t.elapsed();
         rows.push(format!(
             "| {crbs} + {ROLE_BINDINGS} | {} | {:.2} µs | {} | {:.1} µs | {:.0}× | {:.0}% | {:.1} ms | {} MiB | {:.2} ms ({n} subjects) |",

@@ -205,30 +205,4 @@ impl CompiledPolicy {
             None => Decision::default(),
         }
     }
-
-    /// Every (subject kind, subject name, reason) that grants `a`, ignoring the requester: the
-    /// answer to "who can do this?".
-    pub fn who_can(&self, a: &Attributes) -> Vec<(String, String, String)> {
-        let verb = verb_bit(&a.verb);
-        let mut out = Vec::new();
-        let mut scan = |scope: &Scope| {
-            for (kind, map) in [("User", &scope.users), ("Group", &scope.groups)] {
-                for (name, grants) in map {
-                    for g in grants {
-                        if g.rules.iter().any(|r| r.allows(a, verb)) {
-                            out.push((kind.to_owned(), name.to_string(), g.reason.to_string()));
-                        }
-                    }
-                }
-            }
-        };
-        scan(&self.cluster);
-        if !a.namespace.is_empty()
-            && let Some(s) = self.namespaces.get(a.namespace.as_str())
-        {
-            scan(s);
-        }
-        out.sort();
-        out
-    }
 }

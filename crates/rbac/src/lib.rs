@@ -11,6 +11,7 @@ pub mod escalation;
 pub mod evaluate;
 pub mod index;
 pub mod policy;
+pub mod review;
 pub mod v1;
 
 pub use attributes::{Attributes, Decision};

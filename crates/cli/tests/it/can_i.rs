@@ -99,3 +99,75 @@ fn a_bad_policy_file_is_an_error_naming_the_document() {
         "{err}"
     );
 }
+
+#[test]
+fn who_can_lists_subjects_with_their_binding_and_role() {
+    let out = Command::new(BIN)
+        .args([
+            "who-can",
+            "get",
+            "pods",
+            "-n",
+            "ns-a",
+            "-o",
+            "json",
+            "--policy",
+            &recorded("policy.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answers.iter().any(|w| w["kind"] == "User"
+        && w["name"] == "alice"
+        && w["binding"] == "RoleBinding/ns-a/rb-alice-pod-reader"
+        && w["role"] == "ClusterRole/cr-pod-reader"));
+    assert!(
+        !answers
+            .iter()
+            .any(|w| w["name"] == "alice" && w["binding"].as_str().unwrap().contains("ns-b"))
+    );
+    let nobody = Command::new(BIN)
+        .args([
+            "who-can",
+            "frobnicate",
+            "gizmos.nowhere.example",
+            "--policy",
+            &recorded("policy.yaml"),
+        ])
+        .output()
+        .unwrap();
+    // Only cluster-admin's `*` grants a made-up verb; system:masters holds it.
+    assert!(String::from_utf8_lossy(&nobody.stdout).contains("system:masters"));
+}
+
+#[test]
+fn auth_rules_lists_what_a_user_holds_in_a_namespace() {
+    let out = Command::new(BIN)
+        .args([
+            "auth",
+            "rules",
+            "--as",
+            "alice",
+            "-n",
+            "ns-a",
+            "-o",
+            "json",
+            "--policy",
+            &recorded("policy.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules = status["resourceRules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "pods")),
+        "{status}"
+    );
+    assert_eq!(status["incomplete"], false);
+}

@@ -8,13 +8,13 @@ use portcullis_rbac::v1::{
 use portcullis_rbac::{Attributes, CompiledPolicy, Policy, authorize};
 use proptest::prelude::*;
 
-const USERS: &[&str] = &[
+pub const USERS: &[&str] = &[
     "alice",
     "bob",
     "system:serviceaccount:ns-a:robot",
     "system:serviceaccount:ns-b:robot",
 ];
-const GROUPS: &[&str] = &["devs", "ops", "system:authenticated"];
+pub const GROUPS: &[&str] = &["devs", "ops", "system:authenticated"];
 const NAMESPACES: &[&str] = &["", "ns-a", "ns-b"];
 const VERBS: &[&str] = &["get", "list", "delete", "escalate", "custom", "*"];
 const GROUPS_API: &[&str] = &["", "apps", "*"];
@@ -84,7 +84,7 @@ fn meta(name: &str, ns: &str) -> ObjectMeta {
     }
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
+pub fn policy() -> impl Strategy<Value = Policy> {
     let cluster_roles =
         prop::collection::vec((pick(ROLES), prop::collection::vec(rule(), 0..3)), 0..3);
     let roles = prop::collection::vec(
@@ -168,7 +168,7 @@ fn policy() -> impl Strategy<Value = Policy> {
     })
 }
 
-fn request() -> impl Strategy<Value = Attributes> {
+pub fn request() -> impl Strategy<Value = Attributes> {
     let groups = || prop::collection::vec(pick(GROUPS), 0..3);
     prop_oneof![
         (

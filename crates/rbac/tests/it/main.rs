@@ -10,4 +10,5 @@ mod escalation;
 mod index;
 mod parse;
 mod recorded;
+mod review;
 mod rules;
