@@ -437,7 +437,46 @@ impl crate::api::registry::Review for AccessReview {
     }
 }
 
-/// Adds the two access reviews to the served registry.
+/// `authorization.k8s.io/v1` SelfSubjectRulesReview: the rules the requester holds in
+/// `spec.namespace`.
+pub struct RulesReview {
+    authorizer: Arc<RbacAuthorizer>,
+}
+
+impl crate::api::registry::Review for RulesReview {
+    fn review(
+        &self,
+        user: &crate::authn::UserInfo,
+        object: Value,
+    ) -> Result<Value, crate::api::status::ApiError> {
+        if object.get("kind").and_then(Value::as_str) != Some("SelfSubjectRulesReview") {
+            return Err(crate::api::status::ApiError::bad_request(
+                "the body must be a SelfSubjectRulesReview",
+            ));
+        }
+        let namespace = object
+            .pointer("/spec/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let status = portcullis_rbac::review::rules_review(
+            &self.authorizer.snapshot().policy,
+            &user.name,
+            &user.groups,
+            namespace,
+        );
+        let mut out = object;
+        if let Some(m) = out.as_object_mut() {
+            m.insert(
+                "status".into(),
+                serde_json::to_value(status).unwrap_or(Value::Null),
+            );
+            m.entry("metadata").or_insert_with(|| serde_json::json!({}));
+        }
+        Ok(out)
+    }
+}
+
+/// Adds the access and rules reviews to the served registry.
 pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer>) {
     for (kind, plural, about_self) in [
         ("SubjectAccessReview", "subjectaccessreviews", false),
@@ -459,4 +498,18 @@ pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer
             })),
         });
     }
+    registry.register(ResourceType {
+        group: "authorization.k8s.io".into(),
+        version: "v1".into(),
+        kind: "SelfSubjectRulesReview".into(),
+        plural: "selfsubjectrulesreviews".into(),
+        singular: "selfsubjectrulesreview".into(),
+        namespaced: false,
+        short_names: Vec::new(),
+        has_status: false,
+        codec: Arc::new(RbacCodec { authorizer: None }),
+        review: Some(Arc::new(RulesReview {
+            authorizer: authorizer.clone(),
+        })),
+    });
 }

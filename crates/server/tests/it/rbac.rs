@@ -353,3 +353,42 @@ async fn escalation_is_prevented_on_roles_and_bindings() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn self_subject_rules_review_lists_the_requesters_rules() {
+    let s = TestServer::start().await;
+    let r: Value = s
+        .user("erin", &[])
+        .post(format!("{}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", s.url))
+        .json(&json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": { "namespace": "ns-a" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Every authenticated user holds system:basic-user's and system:discovery's rules.
+    let rules = r["status"]["resourceRules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|x| x["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "selfsubjectaccessreviews")),
+        "{r}"
+    );
+    assert!(
+        r["status"]["nonResourceRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["nonResourceURLs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u == "/apis")),
+        "{r}"
+    );
+    assert_eq!(r["status"]["incomplete"], false);
+    s.stop().await;
+}
