@@ -12,3 +12,4 @@ mod parse;
 mod recorded;
 mod review;
 mod rules;
+mod table;
