@@ -32,6 +32,73 @@ pub struct CanIArgs {
     /// `{"allowed":…,"reason":"…"}` per line.
     #[arg(long)]
     pub batch: Option<PathBuf>,
+    /// Kubeconfig of the management API, asked when no `--policy` is given.
+    #[arg(
+        long = "config",
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis-data/admin.conf"
+    )]
+    pub kubeconfig: PathBuf,
+}
+
+/// `can-i` without `--policy`: asks the management API with a SelfSubjectAccessReview (or a
+/// SubjectAccessReview with `--as`), as `kubectl auth can-i` does.
+pub async fn can_i_remote(args: &CanIArgs) -> i32 {
+    let run = async || -> Result<i32, String> {
+        let (Some(verb), Some(resource)) = (&args.verb, &args.resource) else {
+            return Err("usage: can-i VERB RESOURCE[.GROUP][/SUBRESOURCE] [NAME]".into());
+        };
+        if args.batch.is_some() {
+            return Err("--batch needs --policy".into());
+        }
+        let a = request_attributes(
+            verb,
+            resource,
+            args.name.as_deref(),
+            args.namespace.as_deref(),
+        );
+        let mut spec = if a.resource_request {
+            serde_json::json!({ "resourceAttributes": {
+                "namespace": a.namespace, "verb": a.verb, "group": a.api_group,
+                "resource": a.resource, "subresource": a.subresource, "name": a.name,
+            } })
+        } else {
+            serde_json::json!({ "nonResourceAttributes": { "path": a.path, "verb": a.verb } })
+        };
+        let (kind, plural) = if args.as_user.is_some() || !args.as_groups.is_empty() {
+            if let Some(m) = spec.as_object_mut() {
+                m.insert(
+                    "user".into(),
+                    serde_json::json!(args.as_user.clone().unwrap_or_default()),
+                );
+                m.insert("groups".into(), serde_json::json!(args.as_groups));
+            }
+            ("SubjectAccessReview", "subjectaccessreviews")
+        } else {
+            ("SelfSubjectAccessReview", "selfsubjectaccessreviews")
+        };
+        let body = serde_json::json!({ "apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec });
+        let client = crate::client::Client::from_kubeconfig(&args.kubeconfig)
+            .map_err(|e| format!("{e:#}"))?;
+        let answer = client
+            .request(
+                http::Method::POST,
+                &format!("/apis/authorization.k8s.io/v1/{plural}"),
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let allowed = answer
+            .pointer("/status/allowed")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        println!("{}", if allowed { "yes" } else { "no" });
+        Ok(if allowed { 0 } else { 1 })
+    };
+    run().await.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        2
+    })
 }
 
 /// Runs `can-i`; returns the exit code.
@@ -46,9 +113,6 @@ pub fn can_i(args: &CanIArgs) -> i32 {
 }
 
 fn run(args: &CanIArgs) -> Result<i32, String> {
-    if args.policy.is_empty() {
-        return Err("--policy is required until the management API review endpoints land".into());
-    }
     let policy = load_policy(&args.policy)?;
     if let Some(batch_file) = &args.batch {
         let stdout = std::io::stdout();

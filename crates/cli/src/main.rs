@@ -263,9 +263,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => Ok(ExitCode::from(
             u8::try_from(authz::auth_rules(&args)).unwrap_or(2),
         )),
-        Command::CanI(args) => Ok(ExitCode::from(
-            u8::try_from(authz::can_i(&args)).unwrap_or(2),
-        )),
+        Command::CanI(args) => {
+            let code = if args.policy.is_empty() {
+                authz::can_i_remote(&args).await
+            } else {
+                authz::can_i(&args)
+            };
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
+        }
         Command::Version => {
             println!("portcullis {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

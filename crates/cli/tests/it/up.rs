@@ -346,3 +346,36 @@ fn kubectl_apply_and_explain_use_the_openapi_document() {
     let explained = ok(&kubectl(&["explain", "workspace"]));
     assert!(explained.contains("KIND:       Workspace"), "{explained}");
 }
+
+/// Without `--policy`, can-i asks the running management API (SelfSubjectAccessReview, or
+/// SubjectAccessReview with `--as`).
+#[test]
+fn can_i_asks_the_management_api() {
+    let up = Up::start();
+    let ask = |args: &[&str]| {
+        let out = up.cli(&[&["can-i"], args].concat());
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    assert_eq!(
+        ask(&["delete", "workspaces.portcullis.dev", "team-a"]),
+        (0, "yes".into())
+    );
+    assert_eq!(
+        ask(&["list", "workspaces.portcullis.dev", "--as", "bob"]),
+        (1, "no".into())
+    );
+    assert_eq!(
+        ask(&[
+            "get",
+            "/healthz",
+            "--as",
+            "bob",
+            "--as-group",
+            "system:authenticated"
+        ]),
+        (0, "yes".into())
+    );
+}
