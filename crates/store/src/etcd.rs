@@ -302,13 +302,7 @@ impl Store for EtcdStore {
             };
             futures::stream::iter(out)
         });
-        let mut failed = false;
-        let stream = events.take_while(move |item| {
-            let keep = !failed;
-            failed = failed || item.is_err();
-            futures::future::ready(keep)
-        });
-        Ok(Box::pin(stream))
+        Ok(crate::watch::end_after_error(events))
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {

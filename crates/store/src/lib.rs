@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod memory;
 mod paging;
 pub mod redb;
+mod watch;
 
 use std::pin::Pin;
 

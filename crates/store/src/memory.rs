@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use tokio::sync::broadcast;
 
 use crate::{
@@ -200,27 +199,9 @@ impl Store for MemoryStore {
             // Subscribing under the lock: no event can fall between backlog and live.
             (backlog, self.events.subscribe())
         };
-        let last = backlog.last().map_or(after, |(r, _)| *r);
-        let prefix = prefix.to_owned();
-        let live = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(move |item| {
-            let out = match item {
-                Ok((rev, ev)) if rev > last && ev.kv().key.starts_with(&prefix) => Some(Ok(ev)),
-                Ok(_) => None,
-                Err(_) => Some(Err(StoreError::Backend(
-                    "watch fell behind and missed events; list again and watch from the list's revision".into(),
-                ))),
-            };
-            futures::future::ready(out)
-        });
-        let backlog = futures::stream::iter(backlog.into_iter().map(|(_, ev)| Ok(ev)));
-        // A lagged watcher gets one error, then the stream ends.
-        let mut failed = false;
-        let stream = backlog.chain(live).take_while(move |item| {
-            let keep = !failed;
-            failed = failed || item.is_err();
-            futures::future::ready(keep)
-        });
-        Ok(Box::pin(stream))
+        Ok(crate::watch::replay_then_live(
+            backlog, receiver, after, prefix,
+        ))
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {

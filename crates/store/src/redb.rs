@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -479,26 +478,9 @@ impl Store for RedbStore {
                 Ok(out)
             })
             .await?;
-        let last = backlog.last().map_or(after, |(r, _)| *r);
-        let prefix = prefix.to_owned();
-        let live = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(move |item| {
-            let out = match item {
-                Ok((rev, ev)) if rev > last && ev.kv().key.starts_with(&prefix) => Some(Ok(ev)),
-                Ok(_) => None,
-                Err(_) => Some(Err(StoreError::Backend(
-                    "watch fell behind and missed events; list again and watch from the list's revision".into(),
-                ))),
-            };
-            futures::future::ready(out)
-        });
-        let backlog = futures::stream::iter(backlog.into_iter().map(|(_, ev)| Ok(ev)));
-        let mut failed = false;
-        let stream = backlog.chain(live).take_while(move |item| {
-            let keep = !failed;
-            failed = failed || item.is_err();
-            futures::future::ready(keep)
-        });
-        Ok(Box::pin(stream))
+        Ok(crate::watch::replay_then_live(
+            backlog, receiver, after, prefix,
+        ))
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
