@@ -227,23 +227,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{} cores, {cpu}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
-}
-
 fn fmt_rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M/s", r / 1e6)
@@ -307,7 +290,7 @@ agree on every request compared. Machine: {}.\n\n\
 | ClusterRoleBindings + RoleBindings | compiled index | p99 | reference scan | p99 | speed-up | allowed | index build | RSS growth at build | who-can (all subjects) |\n\
 |---|---|---|---|---|---|---|---|---|---|\n{}\n",
         n_requests,
-        machine(),
+        portcullis_testkit::machine(),
         rows.join("\n")
     );
     println!("{table}");

@@ -114,23 +114,6 @@ async fn run_phase(client: &reqwest::Client, url: &str, create: bool) -> Result 
     }
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{} cores, {cpu}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
-}
-
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,7 +154,7 @@ fn main() {
         "## Management API (server)\n\n{OPS} Workspace creates, then {OPS} gets, {CONCURRENCY} concurrent clients over TLS with a client \
 certificate (HTTP/1.1, pooled), client and server in one process on {}. Same run, two store backends.\n\n\
 | store | creates/s | create p50 / p99 ms | gets/s | get p50 / p99 ms |\n|---|---|---|---|---|\n{}\n",
-        machine(),
+        portcullis_testkit::machine(),
         rows.join("\n")
     );
     println!("{table}");

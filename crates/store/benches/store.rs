@@ -100,23 +100,6 @@ async fn run(name: &'static str, store: Arc<dyn Store>) -> Row {
     }
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{} cores, {cpu}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -148,7 +131,7 @@ fn main() {
         "## Store (store)\n\n{PUTS} creates of 512-byte values from {CONCURRENCY} concurrent writers, {PUTS} gets likewise, one list \
 of all {PUTS} keys, and one write delivered to {WATCHERS} watchers. Same run, same machine: {}.\n\n\
 | backend | creates/s | create p99 | gets/s | list 10k | watch fan-out to 100 |\n|---|---|---|---|---|---|\n{}\n",
-        machine(),
+        portcullis_testkit::machine(),
         rows.iter()
             .map(|r| format!(
                 "| {} | {:.0} | {:.2} ms | {:.0} | {:.1} ms | {:.2} ms |",
