@@ -160,17 +160,7 @@ pub fn load_policy(paths: &[PathBuf]) -> Result<Policy, String> {
 
 fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            })
-            .collect();
-        entries.sort();
-        for e in entries {
+        for e in crate::resources::manifest_files(path).map_err(|e| format!("{e:#}"))? {
             collect(&e, out)?;
         }
         return Ok(());

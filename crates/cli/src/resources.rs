@@ -31,17 +31,7 @@ pub fn read_manifests(sources: &[PathBuf]) -> Result<Vec<(String, Value)>> {
             std::io::stdin().read_to_string(&mut text)?;
             parse_documents("<stdin>", &text, &mut out)?;
         } else if src.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(src)
-                .with_context(|| format!("reading directory {}", src.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-                })
-                .collect();
-            files.sort();
-            for f in files {
+            for f in manifest_files(src)? {
                 parse_file(&f, &mut out)?;
             }
         } else {
@@ -49,6 +39,21 @@ pub fn read_manifests(sources: &[PathBuf]) -> Result<Vec<(String, Value)>> {
         }
     }
     Ok(out)
+}
+
+/// The `.yaml`, `.yml` and `.json` files of a directory, sorted (as kubectl apply -f DIR).
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn parse_file(path: &Path, out: &mut Vec<(String, Value)>) -> Result<()> {
