@@ -45,29 +45,6 @@ pub trait Authorizer: Send + Sync {
     fn authorize(&self, attributes: &RequestAttributes) -> Decision;
 }
 
-/// The Foundation's rule until the RBAC engine is wired: members of `portcullis:admins` may do
-/// everything; everyone else nothing.
-#[derive(Debug, Default)]
-pub struct AdminsOnly;
-
-impl Authorizer for AdminsOnly {
-    fn authorize(&self, attributes: &RequestAttributes) -> Decision {
-        let allowed = attributes
-            .user
-            .groups
-            .iter()
-            .any(|g| g == crate::pki::ADMINS_GROUP);
-        Decision {
-            allowed,
-            reason: if allowed {
-                format!("member of {}", crate::pki::ADMINS_GROUP)
-            } else {
-                String::new()
-            },
-        }
-    }
-}
-
 /// The Kubernetes-style forbidden message.
 pub fn forbidden_message(a: &RequestAttributes) -> String {
     let user = &a.user.name;
