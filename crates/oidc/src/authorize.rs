@@ -1,26 +1,35 @@
-//! The authorization endpoint (OpenID Connect Core 1.0 §3.1.2, RFC 6749 §4.1) and the login
-//! form it shows.
+//! The authorization endpoint (OpenID Connect Core 1.0 §3.1.2, RFC 6749 §4.1), the login,
+//! account-selection and consent forms it shows, and single sign-on from the browser session.
 
 use std::collections::HashMap;
 
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_model::GrantType;
+use portcullis_model::{Client, GrantType};
 
-use crate::grants::{
-    CODE_LIFETIME_SECS, CodeGrant, Identity, PENDING_LIFETIME_SECS, PendingAuthorization,
-};
-use crate::login_page::{error_page, login_form};
+use crate::grants::{CODE_LIFETIME_SECS, PENDING_LIFETIME_SECS, PendingAuthorization};
+use crate::pages::{self, error_page};
 use crate::provider::Provider;
+use crate::session::{self, ClientAddr};
+use crate::state::{self, Authentication, CODES, CodeRecord};
 use crate::{Error, registry};
 
-/// Scopes understood (OpenID Connect Core 1.0 §5.4, plus Dex's `groups`).
-pub(crate) const SCOPES: &[&str] = &["openid", "profile", "email", "groups"];
+/// Scopes understood (OpenID Connect Core 1.0 §5.4, plus Dex's `groups`), besides
+/// `audience:server:client_id:ID`.
+pub(crate) const SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+
+/// Prefix of the cross-client audience scope (as Dex spells it).
+pub(crate) const AUDIENCE_SCOPE_PREFIX: &str = "audience:server:client_id:";
 
 const MAX_PARAM_LEN: usize = 2048;
 const MAX_LOGIN_LEN: usize = 253;
 const MAX_PASSWORD_LEN: usize = 1024;
+/// Most scopes in one request.
+const MAX_SCOPES: usize = 32;
+
+/// The one message for every failed login: unknown user, wrong password, disabled account.
+const INVALID_LOGIN: &str = "Invalid username or password.";
 
 /// Request parameters as a map, refusing repeated or oversized ones (RFC 6749 §3.1: parameters
 /// must not be included more than once).
@@ -40,7 +49,7 @@ pub(crate) fn single_params(
     Ok(map)
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(location) => (
             StatusCode::SEE_OTHER,
@@ -54,43 +63,37 @@ fn see_other(location: &str) -> Response {
     }
 }
 
-/// Redirects to the client with `params` added to the redirect URI's query, plus `state` and
-/// `iss` (RFC 9207, against mix-up attacks).
-fn redirect_to_client(
+/// Sends the authorization response to the client: `params` plus `state` and `iss` (RFC 9207,
+/// against mix-up attacks), in the redirect URI's query or as an auto-submitted form post.
+fn respond_to_client(
     provider: &Provider,
     redirect_uri: &str,
+    form_post: bool,
     state: Option<&str>,
     params: &[(&str, &str)],
 ) -> Response {
+    let mut fields: Vec<(&str, String)> =
+        params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    if let Some(state) = state {
+        fields.push(("state", state.to_owned()));
+    }
+    fields.push(("iss", provider.endpoints().issuer.clone()));
+    if form_post {
+        let Ok(nonce) = crate::grants::random_token() else {
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "No randomness.");
+        };
+        return pages::render_form_post(&pages::FormPost {
+            action: redirect_uri,
+            fields,
+            nonce: &nonce,
+        });
+    }
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         return error_page(StatusCode::BAD_REQUEST, "The redirect URI is not valid.");
     };
-    {
-        let mut query = url.query_pairs_mut();
-        for (name, value) in params {
-            query.append_pair(name, value);
-        }
-        if let Some(state) = state {
-            query.append_pair("state", state);
-        }
-        query.append_pair("iss", &provider.endpoints().issuer);
-    }
+    url.query_pairs_mut()
+        .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())));
     see_other(url.as_str())
-}
-
-fn redirect_error(
-    provider: &Provider,
-    redirect_uri: &str,
-    state: Option<&str>,
-    error: &str,
-    description: &str,
-) -> Response {
-    redirect_to_client(
-        provider,
-        redirect_uri,
-        state,
-        &[("error", error), ("error_description", description)],
-    )
 }
 
 fn internal(e: &Error) -> Response {
@@ -104,15 +107,113 @@ fn internal(e: &Error) -> Response {
     }
 }
 
+fn expired_page() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This page has expired or was already used; go back to the application and start again.",
+    )
+}
+
+fn csrf_failed() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "The form is missing its anti-forgery token (cookies must be enabled); go back to the application and start again.",
+    )
+}
+
+/// Adds `Set-Cookie` headers to a response.
+pub(crate) fn with_cookies(
+    mut response: Response,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> Response {
+    for c in cookies {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
 /// Whether `s` is a PKCE code challenge or verifier alphabet string (RFC 7636 §4.1).
 pub(crate) fn pkce_chars(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// `GET /auth`: checks the request, then shows the login form.
+/// Splits and checks a `scope` parameter: known scopes, and audience scopes naming clients
+/// that trust `client` (their `trustedPeers` lists it). Returns the scopes and audiences.
+pub(crate) async fn check_scopes(
+    provider: &Provider,
+    client: &Client,
+    scope: Option<&str>,
+) -> Result<Result<(Vec<String>, Vec<String>), String>, Error> {
+    let mut scopes: Vec<String> = Vec::new();
+    let mut audiences = Vec::new();
+    for s in scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        if scopes.len() >= MAX_SCOPES {
+            return Ok(Err("too many scopes".into()));
+        }
+        if scopes.iter().any(|x| x == s) {
+            continue;
+        }
+        if let Some(peer) = s.strip_prefix(AUDIENCE_SCOPE_PREFIX) {
+            if peer != client.metadata.name {
+                let trusted = registry::client(provider, peer)
+                    .await?
+                    .is_some_and(|p| p.spec.trusted_peers.contains(&client.metadata.name));
+                if !trusted {
+                    return Ok(Err(format!(
+                        "client {peer:?} does not list {:?} among its trusted peers",
+                        client.metadata.name
+                    )));
+                }
+            }
+            audiences.push(peer.to_owned());
+        } else if !SCOPES.contains(&s) {
+            return Ok(Err(format!("unsupported scope {s:?}")));
+        }
+        scopes.push(s.to_owned());
+    }
+    Ok(Ok((scopes, audiences)))
+}
+
+/// The parsed `prompt` parameter (OpenID Connect Core 1.0 §3.1.2.1).
+#[derive(Default)]
+struct Prompt {
+    none: bool,
+    login: bool,
+    consent: bool,
+    select_account: bool,
+}
+
+fn parse_prompt(value: Option<&str>) -> Result<Prompt, String> {
+    let mut prompt = Prompt::default();
+    for v in value
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|v| !v.is_empty())
+    {
+        match v {
+            "none" => prompt.none = true,
+            "login" => prompt.login = true,
+            "consent" => prompt.consent = true,
+            "select_account" => prompt.select_account = true,
+            other => return Err(format!("unsupported prompt value {other:?}")),
+        }
+    }
+    if prompt.none && (prompt.login || prompt.consent || prompt.select_account) {
+        return Err("prompt=none cannot be combined with other values".into());
+    }
+    Ok(prompt)
+}
+
+/// `GET /auth`: checks the request, then answers from the browser session or shows the
+/// login form.
 pub(crate) async fn authorize(
     State(provider): State<Provider>,
+    headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let params = match single_params(pairs) {
@@ -141,8 +242,33 @@ pub(crate) async fn authorize(
         );
     }
     let state = get("state");
+    let form_post = match get("response_mode") {
+        None | Some("query") => false,
+        Some("form_post") => true,
+        Some(_) => {
+            return respond_to_client(
+                &provider,
+                redirect_uri,
+                false,
+                state,
+                &[
+                    ("error", "invalid_request"),
+                    (
+                        "error_description",
+                        "response_mode must be query or form_post",
+                    ),
+                ],
+            );
+        }
+    };
     let fail = |error: &str, description: &str| {
-        redirect_error(&provider, redirect_uri, state, error, description)
+        respond_to_client(
+            &provider,
+            redirect_uri,
+            form_post,
+            state,
+            &[("error", error), ("error_description", description)],
+        )
     };
 
     if get("response_type") != Some("code") {
@@ -151,8 +277,8 @@ pub(crate) async fn authorize(
             "only the authorization code flow (response_type=code) is supported",
         );
     }
-    if get("response_mode").is_some_and(|m| m != "query") {
-        return fail("invalid_request", "only response_mode=query is supported");
+    if get("request").is_some() || get("request_uri").is_some() {
+        return fail("request_not_supported", "request objects are not supported");
     }
     if !client.spec.allows_grant(GrantType::AuthorizationCode) {
         return fail(
@@ -160,17 +286,13 @@ pub(crate) async fn authorize(
             "the client may not use the authorization code grant",
         );
     }
-    let scopes: Vec<String> = get("scope")
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let (scopes, audiences) = match check_scopes(&provider, &client, get("scope")).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return fail("invalid_scope", &e),
+        Err(e) => return internal(&e),
+    };
     if !scopes.iter().any(|s| s == "openid") {
         return fail("invalid_scope", "the openid scope is required");
-    }
-    if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return fail("invalid_scope", &format!("unsupported scope {unknown:?}"));
     }
 
     // RFC 7636 §4.3; plain is refused (RFC 9700 §2.1.1), and a missing method means plain.
@@ -201,124 +323,452 @@ pub(crate) async fn authorize(
             );
         }
     };
-
-    // No sessions yet: every authorization needs a login, so prompt=none cannot succeed
-    // (OpenID Connect Core 1.0 §3.1.2.6).
-    if get("prompt").is_some_and(|p| p.split(' ').any(|v| v == "none")) {
-        return fail("login_required", "the user is not logged in");
-    }
+    let prompt = match parse_prompt(get("prompt")) {
+        Ok(p) => p,
+        Err(e) => return fail("invalid_request", &e),
+    };
+    let max_age = match get("max_age").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(age)) => Some(age),
+        Some(Err(_)) => {
+            return fail(
+                "invalid_request",
+                "max_age must be a non-negative number of seconds",
+            );
+        }
+    };
 
     let now = provider.now();
+    let session = match session::current(&provider, &headers, now).await {
+        Ok(s) => s,
+        Err(e) => return internal(&e),
+    };
+    // OpenID Connect Core 1.0 §3.1.2.1: max_age forces a new login once the last one is older.
+    let fresh = |s: &state::BrowserSession| {
+        max_age.is_none_or(|age| now.saturating_sub(s.authn.auth_time) <= age)
+    };
+    let (csrf, csrf_cookie) = match session::csrf(&headers) {
+        Ok(c) => c,
+        Err(e) => return internal(&e),
+    };
     let pending = PendingAuthorization {
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
         state: state.map(str::to_owned),
         nonce: get("nonce").map(str::to_owned),
         scopes,
+        audiences,
         code_challenge,
+        form_post,
+        consent: prompt.consent,
+        csrf,
+        device: None,
         expires_at: now + PENDING_LIFETIME_SECS,
     };
+
+    if prompt.none {
+        // §3.1.2.6: no interaction; answer from the session or fail.
+        return match session {
+            Some((_, s)) if fresh(&s) => issue_code(&provider, pending, &s.authn, now).await,
+            _ => fail("login_required", "the user is not logged in"),
+        };
+    }
+    let usable = session.filter(|(_, s)| fresh(s) && !prompt.login);
+    match usable {
+        Some((_, s)) if !prompt.select_account && !prompt.consent => {
+            issue_code(&provider, pending, &s.authn, now).await
+        }
+        Some((_, s)) if !prompt.select_account => {
+            let response = show_consent(&provider, &client, pending, &s.authn.identity.username);
+            with_cookies(response, csrf_cookie)
+        }
+        current => {
+            let user = current
+                .as_ref()
+                .map(|(_, s)| s.authn.identity.username.clone());
+            let login_hint = get("login_hint").unwrap_or_default().to_owned();
+            let response = show_login(&provider, &client, pending, &login_hint, user.as_deref());
+            with_cookies(response, csrf_cookie)
+        }
+    }
+}
+
+fn display_name(client: &Client) -> &str {
+    if client.spec.display_name.is_empty() {
+        &client.metadata.name
+    } else {
+        &client.spec.display_name
+    }
+}
+
+fn show_login(
+    provider: &Provider,
+    client: &Client,
+    pending: PendingAuthorization,
+    login: &str,
+    current_user: Option<&str>,
+) -> Response {
+    let now = provider.now();
+    let csrf = pending.csrf.clone();
     let request = match provider.grants().insert_pending(pending, now) {
         Ok(id) => id,
         Err(e) => return internal(&e),
     };
-    let display = if client.spec.display_name.is_empty() {
-        client_id
-    } else {
-        client.spec.display_name.as_str()
-    };
-    let login_hint = get("login_hint").unwrap_or_default();
-    login_form(
+    login_page(
+        provider,
         StatusCode::OK,
-        &provider.endpoints().url("/auth/login"),
+        display_name(client),
         &request,
-        display,
-        login_hint,
+        &csrf,
+        login,
         None,
+        current_user,
     )
 }
 
-/// `POST /auth/login`: checks the password, then redirects to the client with a code.
+#[allow(clippy::too_many_arguments)]
+fn login_page(
+    provider: &Provider,
+    status: StatusCode,
+    client: &str,
+    request: &str,
+    csrf: &str,
+    login: &str,
+    error: Option<&str>,
+    current_user: Option<&str>,
+) -> Response {
+    pages::render(
+        status,
+        &pages::Login {
+            client,
+            action: &provider.endpoints().url("/auth/login"),
+            continue_action: &provider.endpoints().url("/auth/continue"),
+            request,
+            csrf,
+            login,
+            error,
+            current_user,
+        },
+    )
+}
+
+fn show_consent(
+    provider: &Provider,
+    client: &Client,
+    pending: PendingAuthorization,
+    user: &str,
+) -> Response {
+    let now = provider.now();
+    let csrf = pending.csrf.clone();
+    let scopes = pending.scopes.clone();
+    let request = match provider.grants().insert_pending(pending, now) {
+        Ok(id) => id,
+        Err(e) => return internal(&e),
+    };
+    consent_page(provider, client, user, scopes, &request, &csrf)
+}
+
+fn consent_page(
+    provider: &Provider,
+    client: &Client,
+    user: &str,
+    scopes: Vec<String>,
+    request: &str,
+    csrf: &str,
+) -> Response {
+    let described = scopes
+        .iter()
+        .filter_map(|s| describe_scope(s))
+        .collect::<Vec<_>>();
+    pages::render(
+        StatusCode::OK,
+        &pages::Consent {
+            client: display_name(client),
+            user,
+            scopes: described,
+            action: &provider.endpoints().url("/auth/consent"),
+            request,
+            csrf,
+        },
+    )
+}
+
+fn describe_scope(scope: &str) -> Option<String> {
+    Some(match scope {
+        "openid" => "your identity".into(),
+        "profile" => "your name and username".into(),
+        "email" => "your e-mail address".into(),
+        "groups" => "your group memberships".into(),
+        "offline_access" => "access while you are not logged in (a refresh token)".into(),
+        s => match s.strip_prefix(AUDIENCE_SCOPE_PREFIX) {
+            Some(peer) => format!("tokens for {peer}"),
+            None => return None,
+        },
+    })
+}
+
+/// Issues a code for a completed authorization and sends it to the client.
+async fn issue_code(
+    provider: &Provider,
+    request: PendingAuthorization,
+    authn: &Authentication,
+    now: u64,
+) -> Response {
+    let code = match crate::grants::random_token() {
+        Ok(c) => c,
+        Err(e) => return internal(&e),
+    };
+    let redirect_uri = request.redirect_uri.clone();
+    let state = request.state.clone();
+    let form_post = request.form_post;
+    let record = CodeRecord {
+        request,
+        authn: authn.clone(),
+        expires_at: now + CODE_LIFETIME_SECS,
+        redeemed: None,
+    };
+    let key = format!("{CODES}{}", state::digest_hex(&code));
+    if let Err(e) = state::create(provider.store(), &key, &record).await {
+        return internal(&e);
+    }
+    respond_to_client(
+        provider,
+        &redirect_uri,
+        form_post,
+        state.as_deref(),
+        &[("code", &code)],
+    )
+}
+
+/// Finishes a pending request once the user is known: shows the consent page when asked
+/// for (and always for a device), or completes it.
+async fn proceed(
+    provider: &Provider,
+    request_id: &str,
+    pending: PendingAuthorization,
+    authn: &Authentication,
+    now: u64,
+) -> Response {
+    let client = match registry::client(provider, &pending.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, "Unknown client."),
+        Err(e) => return internal(&e),
+    };
+    if pending.consent || pending.device.is_some() {
+        return consent_page(
+            provider,
+            &client,
+            &authn.identity.username,
+            pending.scopes.clone(),
+            request_id,
+            &pending.csrf,
+        );
+    }
+    // The request is completed once, even if the form is posted twice.
+    let Some(pending) = provider.grants().take_pending(request_id, now) else {
+        return expired_page();
+    };
+    issue_code(provider, pending, authn, now).await
+}
+
+/// The pending request of a form post, checked for the CSRF value.
+fn pending_of_form(
+    provider: &Provider,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    now: u64,
+) -> Result<(String, PendingAuthorization), Box<Response>> {
+    let Some(request_id) = params.get("request") else {
+        return Err(Box::new(expired_page()));
+    };
+    let Some(pending) = provider.grants().pending(request_id, now) else {
+        return Err(Box::new(expired_page()));
+    };
+    let field = params.get("csrf").map(String::as_str);
+    if !session::csrf_ok(headers, field, Some(&pending.csrf)) {
+        return Err(Box::new(csrf_failed()));
+    }
+    Ok((request_id.clone(), pending))
+}
+
+/// `POST /auth/login`: checks the password (with backoff after failures), starts the browser
+/// session, then continues the request.
 pub(crate) async fn login(
     State(provider): State<Provider>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
     let params = match single_params(pairs) {
         Ok(p) => p,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
-    let get = |name: &str| params.get(name).map(String::as_str);
     let now = provider.now();
-    let expired = || {
-        error_page(
-            StatusCode::BAD_REQUEST,
-            "This login page has expired or was already used; go back to the application and start again.",
-        )
+    let (request_id, pending) = match pending_of_form(&provider, &headers, &params, now) {
+        Ok(p) => p,
+        Err(response) => return *response,
     };
-    let Some(request_id) = get("request") else {
-        return expired();
+    let login = params.get("login").map(String::as_str).unwrap_or_default();
+    let password = params
+        .get("password")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let client_name = match registry::client(&provider, &pending.client_id).await {
+        Ok(Some(c)) => display_name(&c).to_owned(),
+        Ok(None) => pending.client_id.clone(),
+        Err(e) => return internal(&e),
     };
-    let Some(pending) = provider.grants().pending(request_id, now) else {
-        return expired();
-    };
-    let login = get("login").unwrap_or_default();
-    let password = get("password").unwrap_or_default();
     let retry = |status: StatusCode, message: &str| {
-        login_form(
+        login_page(
+            &provider,
             status,
-            &provider.endpoints().url("/auth/login"),
-            request_id,
-            &pending.client_id,
+            &client_name,
+            &request_id,
+            &pending.csrf,
             login,
             Some(message),
+            None,
         )
     };
+    if let Some(wait) = provider.throttle().wait(login, address, now) {
+        let mut response = retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed logins; try again in {wait} seconds."),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     if login.is_empty() || login.len() > MAX_LOGIN_LEN || password.len() > MAX_PASSWORD_LEN {
-        return retry(StatusCode::UNAUTHORIZED, "Invalid username or password.");
+        provider.throttle().failed(login, address, now);
+        return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
     }
     let user = match registry::user(&provider, login).await {
         Ok(user) => user,
         Err(e) => return internal(&e),
     };
-    // One message for every failure: unknown user, wrong password, disabled account.
-    if !registry::verify_password(user.as_ref(), password.to_owned()).await {
-        return retry(StatusCode::UNAUTHORIZED, "Invalid username or password.");
-    }
-    let Some(user) = user else {
-        return retry(StatusCode::UNAUTHORIZED, "Invalid username or password.");
+    let verified = registry::verify_password(user.as_ref(), password.to_owned()).await;
+    let Some(user) = user.filter(|_| verified) else {
+        provider.throttle().failed(login, address, now);
+        tracing::info!(client = %pending.client_id, "failed login");
+        return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
     };
-    // The request is completed once, even if the form is posted twice.
-    let Some(pending) = provider.grants().take_pending(request_id, now) else {
-        return expired();
-    };
-    let identity = Identity {
-        subject: user
-            .metadata
-            .uid
-            .clone()
-            .unwrap_or_else(|| user.metadata.name.clone()),
-        username: user.metadata.name.clone(),
-        name: user.spec.display_name.clone(),
-        email: user.spec.email.clone(),
-        email_verified: user.spec.email_verified,
-        groups: user.spec.groups.clone(),
-    };
-    let redirect_uri = pending.redirect_uri.clone();
-    let state = pending.state.clone();
-    let grant = CodeGrant {
-        request: pending,
-        identity,
+    provider.throttle().succeeded(login, address);
+    let authn = Authentication {
+        identity: registry::identity_of(&user),
+        credential: registry::credential_of(&user),
+        sid: match crate::grants::random_token() {
+            Ok(sid) => Some(sid),
+            Err(e) => return internal(&e),
+        },
         auth_time: now,
-        expires_at: now + CODE_LIFETIME_SECS,
+        amr: vec!["pwd".into()],
     };
-    let code = match provider.grants().insert_code(grant, now) {
-        Ok(code) => code,
+    let cookie = match session::start(&provider, &authn, now).await {
+        Ok(c) => c,
         Err(e) => return internal(&e),
     };
-    redirect_to_client(
-        &provider,
-        &redirect_uri,
-        state.as_deref(),
-        &[("code", &code)],
-    )
+    tracing::info!(user = %authn.identity.username, client = %pending.client_id, "login");
+    let response = proceed(&provider, &request_id, pending, &authn, now).await;
+    with_cookies(response, [cookie])
+}
+
+/// `POST /auth/continue`: "continue as" the session's user (`prompt=select_account`).
+pub(crate) async fn continue_as(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let params = match single_params(pairs) {
+        Ok(p) => p,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let now = provider.now();
+    let (request_id, pending) = match pending_of_form(&provider, &headers, &params, now) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    match session::current(&provider, &headers, now).await {
+        Ok(Some((_, s))) => proceed(&provider, &request_id, pending, &s.authn, now).await,
+        Ok(None) => expired_page(),
+        Err(e) => internal(&e),
+    }
+}
+
+/// `POST /auth/consent`: the user allows or denies the request (an authorization or a
+/// device).
+pub(crate) async fn consent(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let params = match single_params(pairs) {
+        Ok(p) => p,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let now = provider.now();
+    let (request_id, _) = match pending_of_form(&provider, &headers, &params, now) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    let session = match session::current(&provider, &headers, now).await {
+        Ok(Some((_, s))) => s,
+        Ok(None) => return expired_page(),
+        Err(e) => return internal(&e),
+    };
+    let Some(pending) = provider.grants().take_pending(&request_id, now) else {
+        return expired_page();
+    };
+    let approved = params.get("decision").map(String::as_str) == Some("approve");
+    if let Some(device) = &pending.device {
+        return crate::device::decide(&provider, device, approved.then_some(&session.authn)).await;
+    }
+    if !approved {
+        return respond_to_client(
+            &provider,
+            &pending.redirect_uri,
+            pending.form_post,
+            pending.state.as_deref(),
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the user denied the request"),
+            ],
+        );
+    }
+    issue_code(&provider, pending, &session.authn, now).await
+}
+
+/// Starts a login (or consent) for a device approval: from the device verification page.
+pub(crate) async fn start_device_login(
+    provider: &Provider,
+    headers: &HeaderMap,
+    pending: PendingAuthorization,
+    now: u64,
+) -> Response {
+    let client = match registry::client(provider, &pending.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, "Unknown client."),
+        Err(e) => return internal(&e),
+    };
+    match session::current(provider, headers, now).await {
+        Ok(Some((_, s))) => show_consent(provider, &client, pending, &s.authn.identity.username),
+        Ok(None) => show_login(provider, &client, pending, "", None),
+        Err(e) => internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_values() {
+        assert!(parse_prompt(Some("none")).unwrap().none);
+        let p = parse_prompt(Some("login consent")).unwrap();
+        assert!(p.login && p.consent && !p.none);
+        assert!(parse_prompt(Some("none login")).is_err());
+        assert!(parse_prompt(Some("bogus")).is_err());
+        assert!(!parse_prompt(None).unwrap().login);
+    }
 }

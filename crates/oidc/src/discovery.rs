@@ -54,24 +54,39 @@ impl Endpoints {
 /// The discovery document: only what is implemented is advertised, plus the members the
 /// specification requires.
 pub(crate) fn document(endpoints: &Endpoints, signing_algs: &[&str]) -> Value {
+    let client_auth = ["client_secret_basic", "client_secret_post", "none"];
     json!({
         "issuer": endpoints.issuer,
         "authorization_endpoint": endpoints.url("/auth"),
         "token_endpoint": endpoints.url("/token"),
         "userinfo_endpoint": endpoints.url("/userinfo"),
         "jwks_uri": endpoints.url("/keys"),
+        "revocation_endpoint": endpoints.url("/token/revoke"),
+        "introspection_endpoint": endpoints.url("/token/introspect"),
+        "device_authorization_endpoint": endpoints.url("/device/code"),
+        "end_session_endpoint": endpoints.url("/logout"),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algs,
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": crate::authorize::SCOPES,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr",
-            "email", "email_verified", "name", "preferred_username", "groups",
+            "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "amr",
+            "sid", "email", "email_verified", "name", "preferred_username", "groups",
         ],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
         // RFC 9207: the authorization response carries iss.
         "authorization_response_iss_parameter_supported": true,
     })

@@ -1,13 +1,15 @@
-//! In-flight authorization requests and authorization codes, held in memory, bounded, keyed
-//! by the SHA-256 of their random handle (the handle itself is never kept).
+//! In-flight authorization requests (a login page shown, not yet submitted), held in memory,
+//! bounded, keyed by the SHA-256 of their random handle (the handle itself is never kept).
 //!
-//! Both live for seconds to minutes; a restart only interrupts logins in progress.
+//! They live for minutes; a restart only interrupts logins in progress. Everything issued
+//! after a login (sessions, codes, grants) is kept in the store (`state`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -20,20 +22,38 @@ pub(crate) const CODE_LIFETIME_SECS: u64 = 60;
 const MAX_ENTRIES: usize = 10_000;
 
 /// The parameters of an authorization request, checked, waiting for the user to log in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PendingAuthorization {
     pub(crate) client_id: String,
     pub(crate) redirect_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) nonce: Option<String>,
     pub(crate) scopes: Vec<String>,
+    /// Audiences asked for with `audience:server:client_id:X` scopes (checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) audiences: Vec<String>,
     /// PKCE S256 challenge (RFC 7636 §4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) code_challenge: Option<String>,
+    /// `response_mode=form_post` (OAuth 2.0 Form Post Response Mode) instead of the query.
+    #[serde(default)]
+    pub(crate) form_post: bool,
+    /// `prompt=consent`: ask before issuing the code, even with a session.
+    #[serde(default)]
+    pub(crate) consent: bool,
+    /// The anti-CSRF value the browser must echo from its cookie in every form post.
+    #[serde(default)]
+    pub(crate) csrf: String,
+    /// What the login is for, when it is not an authorization request: a device approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) device: Option<String>,
     pub(crate) expires_at: u64,
 }
 
 /// Who logged in, as the ID token and userinfo describe them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Identity {
     pub(crate) subject: String,
     pub(crate) username: String,
@@ -43,26 +63,23 @@ pub(crate) struct Identity {
     pub(crate) groups: Vec<String>,
 }
 
-/// What an authorization code stands for.
-#[derive(Debug, Clone)]
-pub(crate) struct CodeGrant {
-    pub(crate) request: PendingAuthorization,
-    pub(crate) identity: Identity,
-    pub(crate) auth_time: u64,
-    pub(crate) expires_at: u64,
-}
-
 type Handle = [u8; 32];
 
 #[derive(Default)]
 pub(crate) struct Grants {
     pending: Mutex<HashMap<Handle, PendingAuthorization>>,
-    codes: Mutex<HashMap<Handle, CodeGrant>>,
 }
 
 /// A fresh 256-bit random value, base64url.
 pub(crate) fn random_token() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Crypto("no randomness"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A fresh 128-bit random public identifier (grant ids), base64url.
+pub(crate) fn random_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Crypto("no randomness"))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
@@ -111,16 +128,5 @@ impl Grants {
     pub(crate) fn take_pending(&self, id: &str, now: u64) -> Option<PendingAuthorization> {
         let mut map = self.pending.lock().ok()?;
         map.remove(&handle(id)).filter(|p| p.expires_at > now)
-    }
-
-    pub(crate) fn insert_code(&self, grant: CodeGrant, now: u64) -> Result<String, Error> {
-        insert(&self.codes, grant, now, |c| c.expires_at)
-    }
-
-    /// Removes and returns the grant of `code`: a code is redeemed at most once (RFC 6749
-    /// §4.1.2), whether this attempt succeeds or not.
-    pub(crate) fn take_code(&self, code: &str, now: u64) -> Option<CodeGrant> {
-        let mut map = self.codes.lock().ok()?;
-        map.remove(&handle(code)).filter(|c| c.expires_at > now)
     }
 }

@@ -15,16 +15,24 @@
 //! the store keys the management API writes (`/registry/portcullis.dev/{clients,users}/NAME`).
 #![deny(missing_docs)]
 
+mod admin;
 mod authorize;
+mod device;
 mod discovery;
 mod error;
 mod grants;
-mod login_page;
+mod logout;
+mod pages;
 mod provider;
 mod registry;
+mod revoke;
 mod sealing;
+mod session;
+mod state;
+mod throttle;
 mod token;
 mod userinfo;
 
+pub use admin::{generate_password, hash_password, user_key};
 pub use error::Error;
 pub use provider::{Clock, KEYS_STORE_KEY, Provider, ProviderConfig};

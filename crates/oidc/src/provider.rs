@@ -15,6 +15,7 @@ use crate::Error;
 use crate::discovery::{self, Endpoints};
 use crate::grants::Grants;
 use crate::sealing::Sealer;
+use crate::throttle::Throttle;
 
 /// Store key of the sealed signing key set.
 pub const KEYS_STORE_KEY: &str = "/oidc/keys";
@@ -41,11 +42,24 @@ pub struct ProviderConfig {
     pub id_token_lifetime: Duration,
     /// Lifetime of access tokens.
     pub access_token_lifetime: Duration,
+    /// Lifetime of a browser session (single sign-on) after a login.
+    pub session_lifetime: Duration,
+    /// Longest life of a refresh token family, however often it is used.
+    pub refresh_token_lifetime: Duration,
+    /// A refresh token family unused for this long ends.
+    pub refresh_token_idle: Duration,
+    /// How long the refresh token just rotated away is still honoured (with the same answer),
+    /// for clients that refresh concurrently (kubectl, k9s and an IDE sharing one token).
+    pub refresh_reuse_grace: Duration,
+    /// Clients defined in the configuration rather than through the management API (they
+    /// take precedence over API clients of the same name).
+    pub static_clients: Vec<portcullis_model::Client>,
 }
 
 impl ProviderConfig {
     /// A configuration for `issuer` with the defaults: ES256 keys rotated daily, one-hour ID
-    /// and access tokens.
+    /// and access tokens, one-day browser sessions, refresh tokens for 30 days (7 idle) with a
+    /// 10-second grace for concurrent refreshes.
     pub fn new(issuer: impl Into<String>) -> Self {
         ProviderConfig {
             issuer: issuer.into(),
@@ -53,6 +67,11 @@ impl ProviderConfig {
             key_rotation_period: Duration::from_secs(24 * 3600),
             id_token_lifetime: Duration::from_secs(3600),
             access_token_lifetime: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(24 * 3600),
+            refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            refresh_token_idle: Duration::from_secs(7 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
+            static_clients: Vec::new(),
         }
     }
 
@@ -65,6 +84,19 @@ impl ProviderConfig {
         if rotation_period == 0 || token_lifetime == 0 {
             return Err(Error::Config(
                 "key rotation period and token lifetimes must be at least one second".into(),
+            ));
+        }
+        if self.session_lifetime.as_secs() == 0
+            || self.refresh_token_lifetime.as_secs() == 0
+            || self.refresh_token_idle.as_secs() == 0
+        {
+            return Err(Error::Config(
+                "session and refresh token lifetimes must be at least one second".into(),
+            ));
+        }
+        if self.refresh_reuse_grace.as_secs() > 300 {
+            return Err(Error::Config(
+                "the refresh reuse grace may be at most five minutes: a longer one weakens reuse detection".into(),
             ));
         }
         Ok(RotationPolicy {
@@ -108,6 +140,7 @@ struct Inner {
     sealer: Sealer,
     keys: RwLock<Arc<LoadedKeys>>,
     grants: Grants,
+    throttle: Throttle,
     clock: Clock,
 }
 
@@ -179,6 +212,7 @@ impl Provider {
                 sealer,
                 keys: RwLock::new(Arc::new(loaded)),
                 grants: Grants::default(),
+                throttle: Throttle::default(),
                 clock,
             }),
         };
@@ -198,20 +232,37 @@ impl Provider {
     }
 
     /// The routes of the provider, relative to the issuer path:
-    /// `/.well-known/openid-configuration`, `/keys`, `/auth` (GET: login page), `/auth/login`
-    /// (POST: login form), `/token` (POST) and `/userinfo` (GET, POST). Mount it with
+    /// `/.well-known/openid-configuration`, `/keys`, `/auth` (GET: authorization endpoint),
+    /// `/auth/login`, `/auth/continue`, `/auth/consent` (POST: its forms), `/token`,
+    /// `/token/revoke`, `/token/introspect`, `/device/code` (POST), `/device` (GET, POST:
+    /// verification page), `/userinfo` (GET, POST) and `/logout` (GET, POST). Mount it with
     /// `Router::nest(provider.issuer_path(), provider.router())` (or merge it when the issuer
-    /// has no path).
+    /// has no path). Login throttling per client address needs the server to record the
+    /// peer as `ConnectInfo<SocketAddr>` in the request extensions.
     pub fn router(&self) -> Router {
+        use axum::routing::post;
         Router::new()
             .route("/.well-known/openid-configuration", get(discovery_handler))
             .route("/keys", get(jwks_handler))
             .route("/auth", get(crate::authorize::authorize))
-            .route("/auth/login", axum::routing::post(crate::authorize::login))
-            .route("/token", axum::routing::post(crate::token::token))
+            .route("/auth/login", post(crate::authorize::login))
+            .route("/auth/continue", post(crate::authorize::continue_as))
+            .route("/auth/consent", post(crate::authorize::consent))
+            .route("/token", post(crate::token::token))
+            .route("/token/revoke", post(crate::revoke::revoke))
+            .route("/token/introspect", post(crate::revoke::introspect))
+            .route("/device/code", post(crate::device::authorization))
+            .route(
+                "/device",
+                get(crate::device::verification_page).post(crate::device::verify),
+            )
             .route(
                 "/userinfo",
                 get(crate::userinfo::userinfo).post(crate::userinfo::userinfo),
+            )
+            .route(
+                "/logout",
+                get(crate::logout::end_session).post(crate::logout::end_session_post),
             )
             // Every form and token request is small; bound bodies well below axum's 2 MB.
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_LEN))
@@ -303,6 +354,47 @@ impl Provider {
 
     pub(crate) fn grants(&self) -> &Grants {
         &self.inner.grants
+    }
+
+    pub(crate) fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// Seals a secret kept in the store under `context` (its store key).
+    pub(crate) fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.inner.sealer.seal(context, plaintext)
+    }
+
+    /// Opens what [`Provider::seal`] sealed under `context`.
+    pub(crate) fn unseal(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        self.inner.sealer.open(context, sealed)
+    }
+
+    /// Deletes expired sessions, codes, grants and device codes; returns how many.
+    pub async fn sweep_expired(&self) -> Result<usize, Error> {
+        crate::state::sweep_expired(&*self.inner.store, self.now()).await
+    }
+
+    /// Ends every browser session and revokes every grant (refresh token family, and the
+    /// access tokens at this issuer) of user `username`: for a password reset or a disabled
+    /// account. Returns how many records were removed.
+    pub async fn revoke_user(&self, username: &str) -> Result<usize, Error> {
+        crate::state::revoke_user(&*self.inner.store, username).await
+    }
+
+    /// Runs the housekeeping for ever: every minute, deletes expired records. Spawn it next
+    /// to the server.
+    pub async fn run_maintenance(self) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            match self.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "expired OpenID provider records removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "removing expired OpenID provider records failed")
+                }
+            }
+        }
     }
 
     /// Advances the key schedule to `now` (Unix seconds): reads the stored set (another

@@ -6,26 +6,31 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use portcullis_jose::Algorithm;
+use std::collections::HashMap;
+
 use portcullis_model::{Client, GrantType};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use crate::authorize::{pkce_chars, single_params};
-use crate::grants::{CodeGrant, random_token};
+use crate::grants::{random_id, random_token};
 use crate::provider::Provider;
+use crate::state::{
+    self, Authentication, CODES, CodeRecord, GRANTS, GrantRecord, RefreshState, Rotation,
+};
 use crate::{Error, registry};
 
 /// `typ` of access tokens (RFC 9068 §2.1), so an ID token never passes for one.
 pub(crate) const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// An OAuth error response (RFC 6749 §5.2).
-struct OAuthError {
+pub(crate) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
 }
 
-fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthError {
+pub(crate) fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthError {
     let status = if error == "invalid_client" {
         StatusCode::UNAUTHORIZED
     } else {
@@ -49,7 +54,7 @@ impl From<Error> for OAuthError {
     }
 }
 
-fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+pub(crate) fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
     [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::PRAGMA, HeaderValue::from_static("no-cache")),
@@ -91,7 +96,7 @@ struct ClientCredentials {
 /// `client_id`). Using two methods at once is an error (§2.3).
 fn client_credentials(
     headers: &HeaderMap,
-    params: &std::collections::HashMap<String, String>,
+    params: &HashMap<String, String>,
 ) -> Result<ClientCredentials, OAuthError> {
     let body_id = params.get("client_id").cloned();
     let body_secret = params.get("client_secret").cloned();
@@ -138,6 +143,16 @@ fn client_credentials(
     }
 }
 
+/// Authenticates the client of a token, revocation, introspection or device request.
+pub(crate) async fn authenticate_request(
+    provider: &Provider,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Client, OAuthError> {
+    let credentials = client_credentials(headers, params)?;
+    authenticate(provider, &credentials).await
+}
+
 async fn authenticate(
     provider: &Provider,
     credentials: &ClientCredentials,
@@ -180,27 +195,88 @@ async fn token_inner(
     pairs: Vec<(String, String)>,
 ) -> Result<Value, OAuthError> {
     let params = single_params(pairs).map_err(|e| oauth_error("invalid_request", e))?;
-    let credentials = client_credentials(headers, &params)?;
-    let client = authenticate(provider, &credentials).await?;
-    match params.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => {}
+    let client = authenticate_request(provider, headers, &params).await?;
+    let grant_type = match params.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => GrantType::AuthorizationCode,
+        Some("refresh_token") => GrantType::RefreshToken,
+        Some("urn:ietf:params:oauth:grant-type:device_code") => GrantType::DeviceCode,
         Some(_) => {
             return Err(oauth_error(
                 "unsupported_grant_type",
-                "only authorization_code is supported",
+                "supported grant types: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
         None => return Err(oauth_error("invalid_request", "grant_type is missing")),
-    }
-    if !client.spec.allows_grant(GrantType::AuthorizationCode) {
+    };
+    if !client.spec.allows_grant(grant_type) {
         return Err(oauth_error(
             "unauthorized_client",
-            "the client may not use the authorization code grant",
+            format!("the client may not use the {} grant", grant_type.as_str()),
         ));
     }
-    let code = params
-        .get("code")
-        .ok_or_else(|| oauth_error("invalid_request", "code is missing"))?;
+    let param = |name: &'static str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| oauth_error("invalid_request", format!("{name} is missing")))
+    };
+    match grant_type {
+        GrantType::AuthorizationCode => {
+            redeem_code(
+                provider,
+                &client,
+                param("code")?,
+                params.get("redirect_uri").map(String::as_str),
+                params.get("code_verifier").map(String::as_str),
+            )
+            .await
+        }
+        GrantType::RefreshToken => {
+            refresh(
+                provider,
+                &client,
+                param("refresh_token")?,
+                params.get("scope").map(String::as_str),
+            )
+            .await
+        }
+        GrantType::DeviceCode => {
+            let now = provider.now();
+            let (device, authn, grant_id) =
+                crate::device::poll(provider, &client, param("device_code")?, now).await?;
+            let (grant, refresh_token) = new_grant(
+                provider,
+                &client,
+                &grant_id,
+                authn,
+                device.scopes,
+                device.audiences,
+                now,
+            )
+            .await?;
+            mint(
+                provider,
+                &grant_id,
+                &grant,
+                None,
+                None,
+                refresh_token.as_deref(),
+                now,
+            )
+        }
+    }
+}
+
+/// Redeems an authorization code (RFC 6749 §4.1.3). A code works once: it is marked redeemed
+/// before anything else is checked, and if it comes back, the grant it created is revoked
+/// (§4.1.2: the code was stolen or leaked).
+async fn redeem_code(
+    provider: &Provider,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<Value, OAuthError> {
     let now = provider.now();
     let invalid = || {
         oauth_error(
@@ -208,27 +284,66 @@ async fn token_inner(
             "the code is invalid, expired or already used",
         )
     };
-    // Taken out whatever happens next: a code is good for one attempt.
-    let grant = provider.grants().take_code(code, now).ok_or_else(invalid)?;
-    if grant.request.client_id != client.metadata.name {
+    let key = format!("{CODES}{}", state::digest_hex(code));
+    let Some((mut record, revision)) = state::get::<CodeRecord>(provider.store(), &key).await?
+    else {
+        return Err(invalid());
+    };
+    if let Some(grant_id) = &record.redeemed {
+        tracing::warn!(
+            client = %record.request.client_id,
+            "authorization code presented twice; revoking the tokens issued for it"
+        );
+        state::remove(provider.store(), &format!("{GRANTS}{grant_id}")).await?;
+        return Err(invalid());
+    }
+    if record.expires_at <= now {
+        return Err(invalid());
+    }
+    let grant_id = random_id()?;
+    record.redeemed = Some(grant_id.clone());
+    if !state::replace(provider.store(), &key, &record, revision).await? {
+        // Redeemed concurrently by another request.
+        return Err(invalid());
+    }
+    if record.request.client_id != client.metadata.name {
         return Err(invalid());
     }
     // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    if params.get("redirect_uri") != Some(&grant.request.redirect_uri) {
+    if redirect_uri != Some(record.request.redirect_uri.as_str()) {
         return Err(oauth_error(
             "invalid_grant",
             "redirect_uri differs from the authorization request",
         ));
     }
-    check_pkce(&grant, params.get("code_verifier").map(String::as_str))?;
-    issue(provider, &client, &grant, now)
+    check_pkce(record.request.code_challenge.as_deref(), verifier)?;
+    let request = record.request;
+    let (grant, refresh_token) = new_grant(
+        provider,
+        client,
+        &grant_id,
+        record.authn,
+        request.scopes,
+        request.audiences,
+        now,
+    )
+    .await?;
+    mint(
+        provider,
+        &grant_id,
+        &grant,
+        None,
+        request.nonce.as_deref(),
+        refresh_token.as_deref(),
+        now,
+    )
 }
 
 /// RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) equals the challenge. A verifier without a
 /// challenge is refused too (RFC 9700 §2.1.1: PKCE downgrade).
-fn check_pkce(grant: &CodeGrant, verifier: Option<&str>) -> Result<(), OAuthError> {
+fn check_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
     let failed = || oauth_error("invalid_grant", "PKCE verification failed");
-    match (&grant.request.code_challenge, verifier) {
+    match (challenge, verifier) {
         (None, None) => Ok(()),
         (Some(challenge), Some(verifier)) => {
             if !(43..=128).contains(&verifier.len()) || !pkce_chars(verifier) {
@@ -244,6 +359,180 @@ fn check_pkce(grant: &CodeGrant, verifier: Option<&str>) -> Result<(), OAuthErro
         }
         _ => Err(failed()),
     }
+}
+
+/// A refresh token: the grant id, a dot, and the secret.
+fn refresh_token_for(grant_id: &str, secret: &str) -> String {
+    format!("{grant_id}.{secret}")
+}
+
+/// Splits a refresh token into grant id and secret, if it has the shape of one.
+pub(crate) fn parse_refresh_token(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.split_once('.')?;
+    let ok = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (ok(id, 22) && ok(secret, 43)).then_some((id, secret))
+}
+
+/// Creates the grant for a completed authorization; with `offline_access` (and a client
+/// allowed the refresh grant) it holds a refresh token family, returned here.
+async fn new_grant(
+    provider: &Provider,
+    client: &Client,
+    grant_id: &str,
+    authn: Authentication,
+    scopes: Vec<String>,
+    audiences: Vec<String>,
+    now: u64,
+) -> Result<(GrantRecord, Option<String>), OAuthError> {
+    let config = provider.config();
+    let offline = scopes.iter().any(|s| s == "offline_access")
+        && client.spec.allows_grant(GrantType::RefreshToken);
+    let (refresh, token, expires_at) = if offline {
+        let secret = random_token()?;
+        let expires_at = now + config.refresh_token_lifetime.as_secs();
+        let state = RefreshState {
+            current: state::digest_hex(&secret),
+            previous: None,
+            idle_expires_at: (now + config.refresh_token_idle.as_secs()).min(expires_at),
+        };
+        (
+            Some(state),
+            Some(refresh_token_for(grant_id, &secret)),
+            expires_at,
+        )
+    } else {
+        (None, None, now + config.access_token_lifetime.as_secs())
+    };
+    let grant = GrantRecord {
+        client_id: client.metadata.name.clone(),
+        authn,
+        scopes,
+        audiences,
+        created_at: now,
+        expires_at,
+        refresh,
+    };
+    state::create(provider.store(), &format!("{GRANTS}{grant_id}"), &grant).await?;
+    Ok((grant, token))
+}
+
+/// The refresh token grant (RFC 6749 §6), with rotation on every use and reuse detection
+/// (RFC 9700 §4.14.2): the presented token must be the family's current one, or the one
+/// just rotated away within the grace window (concurrent refreshes by one client get the
+/// same new token); any other token of the family revokes the whole family.
+async fn refresh(
+    provider: &Provider,
+    client: &Client,
+    token: &str,
+    scope: Option<&str>,
+) -> Result<Value, OAuthError> {
+    let invalid = |why: &str| oauth_error("invalid_grant", format!("the refresh token {why}"));
+    let (grant_id, secret) = parse_refresh_token(token).ok_or_else(|| invalid("is not valid"))?;
+    let key = format!("{GRANTS}{grant_id}");
+    let presented = state::digest_hex(secret);
+    let config = provider.config();
+    let now = provider.now();
+    for _ in 0..8 {
+        let Some((mut grant, revision)) = state::get::<GrantRecord>(provider.store(), &key).await?
+        else {
+            return Err(invalid("is not valid or was revoked"));
+        };
+        if grant.client_id != client.metadata.name {
+            return Err(invalid("was issued to another client"));
+        }
+        let Some(refresh) = grant.refresh.clone() else {
+            return Err(invalid("is not valid"));
+        };
+        if grant.expires_at <= now || refresh.idle_expires_at <= now {
+            state::remove(provider.store(), &key).await?;
+            return Err(invalid("has expired"));
+        }
+        // A narrower scope may be asked for (§6); never a wider one.
+        let scopes = match scope {
+            None => grant.scopes.clone(),
+            Some(s) => {
+                let asked: Vec<String> = s
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if asked.iter().any(|s| !grant.scopes.contains(s)) {
+                    return Err(oauth_error(
+                        "invalid_scope",
+                        "the scope exceeds what was granted",
+                    ));
+                }
+                asked
+            }
+        };
+        let is_current = state::same(&presented, &refresh.current);
+        let in_grace = refresh.previous.as_ref().filter(|p| {
+            state::same(&presented, &p.digest)
+                && now.saturating_sub(p.at) <= config.refresh_reuse_grace.as_secs()
+        });
+        if !is_current && in_grace.is_none() {
+            tracing::warn!(
+                client = %grant.client_id,
+                user = %grant.authn.identity.username,
+                "a rotated refresh token was presented again; revoking its family"
+            );
+            state::remove(provider.store(), &key).await?;
+            return Err(invalid("was already used; its session is revoked"));
+        }
+        // Group and profile changes reach the user here; a disabled user, or one whose
+        // password changed, is logged out.
+        let Some(identity) = registry::current_identity(provider, &grant.authn).await? else {
+            state::remove(provider.store(), &key).await?;
+            return Err(invalid("belongs to a user who can no longer log in"));
+        };
+        grant.authn.identity = identity;
+        if let Some(previous) = in_grace {
+            // The refresh race: another request with this token rotated it a moment ago.
+            let next = provider.unseal(&key, previous.sealed_next.as_bytes())?;
+            let next = String::from_utf8(next)
+                .map_err(|_| Error::Crypto("sealed refresh token is not text"))?;
+            return mint(
+                provider,
+                grant_id,
+                &grant,
+                Some(&scopes),
+                None,
+                Some(&next),
+                now,
+            );
+        }
+        let new_secret = random_token()?;
+        let next = refresh_token_for(grant_id, &new_secret);
+        let sealed = provider.seal(&key, next.as_bytes())?;
+        let sealed =
+            String::from_utf8(sealed).map_err(|_| Error::Crypto("sealed value is not text"))?;
+        grant.refresh = Some(RefreshState {
+            current: state::digest_hex(&new_secret),
+            previous: Some(Rotation {
+                digest: refresh.current,
+                at: now,
+                sealed_next: sealed,
+            }),
+            idle_expires_at: (now + config.refresh_token_idle.as_secs()).min(grant.expires_at),
+        });
+        if state::replace(provider.store(), &key, &grant, revision).await? {
+            return mint(
+                provider,
+                grant_id,
+                &grant,
+                Some(&scopes),
+                None,
+                Some(&next),
+                now,
+            );
+        }
+        // Someone refreshed concurrently: read again (the grace window applies now).
+    }
+    Err(OAuthError::from(Error::Busy))
 }
 
 /// `at_hash` (OpenID Connect Core 1.0 §3.1.3.6): the left half of the hash of the access
@@ -279,16 +568,22 @@ pub(crate) fn scoped_claims(
     }
 }
 
-fn issue(
+/// Signs the access token and ID token of a grant (and returns the refresh token given).
+/// `scopes` narrows the grant's scopes for this response.
+fn mint(
     provider: &Provider,
-    client: &Client,
-    grant: &CodeGrant,
+    grant_id: &str,
+    grant: &GrantRecord,
+    scopes: Option<&[String]>,
+    nonce: Option<&str>,
+    refresh_token: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     let config = provider.config();
     let issuer = &provider.endpoints().issuer;
-    let identity = &grant.identity;
-    let scope = grant.request.scopes.join(" ");
+    let identity = &grant.authn.identity;
+    let scopes = scopes.unwrap_or(&grant.scopes);
+    let scope = scopes.join(" ");
     let access_lifetime = config.access_token_lifetime.as_secs();
 
     let access_claims = json!({
@@ -300,8 +595,9 @@ fn issue(
         "exp": now + access_lifetime,
         "iat": now,
         "jti": random_token()?,
-        "client_id": client.metadata.name,
+        "client_id": grant.client_id,
         "scope": scope,
+        "gid": grant_id,
         "preferred_username": identity.username,
     });
     let (access_token, _) = provider.sign_typed(ACCESS_TOKEN_TYP, &access_claims)?;
@@ -309,18 +605,34 @@ fn issue(
     let mut id_claims = Map::new();
     id_claims.insert("iss".into(), json!(issuer));
     id_claims.insert("sub".into(), json!(identity.subject));
-    id_claims.insert("aud".into(), json!(client.metadata.name));
+    if grant.audiences.is_empty() {
+        id_claims.insert("aud".into(), json!(grant.client_id));
+    } else {
+        // Cross-client audience: the peers asked for, and the client itself (whose libraries
+        // check that aud contains it); azp names who the token was issued to.
+        let mut audiences = grant.audiences.clone();
+        if !audiences.contains(&grant.client_id) {
+            audiences.push(grant.client_id.clone());
+        }
+        id_claims.insert("aud".into(), json!(audiences));
+        id_claims.insert("azp".into(), json!(grant.client_id));
+    }
     id_claims.insert(
         "exp".into(),
         json!(now + config.id_token_lifetime.as_secs()),
     );
     id_claims.insert("iat".into(), json!(now));
-    id_claims.insert("auth_time".into(), json!(grant.auth_time));
-    if let Some(nonce) = &grant.request.nonce {
+    id_claims.insert("auth_time".into(), json!(grant.authn.auth_time));
+    if let Some(nonce) = nonce {
         id_claims.insert("nonce".into(), json!(nonce));
     }
-    id_claims.insert("amr".into(), json!(["pwd"]));
-    scoped_claims(&mut id_claims, &grant.request.scopes, identity);
+    if !grant.authn.amr.is_empty() {
+        id_claims.insert("amr".into(), json!(grant.authn.amr));
+    }
+    if let Some(sid) = &grant.authn.sid {
+        id_claims.insert("sid".into(), json!(sid));
+    }
+    scoped_claims(&mut id_claims, scopes, identity);
     let alg = provider.signing_algorithm();
     id_claims.insert("at_hash".into(), json!(at_hash(&access_token, alg)));
     let (id_token, signed_with) = provider.sign_typed("JWT", &Value::Object(id_claims))?;
@@ -329,11 +641,15 @@ fn issue(
         return Err(Error::Config("signing key changed while issuing; retry".into()).into());
     }
 
-    Ok(json!({
+    let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": access_lifetime,
         "id_token": id_token,
         "scope": scope,
-    }))
+    });
+    if let (Some(token), Some(obj)) = (refresh_token, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), json!(token));
+    }
+    Ok(body)
 }

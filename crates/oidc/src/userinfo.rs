@@ -5,9 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::grants::Identity;
 use crate::provider::Provider;
-use crate::registry;
 
 fn invalid_token(description: &'static str) -> Response {
     // RFC 6750 §3: the challenge names the error.
@@ -27,7 +25,8 @@ fn invalid_token(description: &'static str) -> Response {
 }
 
 /// `GET` or `POST /userinfo`: the claims of the access token's user, as allowed by its
-/// scopes, read fresh from the user's record (a disabled or deleted user gets 401).
+/// scopes, read fresh from the user's record (a disabled or deleted user, or a revoked
+/// grant, gets 401).
 pub(crate) async fn userinfo(State(provider): State<Provider>, headers: HeaderMap) -> Response {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
@@ -42,45 +41,25 @@ pub(crate) async fn userinfo(State(provider): State<Provider>, headers: HeaderMa
         )
             .into_response();
     };
-    let Ok(verified) = provider.verify_access_token(token, provider.now()) else {
-        return invalid_token("the access token is invalid or expired");
-    };
-    let Some(username) = verified.claim_str("preferred_username") else {
-        return invalid_token("the access token names no user");
-    };
-    let user = match registry::user(&provider, username).await {
-        Ok(Some(user)) if !user.spec.disabled => user,
-        Ok(_) => return invalid_token("the user no longer exists or is disabled"),
+    let (verified, _, grant) = match crate::revoke::active_access_token(&provider, token).await {
+        Ok(Some(active)) => active,
+        Ok(None) => return invalid_token("the access token is invalid, expired or revoked"),
         Err(e) => {
             tracing::warn!(error = %e, "userinfo failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let subject = user
-        .metadata
-        .uid
-        .clone()
-        .unwrap_or_else(|| user.metadata.name.clone());
-    if verified.subject.as_deref() != Some(subject.as_str()) {
-        return invalid_token("the access token's user was replaced");
-    }
     let scopes: Vec<String> = verified
         .claim_str("scope")
         .unwrap_or_default()
         .split(' ')
         .map(str::to_owned)
         .collect();
-    let identity = Identity {
-        subject: subject.clone(),
-        username: user.metadata.name.clone(),
-        name: user.spec.display_name.clone(),
-        email: user.spec.email.clone(),
-        email_verified: user.spec.email_verified,
-        groups: user.spec.groups.clone(),
-    };
+    let identity = &grant.authn.identity;
+    let subject = identity.subject.clone();
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(subject));
-    crate::token::scoped_claims(&mut claims, &scopes, &identity);
+    crate::token::scoped_claims(&mut claims, &scopes, identity);
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         axum::Json(Value::Object(claims)),

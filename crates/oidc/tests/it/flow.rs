@@ -17,6 +17,7 @@ use openidconnect::{
 use portcullis_model::{Client, ClientSpec, User, UserSpec, hash_client_secret};
 use portcullis_store::Store;
 
+use crate::browser::{Browser, Page};
 use crate::support::{Http, Served, memory_store};
 
 const KUBECTL_REDIRECT: &str = "http://127.0.0.1:8000/callback";
@@ -194,12 +195,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn hidden_request(html: &str) -> String {
-    let start = html.find(r#"name="request" value=""#).expect("login form") + 22;
-    let end = start + html[start..].find('"').unwrap();
-    html[start..end].to_owned()
-}
-
 fn query(location: &str) -> HashMap<String, String> {
     url::Url::parse(location)
         .unwrap()
@@ -208,30 +203,26 @@ fn query(location: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Opens the authorization URL, logs in, returns the redirect's query.
+/// Opens the authorization URL in `browser`, logs in, returns the answer to the login.
+async fn login_in(browser: &Browser, url: &url::Url, user: &str, password: &str) -> Page {
+    let page = browser.get(url.as_str()).await;
+    assert_eq!(page.status, 200, "login page: {}", page.body);
+    let form = page.form("/auth/login");
+    browser
+        .submit(&form, &[("login", user), ("password", password)])
+        .await
+}
+
+/// Opens the authorization URL in a new browser, logs in, returns the redirect's query.
 async fn login(
-    served: &Served,
+    _served: &Served,
     url: &url::Url,
     user: &str,
     password: &str,
 ) -> HashMap<String, String> {
-    let browser = browser();
-    let page = browser.get(url.as_str()).send().await.unwrap();
-    assert_eq!(page.status(), 200, "login page");
-    let request = hidden_request(&page.text().await.unwrap());
-    let response = browser
-        .post(format!("{}/auth/login", served.issuer))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("request", &request),
-            ("login", user),
-            ("password", password),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303, "login redirects");
-    query(response.headers()["location"].to_str().unwrap())
+    let response = login_in(&Browser::new(), url, user, password).await;
+    assert_eq!(response.status, 303, "login redirects: {}", response.body);
+    response.redirect_query()
 }
 
 /// The redirect (or error page) the authorization endpoint answers `url` with.
@@ -512,30 +503,17 @@ async fn prompt_none_without_a_session_is_login_required() {
 async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let served = provider().await;
     let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
-    let browser = browser();
-    let page = browser
-        .get(rp.start(true).url.as_str())
-        .send()
-        .await
-        .unwrap();
-    let request = hidden_request(&page.text().await.unwrap());
+    let browser = Browser::new();
+    let page = browser.get(rp.start(true).url.as_str()).await;
+    let form = page.form("/auth/login");
     let mut answers = Vec::new();
     for (user, password) in [("alice", "wrong"), ("mallory", PASSWORD)] {
         let response = browser
-            .post(format!("{}/auth/login", served.issuer))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[
-                ("request", &request),
-                ("login", user),
-                ("password", password),
-            ]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
-        let html = response.text().await.unwrap();
-        assert!(html.contains("Invalid username or password."));
-        answers.push(html.replace(user, "USER"));
+            .submit(&form, &[("login", user), ("password", password)])
+            .await;
+        assert_eq!(response.status, 401);
+        assert!(response.body.contains("Invalid username or password."));
+        answers.push(response.body.replace(user, "USER"));
     }
     assert_eq!(answers[0], answers[1]);
     served.stop().await;
@@ -620,27 +598,15 @@ async fn expired_login_page_is_refused() {
     let clock = TestClock::new();
     let served = provider_with_clock(clock.clock()).await;
     let rp = rp(served.discover().await, "kubectl", None, KUBECTL_REDIRECT);
-    let browser = browser();
-    let page = browser
-        .get(rp.start(true).url.as_str())
-        .send()
-        .await
-        .unwrap();
-    let request = hidden_request(&page.text().await.unwrap());
+    let browser = Browser::new();
+    let page = browser.get(rp.start(true).url.as_str()).await;
+    let form = page.form("/auth/login");
     clock.advance(600);
     let response = browser
-        .post(format!("{}/auth/login", served.issuer))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("request", &request),
-            ("login", "alice"),
-            ("password", PASSWORD),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    assert!(response.headers().get("location").is_none());
+        .submit(&form, &[("login", "alice"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(response.status, 400);
+    assert!(response.headers.get("location").is_none());
     served.stop().await;
 }
 

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod browser;
 mod discovery;
 mod flow;
 mod keys;

@@ -83,7 +83,12 @@ impl Served {
             axum::Router::new().nest(provider.issuer_path(), provider.router())
         };
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Served {
             issuer,
