@@ -42,7 +42,9 @@ impl Page {
         let mut forms = Vec::new();
         let mut rest = self.body.as_str();
         while let Some(start) = rest.find("<form") {
-            let end = rest[start..].find("</form>").map_or(rest.len(), |e| start + e);
+            let end = rest[start..]
+                .find("</form>")
+                .map_or(rest.len(), |e| start + e);
             let html = &rest[start..end];
             let action = attribute(html, "action").unwrap_or_default();
             let mut hidden = Vec::new();

@@ -14,18 +14,19 @@ use openidconnect::{
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
     Scope, TokenResponse,
 };
-use portcullis_model::{Client, ClientSpec, User, UserSpec, hash_client_secret};
+use portcullis_model::{Client, ClientSpec, GrantType, User, UserSpec, hash_client_secret};
 use portcullis_store::Store;
 
 use crate::browser::{Browser, Page};
 use crate::support::{Http, Served, memory_store};
 
-const KUBECTL_REDIRECT: &str = "http://127.0.0.1:8000/callback";
-const DASHBOARD_REDIRECT: &str = "https://dashboard.example/callback";
-const DASHBOARD_SECRET: &str = "dashboard-secret-0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const KUBECTL_REDIRECT: &str = "http://127.0.0.1:8000/callback";
+pub(crate) const DASHBOARD_REDIRECT: &str = "https://dashboard.example/callback";
+pub(crate) const DASHBOARD_LOGGED_OUT: &str = "https://dashboard.example/logged-out";
+pub(crate) const DASHBOARD_SECRET: &str = "dashboard-secret-0123456789abcdef";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-async fn put(store: &Arc<dyn Store>, key: String, value: &impl serde::Serialize) {
+pub(crate) async fn put(store: &Arc<dyn Store>, key: String, value: &impl serde::Serialize) {
     store
         .create(&key, serde_json::to_vec(value).unwrap())
         .await
@@ -34,18 +35,39 @@ async fn put(store: &Arc<dyn Store>, key: String, value: &impl serde::Serialize)
 
 /// A provider at a path-prefixed issuer with a public client `kubectl`, a confidential client
 /// `dashboard` and a local user `alice`.
-async fn provider() -> Served {
+pub(crate) async fn provider() -> Served {
     provider_with_clock(Arc::new(portcullis_jose::unix_now)).await
 }
 
-async fn provider_with_clock(clock: portcullis_oidc::Clock) -> Served {
-    use argon2::PasswordHasher as _;
+pub(crate) async fn provider_with_clock(clock: portcullis_oidc::Clock) -> Served {
     let store = memory_store();
+    seed(&store).await;
+    Served::start_full("/dex", store, |c| c, clock).await
+}
+
+/// Writes the test clients and user `alice` into `store`.
+pub(crate) async fn seed(store: &Arc<dyn Store>) {
+    use argon2::PasswordHasher as _;
     let kubectl = Client::new(
         "kubectl",
         ClientSpec {
             public: true,
             redirect_uris: vec![KUBECTL_REDIRECT.into()],
+            grant_types: vec![
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::DeviceCode,
+            ],
+            ..ClientSpec::default()
+        },
+    );
+    // A cluster's API server client, which trusts kubectl to obtain tokens for it.
+    let kubernetes = Client::new(
+        "kubernetes",
+        ClientSpec {
+            redirect_uris: vec!["https://kubernetes.example/callback".into()],
+            trusted_peers: vec!["kubectl".into()],
+            secret_hash: hash_client_secret("kubernetes-secret-0123456789abcdef"),
             ..ClientSpec::default()
         },
     );
@@ -54,6 +76,7 @@ async fn provider_with_clock(clock: portcullis_oidc::Clock) -> Served {
         ClientSpec {
             display_name: "Dashboard".into(),
             redirect_uris: vec![DASHBOARD_REDIRECT.into()],
+            post_logout_redirect_uris: vec![DASHBOARD_LOGGED_OUT.into()],
             secret_hash: hash_client_secret(DASHBOARD_SECRET),
             ..ClientSpec::default()
         },
@@ -73,25 +96,25 @@ async fn provider_with_clock(clock: portcullis_oidc::Clock) -> Served {
         },
     );
     let base = "/registry/portcullis.dev";
-    put(&store, format!("{base}/clients/kubectl"), &kubectl).await;
-    put(&store, format!("{base}/clients/dashboard"), &dashboard).await;
-    put(&store, format!("{base}/users/alice"), &alice).await;
-    Served::start_full("/dex", store, |c| c, clock).await
+    put(store, format!("{base}/clients/kubectl"), &kubectl).await;
+    put(store, format!("{base}/clients/dashboard"), &dashboard).await;
+    put(store, format!("{base}/clients/kubernetes"), &kubernetes).await;
+    put(store, format!("{base}/users/alice"), &alice).await;
 }
 
 /// A clock the test moves by hand.
 #[derive(Clone)]
-struct TestClock(Arc<AtomicU64>);
+pub(crate) struct TestClock(Arc<AtomicU64>);
 
 impl TestClock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TestClock(Arc::new(AtomicU64::new(portcullis_jose::unix_now())))
     }
-    fn clock(&self) -> portcullis_oidc::Clock {
+    pub(crate) fn clock(&self) -> portcullis_oidc::Clock {
         let now = Arc::clone(&self.0);
         Arc::new(move || now.load(Ordering::SeqCst))
     }
-    fn advance(&self, seconds: u64) {
+    pub(crate) fn advance(&self, seconds: u64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
 }
@@ -195,7 +218,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn query(location: &str) -> HashMap<String, String> {
+pub(crate) fn query(location: &str) -> HashMap<String, String> {
     url::Url::parse(location)
         .unwrap()
         .query_pairs()
@@ -204,7 +227,12 @@ fn query(location: &str) -> HashMap<String, String> {
 }
 
 /// Opens the authorization URL in `browser`, logs in, returns the answer to the login.
-async fn login_in(browser: &Browser, url: &url::Url, user: &str, password: &str) -> Page {
+pub(crate) async fn login_in(
+    browser: &Browser,
+    url: &url::Url,
+    user: &str,
+    password: &str,
+) -> Page {
     let page = browser.get(url.as_str()).await;
     assert_eq!(page.status, 200, "login page: {}", page.body);
     let form = page.form("/auth/login");
@@ -214,7 +242,7 @@ async fn login_in(browser: &Browser, url: &url::Url, user: &str, password: &str)
 }
 
 /// Opens the authorization URL in a new browser, logs in, returns the redirect's query.
-async fn login(
+pub(crate) async fn login(
     _served: &Served,
     url: &url::Url,
     user: &str,

@@ -11,4 +11,5 @@ mod browser;
 mod discovery;
 mod flow;
 mod keys;
+mod sessions;
 mod support;
