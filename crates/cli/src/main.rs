@@ -159,12 +159,30 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Administer local accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script.
     Completion {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set a new random password for the static admin (or another local user) and revoke the
+    /// account's sessions and refresh tokens. Prints the new password once.
+    ResetPassword {
+        /// The local user.
+        #[arg(default_value = "admin")]
+        user: String,
+        #[command(flatten)]
+        client: ClientFlags,
     },
 }
 
@@ -200,6 +218,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => Config::default(),
             };
             serve(base, flags).await
+        }
+        Command::Admin {
+            command: AdminCommand::ResetPassword { user, client },
+        } => {
+            let c = client::Client::from_kubeconfig(&client.kubeconfig)?;
+            let path = format!(
+                "/apis/{}/{}/users/{user}/password",
+                portcullis_model::GROUP,
+                portcullis_model::VERSION
+            );
+            let answer = c
+                .request(
+                    http::Method::POST,
+                    &path,
+                    Some(("application/json", b"{}".to_vec())),
+                )
+                .await
+                .with_context(|| format!("resetting the password of {user:?}"))?;
+            let password = answer
+                .get("password")
+                .and_then(serde_json::Value::as_str)
+                .context("the server's answer has no password")?;
+            eprintln!(
+                "The password of {user:?} was reset; its sessions and refresh tokens are revoked. New password:"
+            );
+            println!("{password}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Apply {
             files,
@@ -328,6 +373,7 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
         None => {}
     }
     let stop = shutdown_signal()?;
+    let config_data_dir = config.data_dir.clone();
     let running = portcullis_server::start(config)
         .await
         .context("starting portcullis")?;
@@ -347,6 +393,16 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
             ""
         }
     );
+    if let Some(password) = &running.admin_password {
+        println!(
+            "  static admin:     user \"{}\", password {password}  (shown once; also in {}, mode 0600)",
+            portcullis_server::serve::STATIC_ADMIN,
+            config_data_dir
+                .join(portcullis_server::serve::ADMIN_PASSWORD_FILE)
+                .display()
+        );
+        println!("                    rotate it with: portcullis admin reset-password");
+    }
     println!("  try:              kubectl --kubeconfig {kubeconfig} get workspaces");
     println!("                    portcullis --help");
     stop.await;

@@ -44,7 +44,7 @@ impl Provider {
         let key = user_key(name);
         loop {
             let Some(kv) = self.store().get(&key).await? else {
-                return Err(Error::Config(format!("there is no local user {name:?}")));
+                return Err(Error::UnknownUser(name.to_owned()));
             };
             let mut user: Value = serde_json::from_slice(&kv.value)
                 .map_err(|e| Error::Config(format!("stored user {name:?} is not valid: {e}")))?;

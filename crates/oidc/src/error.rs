@@ -18,6 +18,9 @@ pub enum Error {
         "cannot decrypt {0}: the data-encryption key differs from the one that sealed it, or the stored value was altered; restore the original key (PORTCULLIS_ENCRYPTION_KEY or encryption.key)"
     )]
     Unseal(String),
+    /// There is no local user of that name.
+    #[error("there is no local user {0:?}")]
+    UnknownUser(String),
     /// Too many logins in progress; try again shortly.
     #[error("too many logins in progress; try again in a minute")]
     Busy,

@@ -61,6 +61,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Turns true when the server shuts down: long-running responses (watches) end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The issuer, for the `users/password` subresource (password resets).
+    pub provider: portcullis_oidc::Provider,
 }
 
 /// The router of the management plane. Built apart from `main` so tests call it in-process.
@@ -276,6 +278,56 @@ async fn serve_review(
     Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
 }
 
+/// `POST /apis/portcullis.dev/v1alpha1/users/NAME/password`: sets a new random password for
+/// a local user and revokes the user's sessions and refresh tokens. Authorized as `create` on
+/// `users/password` (as a TokenRequest is `create` on `serviceaccounts/token`); the answer
+/// carries the new password once.
+async fn reset_password(
+    app: &AppState,
+    parts: &http::request::Parts,
+    user: UserInfo,
+    name: &str,
+) -> Result<Response, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(&parts.method));
+    }
+    let attrs = RequestAttributes {
+        user,
+        verb: "create".into(),
+        resource_request: true,
+        api_group: portcullis_model::GROUP.into(),
+        api_version: portcullis_model::VERSION.into(),
+        resource: "users".into(),
+        subresource: "password".into(),
+        namespace: String::new(),
+        name: name.to_owned(),
+        path: parts.uri.path().to_owned(),
+    };
+    authorize(app, &attrs)?;
+    match app.provider.reset_password(name).await {
+        Ok(password) => Ok((
+            StatusCode::CREATED,
+            [(http::header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({
+                "apiVersion": format!("{}/{}", portcullis_model::GROUP, portcullis_model::VERSION),
+                "kind": "UserPassword",
+                "metadata": { "name": name },
+                "password": password,
+            })),
+        )
+            .into_response()),
+        Err(portcullis_oidc::Error::UnknownUser(_)) => Err(ApiError::from_store(
+            portcullis_store::StoreError::NotFound(name.to_owned()),
+            portcullis_model::GROUP,
+            "users",
+            name,
+        )),
+        Err(e) => Err(ApiError::internal(format!(
+            "password reset of {name:?}: {e}"
+        ))),
+    }
+}
+
 async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -329,8 +381,15 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
     if rt.namespaced && !name.is_empty() && namespace.is_empty() {
         return Err(ApiError::path_not_found());
     }
-    if !(subresource.is_empty() || subresource == "status" && rt.has_status) {
+    let password_reset = subresource == "password"
+        && group == portcullis_model::GROUP
+        && plural == "users"
+        && !name.is_empty();
+    if !(subresource.is_empty() || subresource == "status" && rt.has_status || password_reset) {
         return Err(ApiError::path_not_found());
+    }
+    if password_reset {
+        return reset_password(app, &parts, user, name).await;
     }
     if let Some(review) = &rt.review {
         return serve_review(app, &parts, body, rt, review.as_ref(), user).await;

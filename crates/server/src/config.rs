@@ -36,6 +36,93 @@ pub struct Config {
     /// Store events kept so that watches can resume from an older resourceVersion (embedded
     /// stores; etcd keeps its own history until compaction).
     pub watch_history: u64,
+    /// The OpenID provider's settings.
+    pub oidc: OidcConfig,
+}
+
+/// Settings of the OpenID provider (lifetimes in seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Signing key algorithm: `ES256` (default), `RS256` (2048-bit), `RS256-3072` or `EdDSA`.
+    pub signing_key: String,
+    /// Seconds each signing key signs before the next takes over.
+    pub key_rotation_seconds: u64,
+    /// Lifetime of ID tokens.
+    pub id_token_seconds: u64,
+    /// Lifetime of access tokens.
+    pub access_token_seconds: u64,
+    /// Lifetime of a browser session after a login.
+    pub session_seconds: u64,
+    /// Longest life of a refresh token family.
+    pub refresh_token_seconds: u64,
+    /// A refresh token family unused this long ends.
+    pub refresh_token_idle_seconds: u64,
+    /// Grace for concurrent refreshes with one token (at most 300).
+    pub refresh_reuse_grace_seconds: u64,
+    /// Clients defined here rather than through the API (`Client` objects, as `apply` takes).
+    pub static_clients: Vec<portcullis_model::Client>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        let d = portcullis_oidc::ProviderConfig::new("https://127.0.0.1");
+        OidcConfig {
+            signing_key: "ES256".into(),
+            key_rotation_seconds: d.key_rotation_period.as_secs(),
+            id_token_seconds: d.id_token_lifetime.as_secs(),
+            access_token_seconds: d.access_token_lifetime.as_secs(),
+            session_seconds: d.session_lifetime.as_secs(),
+            refresh_token_seconds: d.refresh_token_lifetime.as_secs(),
+            refresh_token_idle_seconds: d.refresh_token_idle.as_secs(),
+            refresh_reuse_grace_seconds: d.refresh_reuse_grace.as_secs(),
+            static_clients: Vec::new(),
+        }
+    }
+}
+
+impl OidcConfig {
+    /// The provider configuration for `issuer`; fails on an unknown signing key or an invalid
+    /// static client.
+    pub fn provider_config(&self, issuer: &str) -> Result<portcullis_oidc::ProviderConfig, String> {
+        use std::time::Duration;
+        let signing_key = match self.signing_key.as_str() {
+            "ES256" => portcullis_jose::KeySpec::Es256,
+            "RS256" => portcullis_jose::KeySpec::Rs256Bits2048,
+            "RS256-3072" => portcullis_jose::KeySpec::Rs256Bits3072,
+            "EdDSA" => portcullis_jose::KeySpec::Ed25519,
+            other => {
+                return Err(format!(
+                    "oidc.signingKey: {other:?} is not one of ES256, RS256, RS256-3072, EdDSA"
+                ));
+            }
+        };
+        for (i, client) in self.static_clients.iter().enumerate() {
+            let resource = portcullis_model::Resource::from(client.clone());
+            if let Err(errors) = portcullis_model::validate(&resource) {
+                let detail: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                return Err(format!(
+                    "oidc.staticClients[{i}] ({}): {}",
+                    client.metadata.name,
+                    detail.join("; ")
+                ));
+            }
+        }
+        let mut c = portcullis_oidc::ProviderConfig::new(issuer);
+        c.signing_key = signing_key;
+        c.key_rotation_period = Duration::from_secs(self.key_rotation_seconds);
+        c.id_token_lifetime = Duration::from_secs(self.id_token_seconds);
+        c.access_token_lifetime = Duration::from_secs(self.access_token_seconds);
+        c.session_lifetime = Duration::from_secs(self.session_seconds);
+        c.refresh_token_lifetime = Duration::from_secs(self.refresh_token_seconds);
+        c.refresh_token_idle = Duration::from_secs(self.refresh_token_idle_seconds);
+        c.refresh_reuse_grace = Duration::from_secs(self.refresh_reuse_grace_seconds);
+        c.static_clients = self.static_clients.clone();
+        Ok(c)
+    }
 }
 
 /// The store backend.
@@ -75,6 +162,7 @@ impl Default for Config {
             shutdown_grace_seconds: 20,
             watch_history: 10_000,
             api_audience: "portcullis".into(),
+            oidc: OidcConfig::default(),
         }
     }
 }

@@ -271,12 +271,21 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
             name: ADMINS_BINDING.into(),
             ..Default::default()
         },
-        subjects: vec![Subject {
-            kind: "Group".into(),
-            api_group: portcullis_rbac::v1::GROUP.into(),
-            name: crate::pki::ADMINS_GROUP.into(),
-            namespace: String::new(),
-        }],
+        subjects: vec![
+            Subject {
+                kind: "Group".into(),
+                api_group: portcullis_rbac::v1::GROUP.into(),
+                name: crate::pki::ADMINS_GROUP.into(),
+                namespace: String::new(),
+            },
+            // The static admin, as its ID tokens name it.
+            Subject {
+                kind: "User".into(),
+                api_group: portcullis_rbac::v1::GROUP.into(),
+                name: crate::serve::STATIC_ADMIN_EMAIL.into(),
+                namespace: String::new(),
+            },
+        ],
         role_ref: RoleRef {
             api_group: portcullis_rbac::v1::GROUP.into(),
             kind: "ClusterRole".into(),

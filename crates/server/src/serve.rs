@@ -49,6 +49,9 @@ pub struct Running {
     pub admin_kubeconfig_created: bool,
     /// The OpenID provider (issuer) of this management plane.
     pub provider: portcullis_oidc::Provider,
+    /// The static admin's password when this start created the account (shown once; also
+    /// written to `admin-password` in the data directory, mode 0600).
+    pub admin_password: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
     /// Background loops (key rotation, …), stopped at shutdown.
@@ -127,13 +130,20 @@ pub async fn start(config: Config) -> Result<Running> {
     let encryption_key = crate::secrets::load_or_create(&config.data_dir)?;
     let store = open_store(&config).await?;
     let provider = portcullis_oidc::Provider::new(
-        portcullis_oidc::ProviderConfig::new(url.clone()),
+        config
+            .oidc
+            .provider_config(&url)
+            .map_err(anyhow::Error::msg)?,
         store.clone(),
         encryption_key.0,
     )
     .await
     .context("starting the OpenID provider")?;
     let rotation = tokio::spawn(provider.clone().run_key_rotation());
+    let maintenance = tokio::spawn(provider.clone().run_maintenance());
+    let admin_password = ensure_static_admin(&*store, &config.data_dir)
+        .await
+        .context("creating the static admin")?;
     crate::rbac::bootstrap(&*store)
         .await
         .context("creating the bootstrap RBAC roles and bindings")?;
@@ -175,6 +185,7 @@ pub async fn start(config: Config) -> Result<Running> {
         },
         ready: ready.clone(),
         stopping: stopping_rx,
+        provider: provider.clone(),
     };
     // The issuer's endpoints live under its path (`https://host/dex` → `/dex/...`).
     let router = match provider.issuer_path() {
@@ -201,9 +212,10 @@ pub async fn start(config: Config) -> Result<Running> {
         admin_kubeconfig,
         admin_kubeconfig_created,
         provider,
+        admin_password,
         shutdown: Some(tx),
         task,
-        background: vec![rotation, rbac_sync],
+        background: vec![rotation, maintenance, rbac_sync],
     })
 }
 
@@ -270,6 +282,8 @@ async fn accept_loop(
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 // Connection facts come from the TLS layer only, never from headers.
                 req.extensions_mut().insert(info.clone());
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(info.remote));
                 router.clone().oneshot(req.map(Body::new))
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -287,6 +301,59 @@ async fn accept_loop(
         }
     }
     Ok(())
+}
+
+/// Name of the static admin, a local user.
+pub const STATIC_ADMIN: &str = "admin";
+/// The static admin's e-mail address: the user name the management API sees in its ID
+/// tokens (`.invalid` is reserved, RFC 2606, so no real mailbox or upstream account has it).
+pub const STATIC_ADMIN_EMAIL: &str = "admin@portcullis.invalid";
+/// File in the data directory holding the static admin's first password.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+/// Creates the static admin on first start, with a generated password written to
+/// `admin-password` (0600) in the data directory; returns the password then, `None` if the
+/// account exists. It logs in only at this management plane's login page, is a member of
+/// `portcullis:admins`, and `portcullis admin reset-password` rotates its password.
+async fn ensure_static_admin(
+    store: &dyn portcullis_store::Store,
+    data_dir: &std::path::Path,
+) -> Result<Option<String>> {
+    let key = portcullis_oidc::user_key(STATIC_ADMIN);
+    if store.get(&key).await?.is_some() {
+        return Ok(None);
+    }
+    let password = portcullis_oidc::generate_password()?;
+    let hash = portcullis_oidc::hash_password(password.clone()).await?;
+    let user = serde_json::json!({
+        "apiVersion": format!("{}/{}", portcullis_model::GROUP, portcullis_model::VERSION),
+        "kind": "User",
+        "metadata": {
+            "name": STATIC_ADMIN,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": crate::api::objects::now_rfc3339(),
+            "generation": 1,
+            "labels": { "portcullis.dev/static-admin": "true" },
+        },
+        "spec": {
+            "displayName": "Static administrator",
+            "email": STATIC_ADMIN_EMAIL,
+            "emailVerified": true,
+            "groups": [crate::pki::ADMINS_GROUP],
+            "passwordHash": hash,
+        },
+    });
+    // The file first: a crash between the two leaves a password on disk and no account,
+    // and the next start makes both again.
+    let path = data_dir.join(ADMIN_PASSWORD_FILE);
+    crate::pki::write_private(&path, format!("{password}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    match store.create(&key, serde_json::to_vec(&user)?).await {
+        Ok(_) => Ok(Some(password)),
+        // Another replica created it first.
+        Err(portcullis_store::StoreError::AlreadyExists(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The in-process issuer's published keys, for verifying its own tokens.

@@ -117,3 +117,181 @@ async fn signing_keys_survive_a_restart() {
     );
     second.stop().await;
 }
+
+/// Logs in at the issuer's own login page as a public client with PKCE and returns the token
+/// response (a scripted browser keeping the CSRF cookie by hand).
+async fn password_login(
+    s: &TestServer,
+    client_id: &str,
+    login: &str,
+    password: &str,
+) -> (u16, Value) {
+    use base64::Engine as _;
+    let verifier = "a-fixed-but-long-enough-pkce-verifier-for-this-test-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
+    );
+    let redirect = "http://127.0.0.1:8000/callback";
+    let mut auth = url::Url::parse(&format!("{}/auth", s.url)).unwrap();
+    auth.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email groups offline_access")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let browser = s.anonymous();
+    let page = browser.get(auth.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-portcullis-csrf="))
+        .unwrap();
+    let html = page.text().await.unwrap();
+    let hidden = |name: &str| {
+        let needle = format!("name=\"{name}\" value=\"");
+        let start = html.find(&needle).unwrap() + needle.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("request", hidden("request").as_str()),
+            ("csrf", hidden("csrf").as_str()),
+            ("login", login),
+            ("password", password),
+        ])
+        .finish();
+    let answer = browser
+        .post(format!("{}/auth/login", s.url))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    if answer.status() != 303 {
+        return (answer.status().as_u16(), Value::Null);
+    }
+    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+            ("client_id", client_id),
+        ])
+        .finish();
+    let tokens = browser
+        .post(format!("{}/token", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    (tokens.status().as_u16(), tokens.json().await.unwrap())
+}
+
+fn cli_client() -> portcullis_model::Client {
+    portcullis_model::Client::new(
+        "portcullis",
+        portcullis_model::ClientSpec {
+            public: true,
+            redirect_uris: vec!["http://127.0.0.1:8000/callback".into()],
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_static_admin_logs_in_is_cluster_admin_and_its_password_can_be_reset() {
+    let s = TestServer::start_with(|c| c.oidc.static_clients = vec![cli_client()]).await;
+    let password = s.running.as_ref().unwrap().admin_password.clone().unwrap();
+    let file = s.dir.path().join("admin-password");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (status, tokens) = password_login(&s, "portcullis", "admin", &password).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap();
+    // The bootstrap binding makes the static admin cluster-admin on the management API.
+    let workspaces = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
+    let resp = s
+        .anonymous()
+        .get(&workspaces)
+        .bearer_auth(id_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Someone without rights cannot reset it.
+    let reset = format!(
+        "{}/apis/portcullis.dev/v1alpha1/users/admin/password",
+        s.url
+    );
+    let resp = s
+        .user("mallory", &[])
+        .post(&reset)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // The admin (break-glass certificate) can.
+    let resp = s
+        .admin()
+        .post(&reset)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let answer: Value = resp.json().await.unwrap();
+    let new_password = answer["password"].as_str().unwrap().to_owned();
+    assert_ne!(new_password, password);
+    let refresh = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", "portcullis"),
+        ])
+        .finish();
+    let resp = s
+        .anonymous()
+        .post(format!("{}/token", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "the old refresh token is revoked");
+    let (status, _) = password_login(&s, "portcullis", "admin", &password).await;
+    assert_eq!(status, 401, "the old password no longer works");
+    let (status, _) = password_login(&s, "portcullis", "admin", &new_password).await;
+    assert_eq!(status, 200);
+    let resp = s
+        .admin()
+        .post(format!(
+            "{}/apis/portcullis.dev/v1alpha1/users/nobody/password",
+            s.url
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    s.stop().await;
+}

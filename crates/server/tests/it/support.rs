@@ -100,8 +100,10 @@ pub fn client(ca_pem: &str, identity: Option<(&[u8], &[u8])>) -> reqwest::Client
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
+    // Redirects are answers to check (the issuer's login), never followed.
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
