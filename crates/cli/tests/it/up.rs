@@ -379,3 +379,23 @@ fn can_i_asks_the_management_api() {
         (0, "yes".into())
     );
 }
+
+#[test]
+fn admin_reset_password_rotates_the_static_admins_password() {
+    let up = Up::start();
+    let first = std::fs::read_to_string(up.dir.path().join("admin-password")).unwrap();
+    let out = up.cli(&["admin", "reset-password"]);
+    let new = ok(&out);
+    let new = new.trim();
+    assert_eq!(new.len(), 24, "{new}");
+    assert_ne!(new, first.trim());
+    // A user that does not exist is a clear error, exit 1.
+    let out = up.cli(&["admin", "reset-password", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    up.terminate();
+}
