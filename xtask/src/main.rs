@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own automation.
 //!
-//! - `test`: installs what the test suite needs when it is missing (Debian packages, npm packages,
-//!   cargo-nextest), then runs the whole suite with cargo-nextest.
+//! - `test`: installs what the test suite needs when it is missing (Debian packages, the npm
+//!   packages of `peers/node`, cargo-nextest, kubectl), then runs the whole suite with
+//!   cargo-nextest.
 //! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
 //! - `bench`: runs every benchmark with its competitor in the same run and writes `docs/benchmarks.md`.
 //! - `deps`: only the install step of `test`.
@@ -169,7 +170,33 @@ fn install_deps() -> Result<()> {
         }
         let _ = TEST_PATH.set(joined);
     }
+    install_node_peers()?;
     Ok(())
+}
+
+/// The npm packages of `peers/node` (openid-client as a relying party in the tests,
+/// oidc-provider for the benchmarks), installed from the committed lock file when missing or
+/// older than it.
+fn install_node_peers() -> Result<()> {
+    let dir = Path::new("peers").join("node");
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules").join(".package-lock.json");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let current = match (modified(&installed), modified(&lock)) {
+        (Some(i), Some(l)) => i >= l,
+        _ => false,
+    };
+    if current {
+        return Ok(());
+    }
+    if !present("npm") {
+        bail!("npm is missing: the tests run npm openid-client; install Node.js and npm");
+    }
+    eprintln!("xtask: installing npm packages in peers/node (npm ci)");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir))
+    .context("npm ci in peers/node failed")
 }
 
 /// True when `probe` is an existing absolute path or a command on PATH.

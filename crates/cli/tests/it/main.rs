@@ -8,4 +8,5 @@
 )]
 
 mod can_i;
+mod openid_client;
 mod up;
