@@ -697,3 +697,97 @@ async fn repeated_token_parameters_are_refused() {
     assert_eq!(body["error"], "invalid_request");
     served.stop().await;
 }
+
+#[tokio::test]
+async fn open_redirect_tricks_are_refused_without_redirecting() {
+    let served = provider().await;
+    for (client, evil) in [
+        ("dashboard", "https://dashboard.example/callback/../evil"),
+        ("dashboard", "https://dashboard.example/callback/"),
+        (
+            "dashboard",
+            "https://dashboard.example\\@evil.example/callback",
+        ),
+        (
+            "dashboard",
+            "https://dashboard.example/\\evil.example/callback",
+        ),
+        (
+            "dashboard",
+            "https://dashboard.example@evil.example/callback",
+        ),
+        (
+            "dashboard",
+            "https://evil.example#@dashboard.example/callback",
+        ),
+        ("dashboard", "//evil.example/callback"),
+        ("dashboard", "/\\evil.example/callback"),
+        ("dashboard", "https://dashboard.example/callback%09"),
+        ("dashboard", "https://dashboard.example/callback\t"),
+        ("dashboard", "https://dashboard.example/callback\n"),
+        ("dashboard", "https://dashboard.example/callback%0a"),
+        ("dashboard", "https://dashboard.example/callback%0b"),
+        ("dashboard", "https://dashboard.example/callback%0d"),
+        ("dashboard", " https://dashboard.example/callback"),
+        ("dashboard", "http://dashboard.example/callback"),
+        ("dashboard", "HTTPS://dashboard.example/callback"),
+        ("dashboard", "https://dashboard.example./callback"),
+        ("dashboard", "https://dashboard.example:443/callback"),
+        ("dashboard", "https://dashboard.example:8443/callback"),
+        (
+            "dashboard",
+            "javascript:alert(1)//https://dashboard.example/callback",
+        ),
+        ("dashboard", "https://dashboard.example/callback#fragment"),
+        ("kubectl", "http://localhost.evil.example:8000/callback"),
+        ("kubectl", "http://127.0.0.1:8000/callback/.."),
+        ("kubectl", "http://127.0.0.2:8000/callback"),
+        ("kubectl", "custom.scheme:/callback"),
+    ] {
+        let mut url = url::Url::parse(&format!("{}/auth", served.issuer)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", client)
+            .append_pair("redirect_uri", evil)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair(
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            )
+            .append_pair("code_challenge_method", "S256");
+        let response = authorize_response(url.as_str()).await;
+        assert_eq!(response.status(), 400, "{client} {evil:?}");
+        assert!(
+            response.headers().get("location").is_none(),
+            "{client} {evil:?}"
+        );
+    }
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn login_hint_fills_in_the_login_name_escaped() {
+    let served = provider().await;
+    let mut url = url::Url::parse(&format!("{}/auth", served.issuer)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", "kubectl")
+        .append_pair("redirect_uri", KUBECTL_REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", "alice\"><script>x</script>");
+    let page = Browser::new().get(url.as_str()).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>x"));
+    assert!(
+        page.body.contains("value=\"alice&#34;&#62;")
+            || page.body.contains("value=\"alice&quot;&gt;"),
+        "{}",
+        page.body
+    );
+    served.stop().await;
+}

@@ -127,3 +127,43 @@ async fn rotation_is_stored_and_seen_by_another_replica() {
     .unwrap();
     assert_eq!(header["kid"], rotated[0]);
 }
+
+#[tokio::test]
+async fn tokens_of_a_rotated_out_key_verify_until_its_grace_ends() {
+    let issuer = "https://mgmt.example.com/dex";
+    let config = ProviderConfig::new(issuer);
+    let provider = Provider::new(config.clone(), memory_store(), ENCRYPTION_KEY)
+        .await
+        .unwrap();
+    let start = unix_now();
+    let claims = serde_json::json!({
+        "iss": issuer, "aud": "kubectl", "sub": "alice", "iat": start, "exp": start + 3600,
+    });
+    let token = provider.sign(&claims).unwrap();
+    let verifier = portcullis_jose::Verifier::new(issuer, "kubectl");
+    assert!(
+        verifier
+            .verify(&token, &provider.verification_keys(), start)
+            .is_ok()
+    );
+    // One rotation: the signing key is retired but still published for its tokens' lifetime.
+    let rotated = start + config.key_rotation_period.as_secs() + 1;
+    provider.rotate_keys(rotated).await.unwrap();
+    let keys = provider.verification_keys();
+    // (The token itself expired long ago; judge the key alone with a verifier as of `start`.)
+    assert!(
+        verifier.verify(&token, &keys, start).is_ok(),
+        "kept in grace"
+    );
+    // Once every token it signed has expired (lifetime plus skew), the key is gone, and
+    // a token it signed no longer verifies even by a verifier whose clock says it is valid.
+    let gone = rotated + config.id_token_lifetime.as_secs() + 2 * 60 + 1;
+    provider.rotate_keys(gone).await.unwrap();
+    let err = verifier
+        .verify(&token, &provider.verification_keys(), start)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("kid") || err.to_string().contains("key"),
+        "{err}"
+    );
+}
