@@ -425,6 +425,7 @@ async fn write_update(
     t.rt.codec
         .admit(t.user, &t.namespace, Some(&old), &new)
         .map_err(|f| failure(t, f))?;
+    keep_a_way_in(app, t, &new).await?;
     // An object being deleted goes once its last finalizer is removed.
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
     let finalizers_left = new
@@ -448,6 +449,40 @@ async fn write_update(
     Ok(json_response(StatusCode::OK, &stored_object(&kv)?))
 }
 
+/// The static admin may be disabled only once a `Connector` exists: otherwise no one could
+/// log in at the issuer any more (the X.509 break-glass certificate still works either way).
+async fn keep_a_way_in(app: &AppState, t: &Target<'_>, new: &Value) -> Result<(), ApiError> {
+    let static_admin = t.rt.group == portcullis_model::GROUP
+        && t.rt.plural == "users"
+        && t.name == crate::serve::STATIC_ADMIN;
+    let disabling = new.pointer("/spec/disabled") == Some(&Value::Bool(true));
+    if !(static_admin && disabling) {
+        return Ok(());
+    }
+    let connectors = app
+        .store
+        .list(
+            "/registry/portcullis.dev/connectors/",
+            portcullis_store::ListOptions {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| t.store_error(e))?;
+    if connectors.items.is_empty() {
+        return Err(failure(
+            t,
+            DecodeFailure::Forbidden(
+                "the static admin can be disabled only once a Connector is set up; \
+                 create one first, or no one can log in at the issuer"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// DELETE of one object, honouring `DeleteOptions.preconditions` and finalizers.
 pub async fn delete(
     app: &AppState,
@@ -461,6 +496,8 @@ pub async fn delete(
     } else {
         body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?
     };
+    // Deleting the static admin locks out as much as disabling it.
+    keep_a_way_in(app, t, &json!({ "spec": { "disabled": true } })).await?;
     let current = current(app, t).await?;
     let obj = stored_object(&current)?;
     let mut expected = current.mod_revision;

@@ -295,3 +295,43 @@ async fn the_static_admin_logs_in_is_cluster_admin_and_its_password_can_be_reset
     assert_eq!(resp.status(), 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_static_admin_can_be_disabled_only_once_a_connector_exists() {
+    let s = TestServer::start().await;
+    let admin_url = format!("{}/apis/portcullis.dev/v1alpha1/users/admin", s.url);
+    let disable = json!({ "spec": { "disabled": true } });
+    let patch = |body: Value| {
+        s.admin()
+            .patch(&admin_url)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+    };
+    let resp = patch(disable.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: Value = resp.json().await.unwrap();
+    assert!(
+        status["message"].as_str().unwrap().contains("Connector"),
+        "{status}"
+    );
+    let resp = s.admin().delete(&admin_url).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // Other users are not affected.
+    let connector = json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Connector",
+        "metadata": { "name": "corp-ldap" },
+        "spec": { "type": "ldap", "ldap": { "host": "127.0.0.1:389", "userSearch": { "baseDN": "ou=people,dc=example,dc=org", "usernameAttr": "uid" } } },
+    });
+    let resp = s
+        .admin()
+        .post(format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url))
+        .json(&connector)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = patch(disable).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    s.stop().await;
+}
