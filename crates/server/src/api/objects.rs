@@ -234,6 +234,19 @@ pub async fn create(
         check_namespace(t, meta)?;
         fill_generated_name(t, meta)?;
     }
+    // Errors name the object of the body, as the apiserver's do.
+    let named = Target {
+        rt: t.rt,
+        name: value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        namespace: t.namespace.clone(),
+        subresource: String::new(),
+        user: t.user,
+    };
+    let t = &named;
     let mut obj = decode(t, &value)?;
     let meta = metadata_mut(&mut obj)?;
     let name = meta

@@ -323,6 +323,24 @@ async fn the_static_admin_can_be_disabled_only_once_a_connector_exists() {
         "metadata": { "name": "corp-ldap" },
         "spec": { "type": "ldap", "ldap": { "host": "127.0.0.1:389", "userSearch": { "baseDN": "ou=people,dc=example,dc=org", "usernameAttr": "uid" } } },
     });
+    let mut incomplete = connector.clone();
+    incomplete["spec"]["ldap"]["userSearch"]["usernameAttr"] = json!("");
+    let resp = s
+        .admin()
+        .post(format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url))
+        .json(&incomplete)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let status: Value = resp.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Connector.portcullis.dev \"corp-ldap\" is invalid"),
+        "the error names the object of the body: {status}"
+    );
     let resp = s
         .admin()
         .post(format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url))
