@@ -210,12 +210,13 @@ fn present(probe: &str) -> bool {
 
 // === bench ===
 
-/// Benchmarks (package, bench target, cargo features) that each write a markdown section into
-/// `$PORTCULLIS_BENCH_OUT/<crate>.md`.
-const BENCHES: &[(&str, &str, &str)] = &[
-    ("portcullis-rbac", "authorize", ""),
-    ("portcullis-store", "store", "etcd"),
-    ("portcullis-server", "api", ""),
+/// Benchmarks (package, its directory under `crates/`, bench target, cargo features) that each
+/// write a markdown section into `$PORTCULLIS_BENCH_OUT/<package without portcullis->.md`.
+const BENCHES: &[(&str, &str, &str, &str)] = &[
+    ("portcullis-rbac", "rbac", "authorize", ""),
+    ("portcullis-store", "store", "store", "etcd"),
+    ("portcullis-server", "server", "api", ""),
+    ("portcullis", "cli", "oidc", ""),
 ];
 
 fn bench(root: &Path) -> Result<()> {
@@ -223,10 +224,8 @@ fn bench(root: &Path) -> Result<()> {
     let out = root.join("target").join("bench-report");
     std::fs::create_dir_all(&out)?;
     let mut sections = Vec::new();
-    for (package, bench, features) in BENCHES {
-        let manifest = root
-            .join("crates")
-            .join(package.trim_start_matches("portcullis-"));
+    for (package, dir, bench, features) in BENCHES {
+        let manifest = root.join("crates").join(dir);
         if !manifest
             .join("benches")
             .join(format!("{bench}.rs"))

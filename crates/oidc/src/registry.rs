@@ -96,24 +96,98 @@ pub(crate) async fn user(provider: &Provider, name: &str) -> Result<Option<User>
 /// A well-formed argon2id hash with the crate's default parameters, matching no password.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0hS5Nn5x7l2bVbQnqUmhbtVyCg7D2sZ2X3x9mYyV3Pw";
 
+/// Largest argon2id memory cost accepted from a stored hash (KiB): 256 MiB. A hash asking
+/// for more is refused rather than allowed to exhaust memory.
+const MAX_M_COST: u32 = 256 * 1024;
+
+/// argon2id verifications run at most one per core at once, each in a memory buffer kept for
+/// the next: a burst of logins then costs `cores × m_cost` of memory once, not a fresh
+/// 19 MiB allocation per login that the allocator may keep (measured: gigabytes under load),
+/// and more parallel hashing than cores would only lengthen every login.
+struct Argon2Pool {
+    permits: tokio::sync::Semaphore,
+    buffers: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
+}
+
+fn argon2_pool() -> &'static Argon2Pool {
+    static POOL: std::sync::OnceLock<Argon2Pool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| Argon2Pool {
+        permits: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        ),
+        buffers: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+/// Verifies `password` against an argon2id PHC string using `memory` as the work area.
+fn argon2id_matches(memory: &mut Vec<argon2::Block>, password: &[u8], phc: &str) -> bool {
+    use argon2::password_hash::phc::PasswordHash;
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    if hash.algorithm.as_str() != "argon2id" {
+        return false;
+    }
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    if params.m_cost() > MAX_M_COST {
+        return false;
+    }
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let Some(work) = memory.get_mut(..blocks) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, work)
+        .is_ok()
+        && crate::state::same_bytes(&out, expected.as_bytes())
+}
+
 /// Checks `password` against the user's argon2id hash, off the async threads (argon2id costs
-/// tens of milliseconds by design). For an unknown or password-less user a dummy hash is
-/// checked, so that timing does not tell which login names exist.
+/// tens of milliseconds by design), at most one per core at once. For an unknown or
+/// password-less user a dummy hash is checked, so that timing does not tell which login names
+/// exist.
 pub(crate) async fn verify_password(user: Option<&User>, password: String) -> bool {
-    use argon2::PasswordVerifier as _;
     let usable =
         user.filter(|u| !u.spec.disabled && u.spec.password_hash.starts_with("$argon2id$"));
     let hash = usable
         .map_or(DUMMY_HASH, |u| u.spec.password_hash.as_str())
         .to_owned();
     let known = usable.is_some();
-    let ok = tokio::task::spawn_blocking(move || {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
+    let pool = argon2_pool();
+    let Ok(_permit) = pool.permits.acquire().await else {
+        return false;
+    };
+    let mut memory = pool
+        .buffers
+        .lock()
+        .ok()
+        .and_then(|mut b| b.pop())
+        .unwrap_or_default();
+    let (ok, memory) = tokio::task::spawn_blocking(move || {
+        let ok = argon2id_matches(&mut memory, password.as_bytes(), &hash);
+        (ok, memory)
     })
     .await
-    .unwrap_or(false);
+    .unwrap_or_default();
+    if !memory.is_empty()
+        && let Ok(mut buffers) = pool.buffers.lock()
+    {
+        buffers.push(memory);
+    }
     ok && known
 }
 
@@ -125,6 +199,26 @@ mod tests {
     fn the_dummy_hash_parses_so_unknown_users_cost_a_full_argon2id() {
         let hash = argon2::PasswordHash::new(DUMMY_HASH).unwrap();
         assert_eq!(hash.algorithm.as_str(), "argon2id");
+    }
+
+    #[test]
+    fn pooled_verification_agrees_with_the_crate() {
+        use argon2::PasswordHasher as _;
+        let hash = argon2::Argon2::default()
+            .hash_password(b"secret")
+            .unwrap()
+            .to_string();
+        let mut memory = Vec::new();
+        assert!(argon2id_matches(&mut memory, b"secret", &hash));
+        assert!(!argon2id_matches(&mut memory, b"Secret", &hash));
+        // The buffer is reused as is for the next verification.
+        let len = memory.len();
+        assert!(argon2id_matches(&mut memory, b"secret", &hash));
+        assert_eq!(memory.len(), len);
+        assert!(!argon2id_matches(&mut memory, b"secret", DUMMY_HASH));
+        assert!(!argon2id_matches(&mut memory, b"secret", "not a hash"));
+        let greedy = hash.replace("m=19456", "m=4194304");
+        assert!(!argon2id_matches(&mut memory, b"secret", &greedy));
     }
 
     #[test]

@@ -43,8 +43,13 @@ pub(crate) fn digest_hex(secret: &str) -> String {
 
 /// Constant-time equality of two digests or tokens.
 pub(crate) fn same(a: &str, b: &str) -> bool {
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Constant-time equality of two byte strings.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    bool::from(a.ct_eq(b))
 }
 
 /// How a user authenticated: shared by sessions, codes, device approvals and grants.

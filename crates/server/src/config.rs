@@ -217,3 +217,66 @@ impl Config {
         format!("https://{host}:{}", bound.port())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, String> {
+        serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_oidc_section_with_static_clients_parses_and_builds_a_provider_config() {
+        let config = parse(
+            "oidc:
+  signingKey: EdDSA
+  idTokenSeconds: 600
+  refreshReuseGraceSeconds: 5
+  staticClients:
+    - apiVersion: portcullis.dev/v1alpha1
+      kind: Client
+      metadata: { name: kubectl }
+      spec: { public: true, redirectURIs: [\"http://127.0.0.1:8000/callback\"] }
+",
+        )
+        .unwrap();
+        let provider = config
+            .oidc
+            .provider_config("https://mgmt.example.com")
+            .unwrap();
+        assert_eq!(provider.signing_key, portcullis_jose::KeySpec::Ed25519);
+        assert_eq!(provider.id_token_lifetime.as_secs(), 600);
+        assert_eq!(provider.refresh_reuse_grace.as_secs(), 5);
+        assert_eq!(provider.static_clients[0].metadata.name, "kubectl");
+        // Unset fields keep their defaults.
+        assert_eq!(provider.access_token_lifetime.as_secs(), 3600);
+    }
+
+    #[test]
+    fn bad_oidc_settings_are_refused_with_their_field() {
+        let err = parse("oidc: { idTokenLifetime: 5 }").unwrap_err();
+        assert!(err.contains("idTokenLifetime"), "{err}");
+        let config = parse("oidc: { signingKey: HS256 }").unwrap();
+        let err = config
+            .oidc
+            .provider_config("https://x.example")
+            .unwrap_err();
+        assert!(err.contains("oidc.signingKey"), "{err}");
+        let config = parse(
+            "oidc:
+  staticClients:
+    - apiVersion: portcullis.dev/v1alpha1
+      kind: Client
+      metadata: { name: web }
+      spec: { redirectURIs: [\"http://evil.example/cb\"] }
+",
+        )
+        .unwrap();
+        let err = config
+            .oidc
+            .provider_config("https://x.example")
+            .unwrap_err();
+        assert!(err.contains("oidc.staticClients[0] (web)"), "{err}");
+    }
+}

@@ -132,6 +132,11 @@ fn decode_event(bytes: &[u8]) -> Result<WatchEvent, StoreError> {
     })
 }
 
+/// Page cache of the database file. redb's default (1 GiB) lets the cache grow to a
+/// gigabyte under a write load such as refresh token rotation; the management plane's state
+/// is far smaller, and pages not cached are read from the OS page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl RedbStore {
     /// Opens (or creates) the store file. Another process holding the file is an error.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
@@ -144,7 +149,10 @@ impl RedbStore {
         // thread ends after the last handle goes): wait a little for the lock before failing.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let db = loop {
-            match Database::create(path) {
+            match redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+            {
                 Ok(db) => break db,
                 Err(redb::DatabaseError::DatabaseAlreadyOpen)
                     if std::time::Instant::now() < deadline =>
