@@ -188,6 +188,14 @@ pub struct WhoCanArgs {
     /// Output format: a table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Kubeconfig of the management API, whose RBAC objects are read when no `--policy` is
+    /// given.
+    #[arg(
+        long = "config",
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis-data/admin.conf"
+    )]
+    pub kubeconfig: PathBuf,
 }
 
 /// `portcullis auth rules` (SelfSubjectRulesReview).
@@ -208,6 +216,55 @@ pub struct AuthRulesArgs {
     /// Output format: a table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Kubeconfig of the management API, whose RBAC objects are read when no `--policy` is
+    /// given.
+    #[arg(
+        long = "config",
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis-data/admin.conf"
+    )]
+    pub kubeconfig: PathBuf,
+}
+
+/// The policy to answer from: the `--policy` files, or the management plane's own RBAC
+/// objects read through its API (which needs `list` on the four RBAC kinds).
+pub async fn policy_of(files: &[PathBuf], kubeconfig: &Path) -> Result<Policy, String> {
+    if !files.is_empty() {
+        return load_policy(files);
+    }
+    let client =
+        crate::client::Client::from_kubeconfig(kubeconfig).map_err(|e| format!("{e:#}"))?;
+    let mut items = Vec::new();
+    for (plural, kind) in [
+        ("clusterroles", "ClusterRole"),
+        ("clusterrolebindings", "ClusterRoleBinding"),
+        ("roles", "Role"),
+        ("rolebindings", "RoleBinding"),
+    ] {
+        let list = client
+            .get(&format!("/apis/rbac.authorization.k8s.io/v1/{plural}"))
+            .await
+            .map_err(|e| format!("reading {plural} from the management API: {e:#}"))?;
+        for mut item in list
+            .get("items")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            // List items may leave out apiVersion and kind (API conventions); the parser wants them.
+            if let Some(o) = item.as_object_mut() {
+                o.insert("apiVersion".into(), "rbac.authorization.k8s.io/v1".into());
+                o.insert("kind".into(), kind.into());
+                for server_owned in ["status"] {
+                    o.remove(server_owned);
+                }
+            }
+            items.push(item);
+        }
+    }
+    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    Policy::from_documents([("the management API", list.to_string().as_str())])
+        .map_err(|e| e.to_string())
 }
 
 fn request_attributes(
@@ -238,14 +295,15 @@ fn request_attributes(
 }
 
 /// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
-pub fn who_can(args: &WhoCanArgs) -> i32 {
-    let run = || -> Result<i32, String> {
-        if args.policy.is_empty() {
-            return Err(
-                "--policy is required until the management API review endpoints land".into(),
-            );
+pub async fn who_can(args: &WhoCanArgs) -> i32 {
+    let policy = match policy_of(&args.policy, &args.kubeconfig).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
         }
-        let policy = load_policy(&args.policy)?;
+    };
+    let run = || -> Result<i32, String> {
         let a = request_attributes(
             &args.verb,
             &args.resource,
@@ -280,18 +338,20 @@ pub fn who_can(args: &WhoCanArgs) -> i32 {
 }
 
 /// Runs `auth rules`; returns the exit code.
-pub fn auth_rules(args: &AuthRulesArgs) -> i32 {
+pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
+    let user = args.as_user.clone().unwrap_or_default();
+    if user.is_empty() && args.as_groups.is_empty() {
+        eprintln!("error: --as USER (and/or --as-group GROUP) is required");
+        return 2;
+    }
+    let policy = match policy_of(&args.policy, &args.kubeconfig).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let run = || -> Result<i32, String> {
-        if args.policy.is_empty() {
-            return Err(
-                "--policy is required until the management API review endpoints land".into(),
-            );
-        }
-        let user = args.as_user.clone().unwrap_or_default();
-        if user.is_empty() && args.as_groups.is_empty() {
-            return Err("--as USER (and/or --as-group GROUP) is required".into());
-        }
-        let policy = load_policy(&args.policy)?;
         let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
         let status = portcullis_rbac::review::rules_review(&policy, &user, &args.as_groups, &ns);
         let mut out = std::io::stdout().lock();

@@ -81,7 +81,8 @@ struct ClientFlags {
 
 #[derive(Subcommand)]
 enum AuthCommand {
-    /// The rules a user holds in a namespace (SelfSubjectRulesReview), from policy files.
+    /// The rules a user holds in a namespace (SelfSubjectRulesReview), from policy files or
+    /// the management plane's own RBAC objects.
     Rules(authz::AuthRulesArgs),
 }
 
@@ -152,7 +153,8 @@ enum Command {
     },
     /// Can a user do this? Answered by the RBAC engine over policy files (`--policy`), offline.
     CanI(authz::CanIArgs),
-    /// Who can do this, through which binding and role? From policy files (`--policy`).
+    /// Who can do this, through which binding and role? From policy files (`--policy`) or the
+    /// management plane's own RBAC objects.
     WhoCan(authz::WhoCanArgs),
     /// Access questions in kubectl's spelling.
     Auth {
@@ -301,12 +303,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::WhoCan(args) => Ok(ExitCode::from(
-            u8::try_from(authz::who_can(&args)).unwrap_or(2),
+            u8::try_from(authz::who_can(&args).await).unwrap_or(2),
         )),
         Command::Auth {
             command: AuthCommand::Rules(args),
         } => Ok(ExitCode::from(
-            u8::try_from(authz::auth_rules(&args)).unwrap_or(2),
+            u8::try_from(authz::auth_rules(&args).await).unwrap_or(2),
         )),
         Command::CanI(args) => {
             let code = if args.policy.is_empty() {

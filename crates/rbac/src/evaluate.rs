@@ -91,9 +91,11 @@ pub fn applies_to(subject: &Subject, a: &Attributes, namespace: &str) -> bool {
 
 /// Does one rule allow the request? As `rbac.RuleAllows`.
 pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
-    if !verb_matches(rule, &a.verb) {
-        return false;
-    }
+    verb_matches(rule, &a.verb) && rule_allows_target(rule, a)
+}
+
+/// Everything of [`rule_allows`] but the verb: for callers that matched the verb already.
+pub(crate) fn rule_allows_target(rule: &PolicyRule, a: &Attributes) -> bool {
     if !a.resource_request {
         return rule
             .non_resource_urls

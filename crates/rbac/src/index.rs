@@ -9,7 +9,7 @@ use std::sync::Arc;
 // hash, acceptable because a requester can only add lookups, not keys.
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::evaluate::{describe, rule_allows};
+use crate::evaluate::{describe, rule_allows, rule_allows_target};
 use crate::v1::{PolicyRule, Subject};
 use crate::{Attributes, Decision, Policy};
 
@@ -73,9 +73,9 @@ impl CompiledRule {
 
     fn allows(&self, a: &Attributes, verb: Option<u32>) -> bool {
         match verb {
-            // A well-known verb the rule lacks: no string comparison needed.
-            Some(bit) if self.verbs & bit == 0 => false,
-            _ => rule_allows(&self.rule, a),
+            // A well-known verb: the bitset decides it, no string comparison needed.
+            Some(bit) => self.verbs & bit != 0 && rule_allows_target(&self.rule, a),
+            None => rule_allows(&self.rule, a),
         }
     }
 }

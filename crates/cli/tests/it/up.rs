@@ -381,6 +381,70 @@ fn can_i_asks_the_management_api() {
 }
 
 #[test]
+fn who_can_and_auth_rules_read_the_management_planes_rbac() {
+    let up = Up::start();
+    let out = up.cli(&[
+        "who-can",
+        "delete",
+        "workspaces.portcullis.dev",
+        "-o",
+        "json",
+    ]);
+    let answers: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let subjects: Vec<(String, String, String)> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["name"].as_str().unwrap().to_owned(),
+                a["binding"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The bootstrap binding: the break-glass group and the static admin.
+    for (kind, name) in [
+        ("Group", "portcullis:admins"),
+        ("User", "admin@portcullis.invalid"),
+    ] {
+        assert!(
+            subjects
+                .iter()
+                .any(|(k, n, b)| k == kind && n == name && b.contains("portcullis:admins")),
+            "{kind} {name} in {subjects:?}"
+        );
+    }
+    let out = up.cli(&["who-can", "impersonate", "users", "-n", "nowhere"]);
+    assert!(ok(&out).contains("portcullis:admins"));
+
+    let out = up.cli(&[
+        "auth",
+        "rules",
+        "--as",
+        "admin@portcullis.invalid",
+        "-n",
+        "default",
+        "-o",
+        "json",
+    ]);
+    let rules: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(rules["resourceRules"][0]["verbs"], serde_json::json!(["*"]));
+    let out = up.cli(&[
+        "auth", "rules", "--as", "nobody", "-n", "default", "-o", "json",
+    ]);
+    let rules: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(
+        !rules["resourceRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["verbs"] == serde_json::json!(["*"])),
+        "{rules}"
+    );
+}
+
+#[test]
 fn admin_reset_password_rotates_the_static_admins_password() {
     let up = Up::start();
     let first = std::fs::read_to_string(up.dir.path().join("admin-password")).unwrap();
