@@ -94,6 +94,18 @@ fn rss_mb(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Samples the resident memory of `pid` until `deadline`; resolves to the largest reading.
+fn peak_rss(pid: u32, deadline: Instant) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        let mut max = 0.0_f64;
+        while Instant::now() < deadline {
+            max = max.max(rss_mb(pid).0);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        max
+    })
+}
+
 fn attribute(tag: &str, name: &str) -> Option<String> {
     let needle = format!(" {name}=\"");
     let start = tag.find(&needle)? + needle.len();
@@ -283,7 +295,8 @@ async fn measure(target: Arc<Target>) -> Results {
     };
     // Phase A: 64 clients, each with its own refresh token family.
     let mut tokens = Vec::new();
-    for chunk in 0..REFRESH_WORKERS / 8 {
+    // Logged in eight at a time.
+    for _ in 0..REFRESH_WORKERS / 8 {
         let mut batch = Vec::new();
         for _ in 0..8 {
             let t = Arc::clone(&target);
@@ -292,116 +305,102 @@ async fn measure(target: Arc<Target>) -> Results {
                 let tokens = login(&http, &t)
                     .await
                     .unwrap_or_else(|e| panic!("{}: {e}", t.name));
-                (http, tokens["refresh_token"].as_str().unwrap().to_owned())
+                let token = tokens["refresh_token"].as_str().unwrap().to_owned();
+                (http, t, token)
             }));
         }
         for b in batch {
             tokens.push(b.await.unwrap());
         }
-        let _ = chunk;
     }
-    let deadline = Instant::now() + PHASE;
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for (http, mut token) in tokens {
-        let t = Arc::clone(&target);
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            while Instant::now() < deadline {
-                let begin = Instant::now();
-                match refresh(&http, &t, &token).await {
-                    Ok(next) => {
-                        latencies.push(begin.elapsed());
-                        token = next;
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors == 1 {
-                            eprintln!("{}: {e}", t.name);
-                        }
-                        break;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut peak = 0.0_f64;
-    let sampler = {
-        let pid = target.pid;
-        tokio::spawn(async move {
-            let mut max = 0.0_f64;
-            while Instant::now() < deadline {
-                max = max.max(rss_mb(pid).0);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            max
-        })
-    };
-    let mut all = Vec::new();
-    for w in workers {
-        let (l, e) = w.await.unwrap();
-        all.extend(l);
-        results.errors += e;
-    }
-    let elapsed = started.elapsed();
-    peak = peak.max(sampler.await.unwrap());
-    results.rss_refresh_mb = peak.max(rss_mb(target.pid).0);
-    all.sort();
-    results.refresh_rate = all.len() as f64 / elapsed.as_secs_f64();
-    results.refresh_p50 = percentile(&all, 0.50);
-    results.refresh_p99 = percentile(&all, 0.99);
+    let refresh_phase = run_phase(target.pid, tokens, |(http, t, token)| async move {
+        let next = refresh(&http, &t, &token).await?;
+        Ok((http, t, next))
+    })
+    .await;
+    results.refresh_rate = refresh_phase.rate;
+    results.refresh_p50 = refresh_phase.p50;
+    results.refresh_p99 = refresh_phase.p99;
+    results.rss_refresh_mb = refresh_phase.peak_mb;
+    results.errors += refresh_phase.errors;
 
     // Phase B: full password logins.
+    let browsers = (0..LOGIN_WORKERS)
+        .map(|_| (http_client(target.ca_pem.as_deref()), Arc::clone(&target)))
+        .collect();
+    let login_phase = run_phase(target.pid, browsers, |(http, t)| async move {
+        login(&http, &t).await?;
+        Ok((http, t))
+    })
+    .await;
+    results.login_rate = login_phase.rate;
+    results.login_p99 = login_phase.p99;
+    results.rss_login_mb = login_phase.peak_mb;
+    results.errors += login_phase.errors;
+    results
+}
+
+/// One load phase: its rate, latencies, peak memory of the server and errors.
+struct Phase {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    peak_mb: f64,
+    errors: usize,
+}
+
+/// Runs one worker per state for [`PHASE`], each repeating `step` on its state (a worker
+/// stops at its first error), while sampling the server's memory.
+async fn run_phase<S, F, Fut>(pid: u32, states: Vec<S>, step: F) -> Phase
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<S, String>> + Send,
+{
     let deadline = Instant::now() + PHASE;
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..LOGIN_WORKERS {
-        let t = Arc::clone(&target);
-        workers.push(tokio::spawn(async move {
-            let http = http_client(t.ca_pem.as_deref());
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            while Instant::now() < deadline {
-                let begin = Instant::now();
-                match login(&http, &t).await {
-                    Ok(_) => latencies.push(begin.elapsed()),
-                    Err(e) => {
-                        errors += 1;
-                        if errors == 1 {
-                            eprintln!("{} login: {e}", t.name);
+    let workers: Vec<_> = states
+        .into_iter()
+        .map(|state| {
+            let step = step.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut state = state;
+                while Instant::now() < deadline {
+                    let begin = Instant::now();
+                    match step(state).await {
+                        Ok(next) => {
+                            latencies.push(begin.elapsed());
+                            state = next;
                         }
-                        break;
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return (latencies, 1);
+                        }
                     }
                 }
-            }
-            (latencies, errors)
-        }));
-    }
-    let sampler = {
-        let pid = target.pid;
-        tokio::spawn(async move {
-            let mut max = 0.0_f64;
-            while Instant::now() < deadline {
-                max = max.max(rss_mb(pid).0);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            max
+                (latencies, 0)
+            })
         })
-    };
+        .collect();
+    let sampler = peak_rss(pid, deadline);
     let mut all = Vec::new();
+    let mut errors = 0;
     for w in workers {
         let (l, e) = w.await.unwrap();
         all.extend(l);
-        results.errors += e;
+        errors += e;
     }
     let elapsed = started.elapsed();
-    results.rss_login_mb = sampler.await.unwrap().max(rss_mb(target.pid).0);
+    let peak_mb = sampler.await.unwrap().max(rss_mb(pid).0);
     all.sort();
-    results.login_rate = all.len() as f64 / elapsed.as_secs_f64();
-    results.login_p99 = percentile(&all, 0.99);
-    results
+    Phase {
+        rate: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        peak_mb,
+        errors,
+    }
 }
 
 fn wait_for_line(child: &mut std::process::Child, prefix: &str) -> String {

@@ -255,9 +255,7 @@ pub async fn policy_of(files: &[PathBuf], kubeconfig: &Path) -> Result<Policy, S
             if let Some(o) = item.as_object_mut() {
                 o.insert("apiVersion".into(), "rbac.authorization.k8s.io/v1".into());
                 o.insert("kind".into(), kind.into());
-                for server_owned in ["status"] {
-                    o.remove(server_owned);
-                }
+                o.remove("status");
             }
             items.push(item);
         }
@@ -265,6 +263,14 @@ pub async fn policy_of(files: &[PathBuf], kubeconfig: &Path) -> Result<Policy, S
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     Policy::from_documents([("the management API", list.to_string().as_str())])
         .map_err(|e| e.to_string())
+}
+
+/// [`policy_of`], reporting a failure on stderr.
+async fn policy_or_report(files: &[PathBuf], kubeconfig: &Path) -> Option<Policy> {
+    policy_of(files, kubeconfig)
+        .await
+        .inspect_err(|e| eprintln!("error: {e}"))
+        .ok()
 }
 
 fn request_attributes(
@@ -296,12 +302,8 @@ fn request_attributes(
 
 /// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
 pub async fn who_can(args: &WhoCanArgs) -> i32 {
-    let policy = match policy_of(&args.policy, &args.kubeconfig).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+    let Some(policy) = policy_or_report(&args.policy, &args.kubeconfig).await else {
+        return 2;
     };
     let run = || -> Result<i32, String> {
         let a = request_attributes(
@@ -344,12 +346,8 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
         eprintln!("error: --as USER (and/or --as-group GROUP) is required");
         return 2;
     }
-    let policy = match policy_of(&args.policy, &args.kubeconfig).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+    let Some(policy) = policy_or_report(&args.policy, &args.kubeconfig).await else {
+        return 2;
     };
     let run = || -> Result<i32, String> {
         let ns = args.namespace.clone().unwrap_or_else(|| "default".into());

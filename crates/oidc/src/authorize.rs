@@ -216,9 +216,9 @@ pub(crate) async fn authorize(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
+    let params = match page_params(pairs) {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(response) => return *response,
     };
     let get = |name: &str| params.get(name).map(String::as_str);
 
@@ -571,24 +571,56 @@ async fn proceed(
     issue_code(provider, pending, authn, now).await
 }
 
-/// The pending request of a form post, checked for the CSRF value.
-fn pending_of_form(
+/// The parameters of a page request, or the error page for repeated or oversized ones.
+pub(crate) fn page_params(
+    pairs: Vec<(String, String)>,
+) -> Result<HashMap<String, String>, Box<Response>> {
+    single_params(pairs).map_err(|e| Box::new(error_page(StatusCode::BAD_REQUEST, &e)))
+}
+
+/// A form post continuing a pending request: its parameters, the request's handle and the
+/// request, checked for the CSRF value.
+struct PendingForm {
+    params: HashMap<String, String>,
+    request_id: String,
+    pending: PendingAuthorization,
+}
+
+fn pending_form(
     provider: &Provider,
     headers: &HeaderMap,
-    params: &HashMap<String, String>,
+    pairs: Vec<(String, String)>,
     now: u64,
-) -> Result<(String, PendingAuthorization), Box<Response>> {
-    let Some(request_id) = params.get("request") else {
+) -> Result<PendingForm, Box<Response>> {
+    let params = page_params(pairs)?;
+    let Some(request_id) = params.get("request").cloned() else {
         return Err(Box::new(expired_page()));
     };
-    let Some(pending) = provider.grants().pending(request_id, now) else {
+    let Some(pending) = provider.grants().pending(&request_id, now) else {
         return Err(Box::new(expired_page()));
     };
     let field = params.get("csrf").map(String::as_str);
     if !session::csrf_ok(headers, field, Some(&pending.csrf)) {
         return Err(Box::new(csrf_failed()));
     }
-    Ok((request_id.clone(), pending))
+    Ok(PendingForm {
+        params,
+        request_id,
+        pending,
+    })
+}
+
+/// The browser's live session, or the page to show without one.
+async fn live_session(
+    provider: &Provider,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<crate::state::BrowserSession, Box<Response>> {
+    match session::current(provider, headers, now).await {
+        Ok(Some((_, s))) => Ok(s),
+        Ok(None) => Err(Box::new(expired_page())),
+        Err(e) => Err(Box::new(internal(&e))),
+    }
 }
 
 /// `POST /auth/login`: checks the password (with backoff after failures), starts the browser
@@ -599,12 +631,12 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
-        Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
     let now = provider.now();
-    let (request_id, pending) = match pending_of_form(&provider, &headers, &params, now) {
+    let PendingForm {
+        params,
+        request_id,
+        pending,
+    } = match pending_form(&provider, &headers, pairs, now) {
         Ok(p) => p,
         Err(response) => return *response,
     };
@@ -680,19 +712,14 @@ pub(crate) async fn continue_as(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
-        Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
     let now = provider.now();
-    let (request_id, pending) = match pending_of_form(&provider, &headers, &params, now) {
+    let form = match pending_form(&provider, &headers, pairs, now) {
         Ok(p) => p,
         Err(response) => return *response,
     };
-    match session::current(&provider, &headers, now).await {
-        Ok(Some((_, s))) => proceed(&provider, &request_id, pending, &s.authn, now).await,
-        Ok(None) => expired_page(),
-        Err(e) => internal(&e),
+    match live_session(&provider, &headers, now).await {
+        Ok(s) => proceed(&provider, &form.request_id, form.pending, &s.authn, now).await,
+        Err(response) => *response,
     }
 }
 
@@ -703,24 +730,19 @@ pub(crate) async fn consent(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
-        Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
     let now = provider.now();
-    let (request_id, _) = match pending_of_form(&provider, &headers, &params, now) {
+    let form = match pending_form(&provider, &headers, pairs, now) {
         Ok(p) => p,
         Err(response) => return *response,
     };
-    let session = match session::current(&provider, &headers, now).await {
-        Ok(Some((_, s))) => s,
-        Ok(None) => return expired_page(),
-        Err(e) => return internal(&e),
+    let session = match live_session(&provider, &headers, now).await {
+        Ok(s) => s,
+        Err(response) => return *response,
     };
-    let Some(pending) = provider.grants().take_pending(&request_id, now) else {
+    let Some(pending) = provider.grants().take_pending(&form.request_id, now) else {
         return expired_page();
     };
-    let approved = params.get("decision").map(String::as_str) == Some("approve");
+    let approved = form.params.get("decision").map(String::as_str) == Some("approve");
     if let Some(device) = &pending.device {
         return crate::device::decide(&provider, device, approved.then_some(&session.authn)).await;
     }

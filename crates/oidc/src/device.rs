@@ -14,7 +14,7 @@ use crate::pages::{self, error_page};
 use crate::provider::Provider;
 use crate::session::{self, ClientAddr};
 use crate::state::{self, DEVICES, DeviceRecord, DeviceState, USER_CODES, UserCodeRecord};
-use crate::token::{OAuthError, authenticate_request, no_store, oauth_error};
+use crate::token::{OAuthError, OAuthForm, answer, client_request, oauth_error};
 
 /// How long a device code can be used (RFC 8628 §3.2 `expires_in`).
 const DEVICE_CODE_LIFETIME_SECS: u64 = 600;
@@ -67,28 +67,20 @@ fn normalize_user_code(typed: &str) -> Option<String> {
 pub(crate) async fn authorization(
     State(provider): State<Provider>,
     headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+    form: OAuthForm,
 ) -> Response {
-    let Ok(Form(pairs)) = form else {
-        return oauth_error(
-            "invalid_request",
-            "the request must be an application/x-www-form-urlencoded POST",
-        )
-        .into_response();
+    let result = async {
+        let (params, client) = client_request(&provider, &headers, form).await?;
+        start(&provider, &client, &params).await.map(Some)
     };
-    match authorization_inner(&provider, &headers, pairs).await {
-        Ok(body) => (StatusCode::OK, no_store(), axum::Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer(result.await)
 }
 
-async fn authorization_inner(
+async fn start(
     provider: &Provider,
-    headers: &HeaderMap,
-    pairs: Vec<(String, String)>,
+    client: &Client,
+    params: &std::collections::HashMap<String, String>,
 ) -> Result<Value, OAuthError> {
-    let params = single_params(pairs).map_err(|e| oauth_error("invalid_request", e))?;
-    let client = authenticate_request(provider, headers, &params).await?;
     if !client.spec.allows_grant(GrantType::DeviceCode) {
         return Err(oauth_error(
             "unauthorized_client",
@@ -96,7 +88,7 @@ async fn authorization_inner(
         ));
     }
     let (scopes, audiences) =
-        check_scopes(provider, &client, params.get("scope").map(String::as_str))
+        check_scopes(provider, client, params.get("scope").map(String::as_str))
             .await?
             .map_err(|e| oauth_error("invalid_scope", e))?;
     if !scopes.iter().any(|s| s == "openid") {

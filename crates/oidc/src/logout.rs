@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_model::Client;
 
-use crate::authorize::{see_other, single_params, with_cookies};
+use crate::authorize::{page_params, see_other, with_cookies};
 use crate::pages::{self, error_page};
 use crate::provider::Provider;
 use crate::session::{self, SESSION_COOKIE};
@@ -123,9 +123,9 @@ pub(crate) async fn end_session(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
+    let params = match page_params(pairs) {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(response) => return *response,
     };
     respond(&provider, &headers, params, false).await
 }
@@ -136,9 +136,9 @@ pub(crate) async fn end_session_post(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let params = match single_params(pairs) {
+    let params = match page_params(pairs) {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(response) => return *response,
     };
     let confirmed = params.contains_key("decision")
         && session::csrf_ok(&headers, params.get("csrf").map(String::as_str), None);

@@ -5,17 +5,18 @@
 //! this, and it is what a user logging a client out means). Components that verify access
 //! tokens offline see the revocation when the token expires.
 
-use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use portcullis_jose::VerifiedToken;
 use portcullis_model::Client;
 use serde_json::{Value, json};
 
-use crate::authorize::single_params;
 use crate::provider::Provider;
 use crate::state::{self, GRANTS, GrantRecord};
-use crate::token::{OAuthError, authenticate_request, no_store, oauth_error, parse_refresh_token};
+use crate::token::{
+    OAuthError, OAuthForm, answer, client_request, oauth_error, parse_refresh_token,
+};
 use crate::{Error, registry};
 
 /// An access token of this issuer that is valid now: signature, expiry, and its grant still
@@ -96,39 +97,26 @@ async fn refresh_grant(
     Ok(Some((grant_id.to_owned(), grant)))
 }
 
-async fn form_params(
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
-) -> Result<std::collections::HashMap<String, String>, OAuthError> {
-    let Ok(Form(pairs)) = form else {
-        return Err(oauth_error(
-            "invalid_request",
-            "the request must be an application/x-www-form-urlencoded POST",
-        ));
-    };
-    single_params(pairs).map_err(|e| oauth_error("invalid_request", e))
-}
-
 /// `POST /token/revoke` (RFC 7009 §2.1): the client revokes one of its own tokens. The
 /// answer is 200 whether or not the token was valid (§2.2), so it tells nothing.
 pub(crate) async fn revoke(
     State(provider): State<Provider>,
     headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+    form: OAuthForm,
 ) -> Response {
     let result = async {
-        let params = form_params(form).await?;
-        let client = authenticate_request(&provider, &headers, &params).await?;
-        let token = params
-            .get("token")
-            .ok_or_else(|| oauth_error("invalid_request", "token is missing"))?;
-        revoke_token(&provider, &client, token).await?;
-        Ok::<(), OAuthError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => (StatusCode::OK, no_store()).into_response(),
-        Err(e) => e.into_response(),
-    }
+        let (params, client) = client_request(&provider, &headers, form).await?;
+        revoke_token(&provider, &client, token_param(&params)?).await?;
+        Ok(None)
+    };
+    answer(result.await)
+}
+
+fn token_param(params: &std::collections::HashMap<String, String>) -> Result<&str, OAuthError> {
+    params
+        .get("token")
+        .map(String::as_str)
+        .ok_or_else(|| oauth_error("invalid_request", "token is missing"))
 }
 
 async fn revoke_token(provider: &Provider, client: &Client, token: &str) -> Result<(), Error> {
@@ -160,11 +148,10 @@ async fn revoke_token(provider: &Provider, client: &Client, token: &str) -> Resu
 pub(crate) async fn introspect(
     State(provider): State<Provider>,
     headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+    form: OAuthForm,
 ) -> Response {
     let result = async {
-        let params = form_params(form).await?;
-        let client = authenticate_request(&provider, &headers, &params).await?;
+        let (params, client) = client_request(&provider, &headers, form).await?;
         // §4: the endpoint needs authorization; a public client proves nothing.
         if client.spec.public {
             return Err(oauth_error(
@@ -172,16 +159,10 @@ pub(crate) async fn introspect(
                 "introspection needs a confidential client",
             ));
         }
-        let token = params
-            .get("token")
-            .ok_or_else(|| oauth_error("invalid_request", "token is missing"))?;
-        Ok(introspection(&provider, &client, token).await?)
-    }
-    .await;
-    match result {
-        Ok(body) => (StatusCode::OK, no_store(), axum::Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    }
+        let body = introspection(&provider, &client, token_param(&params)?).await?;
+        Ok(Some(body))
+    };
+    answer(result.await)
 }
 
 async fn introspection(provider: &Provider, client: &Client, token: &str) -> Result<Value, Error> {

@@ -169,33 +169,56 @@ async fn authenticate(
     }
 }
 
-/// `POST /token`.
-pub(crate) async fn token(
-    State(provider): State<Provider>,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    // RFC 6749 §3.2: a form-encoded POST; anything else is an OAuth error, not axum's text.
+/// The body of an OAuth endpoint request, as axum extracts it.
+pub(crate) type OAuthForm =
+    Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>;
+
+/// Reads an OAuth endpoint request: a form-encoded POST (RFC 6749 §3.2; anything else is an
+/// OAuth error, not axum's text) with single-valued parameters, from an authenticated client.
+pub(crate) async fn client_request(
+    provider: &Provider,
+    headers: &HeaderMap,
+    form: OAuthForm,
+) -> Result<(HashMap<String, String>, Client), OAuthError> {
     let Ok(Form(pairs)) = form else {
-        return oauth_error(
+        return Err(oauth_error(
             "invalid_request",
-            "the token request must be an application/x-www-form-urlencoded POST",
-        )
-        .into_response();
+            "the request must be an application/x-www-form-urlencoded POST",
+        ));
     };
-    match token_inner(&provider, &headers, pairs).await {
-        Ok(body) => (StatusCode::OK, no_store(), axum::Json(body)).into_response(),
+    let params = single_params(pairs).map_err(|e| oauth_error("invalid_request", e))?;
+    let client = authenticate_request(provider, headers, &params).await?;
+    Ok((params, client))
+}
+
+/// The answer of an OAuth endpoint: 200 with the JSON body (or none), never cached, or the
+/// OAuth error.
+pub(crate) fn answer(result: Result<Option<Value>, OAuthError>) -> Response {
+    match result {
+        Ok(Some(body)) => (StatusCode::OK, no_store(), axum::Json(body)).into_response(),
+        Ok(None) => (StatusCode::OK, no_store()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn token_inner(
+/// `POST /token`.
+pub(crate) async fn token(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Response {
+    let result = async {
+        let (params, client) = client_request(&provider, &headers, form).await?;
+        grant(&provider, &client, &params).await.map(Some)
+    };
+    answer(result.await)
+}
+
+async fn grant(
     provider: &Provider,
-    headers: &HeaderMap,
-    pairs: Vec<(String, String)>,
+    client: &Client,
+    params: &HashMap<String, String>,
 ) -> Result<Value, OAuthError> {
-    let params = single_params(pairs).map_err(|e| oauth_error("invalid_request", e))?;
-    let client = authenticate_request(provider, headers, &params).await?;
     let grant_type = match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => GrantType::AuthorizationCode,
         Some("refresh_token") => GrantType::RefreshToken,
@@ -224,7 +247,7 @@ async fn token_inner(
         GrantType::AuthorizationCode => {
             redeem_code(
                 provider,
-                &client,
+                client,
                 param("code")?,
                 params.get("redirect_uri").map(String::as_str),
                 params.get("code_verifier").map(String::as_str),
@@ -234,7 +257,7 @@ async fn token_inner(
         GrantType::RefreshToken => {
             refresh(
                 provider,
-                &client,
+                client,
                 param("refresh_token")?,
                 params.get("scope").map(String::as_str),
             )
@@ -243,10 +266,10 @@ async fn token_inner(
         GrantType::DeviceCode => {
             let now = provider.now();
             let (device, authn, grant_id) =
-                crate::device::poll(provider, &client, param("device_code")?, now).await?;
+                crate::device::poll(provider, client, param("device_code")?, now).await?;
             let (grant, refresh_token) = new_grant(
                 provider,
-                &client,
+                client,
                 &grant_id,
                 authn,
                 device.scopes,
