@@ -697,6 +697,10 @@ pub(crate) async fn login(
         auth_time: now,
         amr: vec!["pwd".into()],
     };
+    // A new login replaces the browser's previous session (prompt=login, another account).
+    if let Err(e) = session::end(&provider, &headers).await {
+        return internal(&e);
+    }
     let cookie = match session::start(&provider, &authn, now).await {
         Ok(c) => c,
         Err(e) => return internal(&e),

@@ -204,8 +204,13 @@ pub(crate) async fn verify(
     let csrf = field.unwrap_or_default();
     let typed = params.get("user_code").map(String::as_str).unwrap_or("");
     let now = provider.now();
-    // Guessing codes is throttled per client address like password guessing.
-    let throttle_key = "\u{0}device-code";
+    // Guessing codes is throttled per client address (as an "account" of its own, so that
+    // one address's wrong codes never slow down another's).
+    let throttle_key = format!(
+        "\u{0}device-code:{}",
+        address.map(|a| a.to_string()).unwrap_or_default()
+    );
+    let throttle_key = throttle_key.as_str();
     if let Some(wait) = provider.throttle().wait(throttle_key, address, now) {
         let message = format!("Too many wrong codes; try again in {wait} seconds.");
         return device_page(

@@ -108,6 +108,17 @@ pub(crate) async fn current(
     }
 }
 
+/// Deletes the browser's session record, if it sent a session cookie.
+pub(crate) async fn end(provider: &Provider, headers: &HeaderMap) -> Result<(), Error> {
+    match cookie(headers, SESSION_COOKIE) {
+        Some(token) => {
+            let key = format!("{SESSIONS}{}", state::digest_hex(token));
+            state::remove(provider.store(), &key).await
+        }
+        None => Ok(()),
+    }
+}
+
 /// Starts a browser session for `authn`; returns the `Set-Cookie` header.
 pub(crate) async fn start(
     provider: &Provider,

@@ -946,3 +946,51 @@ async fn sessions_and_refresh_tokens_survive_a_restart_over_redb() {
     assert_eq!(browser.get(&auth.url).await.status, 303);
     served.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_user_codes_is_throttled() {
+    let served = provider().await;
+    let browser = Browser::new();
+    let page = browser.get(&format!("{}/device", served.issuer)).await;
+    let form = page.form("/device");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            browser
+                .submit(&form, &[("user_code", "BCDF-GHJK")])
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses[..5], [400; 5]);
+    assert_eq!(statuses[5], 429);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_login_replaces_the_previous_session() {
+    let served = provider().await;
+    let browser = Browser::new();
+    kubectl(&served).login(&browser, "openid").await;
+    let old = browser.cookie("__Host-portcullis-session").unwrap();
+    let rp = dashboard(&served);
+    let auth = rp.authorize("openid", &[("prompt", "login")]);
+    let page = browser.get(&auth.url).await;
+    let page = browser
+        .submit(
+            &page.form("/auth/login"),
+            &[("login", "alice"), ("password", PASSWORD)],
+        )
+        .await;
+    rp.finish(&auth, &page).await;
+    let new = browser.cookie("__Host-portcullis-session").unwrap();
+    assert_ne!(old, new);
+    // The old cookie no longer logs anyone in.
+    let stale = Browser::new();
+    stale.set_cookie("__Host-portcullis-session", &old);
+    let page = stale
+        .get(&rp.authorize("openid", &[("prompt", "none")]).url)
+        .await;
+    assert_eq!(page.redirect_query()["error"], "login_required");
+    served.stop().await;
+}
