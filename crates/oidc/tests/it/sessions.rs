@@ -994,3 +994,46 @@ async fn a_new_login_replaces_the_previous_session() {
     assert_eq!(page.redirect_query()["error"], "login_required");
     served.stop().await;
 }
+
+/// Changes user alice in the store, as the management API would.
+async fn edit_alice(served: &Served, change: impl FnOnce(&mut Value)) {
+    let key = "/registry/portcullis.dev/users/alice";
+    let kv = served.store.get(key).await.unwrap().unwrap();
+    let mut user: Value = serde_json::from_slice(&kv.value).unwrap();
+    change(&mut user);
+    served
+        .store
+        .update(key, serde_json::to_vec(&user).unwrap(), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn group_changes_reach_the_user_at_refresh_and_disabling_ends_it() {
+    let served = provider().await;
+    let rp = kubectl(&served);
+    let tokens = rp
+        .login(&Browser::new(), "openid groups offline_access")
+        .await;
+    edit_alice(&served, |u| {
+        u["spec"]["groups"] = serde_json::json!(["platform"])
+    })
+    .await;
+    let (status, refreshed) = rp.refresh(str_of(&tokens, "refresh_token")).await;
+    assert_eq!(status, 200);
+    let id = claims(str_of(&refreshed, "id_token"));
+    assert_eq!(
+        id["groups"],
+        serde_json::json!(["platform"]),
+        "no re-login needed"
+    );
+
+    edit_alice(&served, |u| u["spec"]["disabled"] = serde_json::json!(true)).await;
+    let (status, _) = rp.refresh(str_of(&refreshed, "refresh_token")).await;
+    assert_eq!(status, 400, "a disabled user's refresh tokens stop working");
+    assert_eq!(
+        userinfo_status(&served, str_of(&refreshed, "access_token")).await,
+        401
+    );
+    served.stop().await;
+}

@@ -48,6 +48,7 @@ impl<'c> AsyncHttpClient<'c> for Http {
 pub struct Served {
     pub issuer: String,
     pub provider: Provider,
+    pub store: Arc<dyn Store>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -73,7 +74,7 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}{path}", listener.local_addr().unwrap());
         let config = configure(ProviderConfig::new(issuer.clone()));
-        let provider = Provider::with_clock(config, store, ENCRYPTION_KEY, clock)
+        let provider = Provider::with_clock(config, Arc::clone(&store), ENCRYPTION_KEY, clock)
             .await
             .unwrap();
         // Mounted under the issuer's path, as the server does.
@@ -93,6 +94,7 @@ impl Served {
         Served {
             issuer,
             provider,
+            store,
             server,
         }
     }
