@@ -22,7 +22,9 @@ pub(crate) const SCOPES: &[&str] = &["openid", "profile", "email", "groups", "of
 /// Prefix of the cross-client audience scope (as Dex spells it).
 pub(crate) const AUDIENCE_SCOPE_PREFIX: &str = "audience:server:client_id:";
 
-const MAX_PARAM_LEN: usize = 2048;
+/// Longest parameter value (an `id_token_hint` with many groups and an RSA-3072 signature
+/// needs several kilobytes).
+const MAX_PARAM_LEN: usize = 8 * 1024;
 const MAX_LOGIN_LEN: usize = 253;
 const MAX_PASSWORD_LEN: usize = 1024;
 /// Most scopes in one request.

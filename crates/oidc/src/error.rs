@@ -21,8 +21,8 @@ pub enum Error {
     /// There is no local user of that name.
     #[error("there is no local user {0:?}")]
     UnknownUser(String),
-    /// Too many logins in progress; try again shortly.
-    #[error("too many logins in progress; try again in a minute")]
+    /// Contended or full; try again shortly.
+    #[error("the login service is busy; try again shortly")]
     Busy,
     /// Encryption or randomness failed.
     #[error("crypto failure: {0}")]

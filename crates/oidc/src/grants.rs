@@ -18,7 +18,8 @@ pub(crate) const PENDING_LIFETIME_SECS: u64 = 600;
 /// Authorization code lifetime (RFC 6749 §4.1.2 recommends at most ten minutes; the issue
 /// asks for at most 60 s).
 pub(crate) const CODE_LIFETIME_SECS: u64 = 60;
-/// Most in-flight requests and codes held; beyond it new logins are refused until some expire.
+/// Most login pages held open at once; beyond it the oldest are dropped (a flood of
+/// unauthenticated `/auth` requests then costs its victims a reload, not a refusal).
 const MAX_ENTRIES: usize = 10_000;
 
 /// The parameters of an authorization request, checked, waiting for the user to log in.
@@ -102,7 +103,11 @@ fn insert<T>(
     if map.len() >= MAX_ENTRIES {
         map.retain(|_, v| expires(v) > now);
         if map.len() >= MAX_ENTRIES {
-            return Err(Error::Busy);
+            // Keep the newest nine tenths.
+            let mut ages: Vec<u64> = map.values().map(&expires).collect();
+            ages.sort_unstable();
+            let cut = ages.get(MAX_ENTRIES / 10).copied().unwrap_or(u64::MAX);
+            map.retain(|_, v| expires(v) > cut);
         }
     }
     map.insert(handle(&token), value);
@@ -128,5 +133,40 @@ impl Grants {
     pub(crate) fn take_pending(&self, id: &str, now: u64) -> Option<PendingAuthorization> {
         let mut map = self.pending.lock().ok()?;
         map.remove(&handle(id)).filter(|p| p.expires_at > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(expires_at: u64) -> PendingAuthorization {
+        PendingAuthorization {
+            client_id: "c".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            state: None,
+            nonce: None,
+            scopes: vec!["openid".into()],
+            audiences: Vec::new(),
+            code_challenge: None,
+            form_post: false,
+            consent: false,
+            csrf: String::new(),
+            device: None,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_flood_of_login_pages_drops_the_oldest_instead_of_refusing() {
+        let grants = Grants::default();
+        let first = grants.insert_pending(pending(1_000), 0).unwrap();
+        for i in 0..MAX_ENTRIES as u64 {
+            grants.insert_pending(pending(2_000 + i), 0).unwrap();
+        }
+        let last = grants.insert_pending(pending(100_000), 0).unwrap();
+        assert!(grants.pending(&last, 0).is_some());
+        assert!(grants.pending(&first, 0).is_none(), "the oldest went first");
+        assert!(grants.pending.lock().unwrap().len() <= MAX_ENTRIES);
     }
 }
