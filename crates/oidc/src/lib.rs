@@ -2,17 +2,24 @@
 //!
 //! [`Provider::new`] loads or creates the issuer's signing keys (from `portcullis-jose`) in the
 //! store, sealed with AES-256-GCM under the data-encryption key; [`Provider::router`] serves
-//! discovery (`/.well-known/openid-configuration`) and the JWKS (`/keys`) relative to the
-//! issuer's path; [`Provider::run_key_rotation`] keeps the key schedule.
+//! every endpoint relative to the issuer's path; [`Provider::run_key_rotation`] keeps the key
+//! schedule and [`Provider::run_maintenance`] removes expired records.
 //!
-//! The authorization code flow: `/auth` checks the request (registered client, exact
-//! `redirect_uri`, `response_type=code`, the `openid` scope, PKCE S256 — required for public
-//! clients, `plain` refused) and shows a login form for local `User`s (argon2id); a login
-//! redirects with a single-use code valid 60 s, bound to client, redirect URI and PKCE
-//! challenge; `/token` redeems it (client authentication `client_secret_basic`,
-//! `client_secret_post`, or none for public clients) for an ID token and an RFC 9068 JWT
-//! access token; `/userinfo` answers for that access token. Clients and users are read from
-//! the store keys the management API writes (`/registry/portcullis.dev/{clients,users}/NAME`).
+//! - Authorization (`/auth`): registered client, exact `redirect_uri`, `response_type=code`,
+//!   PKCE S256 (required for public clients, `plain` refused), `prompt`, `max_age`,
+//!   `login_hint`, `response_mode=query|form_post`; answered from the browser session
+//!   (single sign-on) or after the login form (local `User`s, argon2id, CSRF cookie, backoff
+//!   per account and address), with a consent page when asked for.
+//! - Token (`/token`): authorization code (single use, 60 s, bound to client, redirect URI
+//!   and PKCE; a replay revokes what it issued), refresh token (rotated on every use, reuse
+//!   revokes the family, a grace window for concurrent refreshes), device code (RFC 8628).
+//! - Revocation (RFC 7009), introspection (RFC 7662), userinfo, device verification page,
+//!   RP-initiated logout.
+//!
+//! What must outlive a restart or be seen by another replica lives in the store: browser
+//! sessions, codes, grants with their refresh token families, device codes (module `state`).
+//! Clients and users are read from the keys the management API writes
+//! (`/registry/portcullis.dev/{clients,users}/NAME`), plus static clients from the config.
 #![deny(missing_docs)]
 
 mod admin;
