@@ -1,9 +1,10 @@
 //! Browser sessions (single sign-on) and the anti-CSRF cookie.
 //!
 //! Both cookies use the `__Host-` prefix (RFC 6265bis §4.1.3.2: Secure, `Path=/`, no
-//! `Domain`, so no other host or path can set or read them), are HttpOnly, and are
-//! SameSite=Lax (the session: it must come along on the top-level redirect from the client)
-//! or Strict (the CSRF value: only this site's own forms post it).
+//! `Domain`, so no other host or path can set or read them), are HttpOnly and SameSite=Lax:
+//! they come along on the top-level redirect from a client (the session must; the CSRF value
+//! must too, or a second login tab would replace it under the first tab's form), and never on
+//! a cross-site POST, which is what the CSRF check needs.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -66,7 +67,7 @@ pub(crate) fn csrf(headers: &HeaderMap) -> Result<(String, Option<HeaderValue>),
     }
     let value = random_token()?;
     // A day: longer than any form stays open; renewed whenever missing.
-    let header = set_cookie(CSRF_COOKIE, &value, 24 * 3600, "Strict");
+    let header = set_cookie(CSRF_COOKIE, &value, 24 * 3600, "Lax");
     Ok((value, Some(header)))
 }
 

@@ -325,7 +325,7 @@ async fn login_without_the_csrf_cookie_or_field_is_forbidden() {
     let page = browser.get(&rp.authorize("openid", &[]).url).await;
     let form = page.form("/auth/login");
     let request = form.hidden.iter().find(|(k, _)| k == "request").unwrap();
-    // The field without the cookie (a cross-site post carries no SameSite=Strict cookie).
+    // The field without the cookie (a cross-site post carries no SameSite=Lax cookie).
     let csrf = browser.cookie("__Host-portcullis-csrf").unwrap();
     browser.clear_cookies();
     let page = browser
@@ -359,6 +359,27 @@ async fn login_without_the_csrf_cookie_or_field_is_forbidden() {
         .submit(&form, &[("login", "alice"), ("password", PASSWORD)])
         .await;
     assert_eq!(page.status, 303);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn two_login_tabs_share_the_csrf_value() {
+    let served = provider().await;
+    let rp = kubectl(&served);
+    let browser = Browser::new();
+    let first = browser.get(&rp.authorize("openid", &[]).url).await;
+    let second = browser
+        .get(&dashboard(&served).authorize("openid", &[]).url)
+        .await;
+    // The first tab's form still posts.
+    let page = browser
+        .submit(
+            &first.form("/auth/login"),
+            &[("login", "alice"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(second.status, 200);
     served.stop().await;
 }
 
