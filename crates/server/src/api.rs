@@ -5,6 +5,7 @@ pub mod body;
 pub mod discovery;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;
@@ -168,16 +169,32 @@ async fn openapi(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// Authenticates a request; `Err` is the 401 to send.
+/// Authenticates a request, then applies `Impersonate-*` headers if the requester may;
+/// `Err` is the 401, 400 or 403 to send.
 fn authenticate(app: &AppState, parts: &http::request::Parts) -> Result<UserInfo, ApiError> {
-    match app.authn.authenticate(parts) {
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => Err(ApiError::unauthorized()),
+    let user = match app.authn.authenticate(parts) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(ApiError::unauthorized()),
         Err(reason) => {
             tracing::info!(%reason, "authentication failed");
-            Err(ApiError::unauthorized())
+            return Err(ApiError::unauthorized());
         }
-    }
+    };
+    crate::impersonation::resolve(&*app.authz, user, &parts.headers).map_err(
+        |refused| match refused {
+            crate::impersonation::Refused::BadRequest(message) => ApiError::bad_request(message),
+            crate::impersonation::Refused::Forbidden(attrs) => {
+                tracing::info!(
+                    user = %attrs.user.name,
+                    resource = %attrs.resource,
+                    name = %attrs.name,
+                    "impersonation forbidden"
+                );
+                app.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+                ApiError::forbidden(forbidden_message(&attrs))
+            }
+        },
+    )
 }
 
 fn authorize(app: &AppState, attrs: &RequestAttributes) -> Result<(), ApiError> {
@@ -273,7 +290,12 @@ async fn serve_review(
     authorize(app, &attrs)?;
     let media = body::media_type(&parts.headers);
     let bytes = body::read_bounded(&parts.headers, body, app.limits.max_body_bytes).await?;
-    let object = body::parse_object(&bytes, &media, app.limits.max_json_depth)?;
+    // kubectl sends reviews as protobuf (and accepts JSON back).
+    let object = if media == protobuf::MEDIA_TYPE {
+        protobuf::review_to_json(&rt.kind, &bytes)?
+    } else {
+        body::parse_object(&bytes, &media, app.limits.max_json_depth)?
+    };
     let answered = review.review(&attrs.user, object)?;
     Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod impersonation;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod metrics;

@@ -245,6 +245,26 @@ fn kubectl_gets_workspaces_with_admin_conf() {
     ok(&kubectl(&["delete", "workspace", "team-a"]));
     let after = ok(&kubectl(&["get", "workspaces", "-o", "name"]));
     assert_eq!(after.trim(), "");
+
+    // kubectl auth can-i sends its reviews as protobuf.
+    let yes = kubectl(&["auth", "can-i", "create", "workspaces.portcullis.dev"]);
+    assert_eq!(
+        String::from_utf8_lossy(&yes.stdout).trim(),
+        "yes",
+        "{yes:?}"
+    );
+    assert!(yes.status.success());
+    let no = kubectl(&[
+        "auth",
+        "can-i",
+        "delete",
+        "workspaces.portcullis.dev",
+        "--as",
+        "bob",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no", "{no:?}");
+    let rules = ok(&kubectl(&["auth", "can-i", "--list", "-n", "default"]));
+    assert!(rules.contains("*.*"), "{rules}");
 }
 
 #[test]

@@ -392,3 +392,59 @@ async fn self_subject_rules_review_lists_the_requesters_rules() {
     assert_eq!(r["status"]["incomplete"], false);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb_and_then_acts_as_the_other_user() {
+    let s = TestServer::start().await;
+    let workspaces = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
+    // The admin (cluster-admin) may impersonate; as bob, it may not list workspaces.
+    let resp = s
+        .admin()
+        .get(&workspaces)
+        .header("Impersonate-User", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        status["message"].as_str().unwrap().contains("User \"bob\""),
+        "{status}"
+    );
+    // As a member of portcullis:admins, it may.
+    let resp = s
+        .admin()
+        .get(&workspaces)
+        .header("Impersonate-User", "bob")
+        .header("Impersonate-Group", "portcullis:admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Someone without the verb cannot impersonate at all.
+    let resp = s
+        .user("mallory", &[])
+        .get(&workspaces)
+        .header("Impersonate-User", "admin")
+        .header("Impersonate-Group", "portcullis:admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("mallory") && message.contains("impersonate"),
+        "{message}"
+    );
+    // Groups without a user are malformed.
+    let resp = s
+        .admin()
+        .get(&workspaces)
+        .header("Impersonate-Group", "portcullis:admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    s.stop().await;
+}
