@@ -25,14 +25,23 @@ pub struct CanIArgs {
     /// Groups of that user (repeatable).
     #[arg(long = "as-group")]
     pub as_groups: Vec<String>,
-    /// Kubernetes RBAC objects: YAML or JSON files or directories (List kinds too).
-    #[arg(long = "policy")]
-    pub policy: Vec<PathBuf>,
+    /// Policy files, or the management API.
+    #[command(flatten)]
+    pub source: PolicySource,
     /// Read one SubjectAccessReview spec per line from this file (`-`: stdin) and write one
     /// `{"allowed":…,"reason":"…"}` per line.
     #[arg(long)]
     pub batch: Option<PathBuf>,
-    /// Kubeconfig of the management API, asked when no `--policy` is given.
+}
+
+/// Where access questions are answered from: policy files, or else the management API.
+#[derive(clap::Args, Debug)]
+pub struct PolicySource {
+    /// Kubernetes RBAC objects: YAML or JSON files or directories (List kinds too).
+    #[arg(long = "policy")]
+    pub policy: Vec<PathBuf>,
+    /// Kubeconfig of the management API, asked (or whose RBAC objects are read) when no
+    /// `--policy` is given.
     #[arg(
         long = "config",
         env = "PORTCULLIS_CONFIG",
@@ -78,7 +87,7 @@ pub async fn can_i_remote(args: &CanIArgs) -> i32 {
             ("SelfSubjectAccessReview", "selfsubjectaccessreviews")
         };
         let body = serde_json::json!({ "apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec });
-        let client = crate::client::Client::from_kubeconfig(&args.kubeconfig)
+        let client = crate::client::Client::from_kubeconfig(&args.source.kubeconfig)
             .map_err(|e| format!("{e:#}"))?;
         let answer = client
             .request(
@@ -113,7 +122,7 @@ pub fn can_i(args: &CanIArgs) -> i32 {
 }
 
 fn run(args: &CanIArgs) -> Result<i32, String> {
-    let policy = load_policy(&args.policy)?;
+    let policy = load_policy(&args.source.policy)?;
     if let Some(batch_file) = &args.batch {
         let stdout = std::io::stdout();
         let errors = if batch_file.as_os_str() == "-" {
@@ -182,20 +191,12 @@ pub struct WhoCanArgs {
     /// Namespace.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Kubernetes RBAC objects: YAML or JSON files or directories.
-    #[arg(long = "policy")]
-    pub policy: Vec<PathBuf>,
+    /// Policy files, or the management API.
+    #[command(flatten)]
+    pub source: PolicySource,
     /// Output format: a table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// Kubeconfig of the management API, whose RBAC objects are read when no `--policy` is
-    /// given.
-    #[arg(
-        long = "config",
-        env = "PORTCULLIS_CONFIG",
-        default_value = "portcullis-data/admin.conf"
-    )]
-    pub kubeconfig: PathBuf,
 }
 
 /// `portcullis auth rules` (SelfSubjectRulesReview).
@@ -210,67 +211,61 @@ pub struct AuthRulesArgs {
     /// Namespace.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Kubernetes RBAC objects: YAML or JSON files or directories.
-    #[arg(long = "policy")]
-    pub policy: Vec<PathBuf>,
+    /// Policy files, or the management API.
+    #[command(flatten)]
+    pub source: PolicySource,
     /// Output format: a table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// Kubeconfig of the management API, whose RBAC objects are read when no `--policy` is
-    /// given.
-    #[arg(
-        long = "config",
-        env = "PORTCULLIS_CONFIG",
-        default_value = "portcullis-data/admin.conf"
-    )]
-    pub kubeconfig: PathBuf,
 }
 
-/// The policy to answer from: the `--policy` files, or the management plane's own RBAC
-/// objects read through its API (which needs `list` on the four RBAC kinds).
-pub async fn policy_of(files: &[PathBuf], kubeconfig: &Path) -> Result<Policy, String> {
-    if !files.is_empty() {
-        return load_policy(files);
-    }
-    let client =
-        crate::client::Client::from_kubeconfig(kubeconfig).map_err(|e| format!("{e:#}"))?;
-    let mut items = Vec::new();
-    for (plural, kind) in [
-        ("clusterroles", "ClusterRole"),
-        ("clusterrolebindings", "ClusterRoleBinding"),
-        ("roles", "Role"),
-        ("rolebindings", "RoleBinding"),
-    ] {
-        let list = client
-            .get(&format!("/apis/rbac.authorization.k8s.io/v1/{plural}"))
-            .await
-            .map_err(|e| format!("reading {plural} from the management API: {e:#}"))?;
-        for mut item in list
-            .get("items")
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
-            // List items may leave out apiVersion and kind (API conventions); the parser wants them.
-            if let Some(o) = item.as_object_mut() {
-                o.insert("apiVersion".into(), "rbac.authorization.k8s.io/v1".into());
-                o.insert("kind".into(), kind.into());
-                o.remove("status");
-            }
-            items.push(item);
+impl PolicySource {
+    /// The policy to answer from: the `--policy` files, or the management plane's own RBAC
+    /// objects read through its API (which needs `list` on the four RBAC kinds).
+    pub async fn load(&self) -> Result<Policy, String> {
+        if !self.policy.is_empty() {
+            return load_policy(&self.policy);
         }
+        let client = crate::client::Client::from_kubeconfig(&self.kubeconfig)
+            .map_err(|e| format!("{e:#}"))?;
+        let mut items = Vec::new();
+        for (plural, kind) in [
+            ("clusterroles", "ClusterRole"),
+            ("clusterrolebindings", "ClusterRoleBinding"),
+            ("roles", "Role"),
+            ("rolebindings", "RoleBinding"),
+        ] {
+            let list = client
+                .get(&format!("/apis/rbac.authorization.k8s.io/v1/{plural}"))
+                .await
+                .map_err(|e| format!("reading {plural} from the management API: {e:#}"))?;
+            for mut item in list
+                .get("items")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                // List items may leave out apiVersion and kind (API conventions); the parser wants them.
+                if let Some(o) = item.as_object_mut() {
+                    o.insert("apiVersion".into(), "rbac.authorization.k8s.io/v1".into());
+                    o.insert("kind".into(), kind.into());
+                    o.remove("status");
+                }
+                items.push(item);
+            }
+        }
+        let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+        Policy::from_documents([("the management API", list.to_string().as_str())])
+            .map_err(|e| e.to_string())
     }
-    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
-    Policy::from_documents([("the management API", list.to_string().as_str())])
-        .map_err(|e| e.to_string())
-}
 
-/// [`policy_of`], reporting a failure on stderr.
-async fn policy_or_report(files: &[PathBuf], kubeconfig: &Path) -> Option<Policy> {
-    policy_of(files, kubeconfig)
-        .await
-        .inspect_err(|e| eprintln!("error: {e}"))
-        .ok()
+    /// [`PolicySource::load`], reporting a failure on stderr.
+    async fn load_or_report(&self) -> Option<Policy> {
+        self.load()
+            .await
+            .inspect_err(|e| eprintln!("error: {e}"))
+            .ok()
+    }
 }
 
 fn request_attributes(
@@ -302,7 +297,7 @@ fn request_attributes(
 
 /// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
 pub async fn who_can(args: &WhoCanArgs) -> i32 {
-    let Some(policy) = policy_or_report(&args.policy, &args.kubeconfig).await else {
+    let Some(policy) = args.source.load_or_report().await else {
         return 2;
     };
     let run = || -> Result<i32, String> {
@@ -346,7 +341,7 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
         eprintln!("error: --as USER (and/or --as-group GROUP) is required");
         return 2;
     }
-    let Some(policy) = policy_or_report(&args.policy, &args.kubeconfig).await else {
+    let Some(policy) = args.source.load_or_report().await else {
         return 2;
     };
     let run = || -> Result<i32, String> {

@@ -311,7 +311,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             u8::try_from(authz::auth_rules(&args).await).unwrap_or(2),
         )),
         Command::CanI(args) => {
-            let code = if args.policy.is_empty() {
+            let code = if args.source.policy.is_empty() {
                 authz::can_i_remote(&args).await
             } else {
                 authz::can_i(&args)
