@@ -296,8 +296,7 @@ impl Scope {
 }
 
 /// A blocked Bloom filter over name hashes: each name sets two bits of one 64-bit word, so a
-/// check reads one word. About 16 bits per name: a false positive (which only costs a probe of
-/// the table) for about 2% of the names that are not there.
+/// check reads one word. A false positive only costs a probe of the table.
 #[derive(Debug)]
 enum Filter {
     /// Small scopes (most namespaces) keep their words beside the rest of the scope.
@@ -306,6 +305,7 @@ enum Filter {
 }
 
 const INLINE_WORDS: usize = 8;
+const INLINE_NAMES: usize = 64;
 
 impl Default for Filter {
     fn default() -> Filter {
@@ -315,10 +315,13 @@ impl Default for Filter {
 
 impl Filter {
     fn new(hashes: &[u64]) -> Filter {
-        let words = (hashes.len() * 16 / 64).next_power_of_two();
-        let mut filter = if words <= INLINE_WORDS {
+        // Up to 64 names share the inline words (8 bits a name, about 4% false positives):
+        // a probe of the table now and then costs less than a cache miss on every request for
+        // words kept apart. Larger scopes get 8 to 16 bits a name (a power of two of words).
+        let mut filter = if hashes.len() <= INLINE_NAMES {
             Filter::Inline([0; INLINE_WORDS])
         } else {
+            let words = (hashes.len() * 8 / 64).next_power_of_two();
             Filter::Heap(vec![0; words].into_boxed_slice())
         };
         let words = filter.words_mut();
