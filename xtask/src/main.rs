@@ -4,7 +4,9 @@
 //!   packages of `peers/node`, cargo-nextest, kubectl), then runs the whole suite with
 //!   cargo-nextest.
 //! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
-//! - `bench`: runs every benchmark with its competitor in the same run and writes `docs/benchmarks.md`.
+//! - `bench [SECTION…]`: runs every benchmark (or the named ones: rbac, store, server, cli) with
+//!   its competitor in the same run and writes `docs/benchmarks.md` (with names, replacing only
+//!   their sections).
 //! - `deps`: only the install step of `test`.
 
 use std::path::{Path, PathBuf};
@@ -47,7 +49,10 @@ enum Task {
     /// Format check, clippy -D warnings, tests and docs: what a change must pass.
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
-    Bench,
+    Bench {
+        /// Only these (rbac, store, server, cli): their sections are replaced, the others kept.
+        only: Vec<String>,
+    },
     /// Install the test dependencies only.
     Deps,
 }
@@ -87,7 +92,7 @@ fn main() -> Result<()> {
                 ])
                 .env("RUSTDOCFLAGS", "-D warnings"))
         }
-        Task::Bench => bench(&root),
+        Task::Bench { only } => bench(&root, &only),
     }
 }
 
@@ -219,12 +224,33 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("portcullis", "cli", "oidc", ""),
 ];
 
-fn bench(root: &Path) -> Result<()> {
+fn bench(root: &Path, only: &[String]) -> Result<()> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| !BENCHES.iter().any(|(_, dir, _, _)| dir == o))
+    {
+        bail!("no bench section {unknown:?}: the sections are rbac, store, server and cli");
+    }
     install_deps()?;
     let out = root.join("target").join("bench-report");
     std::fs::create_dir_all(&out)?;
+    let path = root.join("docs").join("benchmarks.md");
+    // Sections by their heading's `(name)`: kept from the last run unless measured now.
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
     let mut sections = Vec::new();
     for (package, dir, bench, features) in BENCHES {
+        let name = package.trim_start_matches("portcullis-");
+        if !only.is_empty() && !only.iter().any(|o| o == dir) {
+            match previous.split("\n## ").skip(1).find(|s| {
+                s.lines()
+                    .next()
+                    .is_some_and(|h| h.ends_with(&format!("({name})")))
+            }) {
+                Some(kept) => sections.push(format!("## {kept}")),
+                None => eprintln!("xtask: no earlier `{name}` section to keep; run it too"),
+            }
+            continue;
+        }
         let manifest = root.join("crates").join(dir);
         if !manifest
             .join("benches")
@@ -240,7 +266,7 @@ fn bench(root: &Path) -> Result<()> {
             cmd.args(["--features", features]);
         }
         run(cmd.env("PORTCULLIS_BENCH_OUT", &out))?;
-        let section = out.join(format!("{}.md", package.trim_start_matches("portcullis-")));
+        let section = out.join(format!("{name}.md"));
         match std::fs::read_to_string(&section) {
             Ok(text) => sections.push(text),
             Err(e) => bail!(
@@ -250,15 +276,15 @@ fn bench(root: &Path) -> Result<()> {
         }
     }
     let mut doc = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench`. Every number below was measured in one run on \
-         the machine named in each section, each beside its competitor from the same run.\n\n",
+        "# Benchmarks\n\nWritten by `cargo xtask bench`. Each section was measured in one run of its \
+         bench, on the machine it names, every number beside its competitor from the same run.\n\n",
     );
     for s in sections {
         doc.push_str(s.trim_end());
         doc.push_str("\n\n");
     }
     std::fs::create_dir_all(root.join("docs"))?;
-    std::fs::write(root.join("docs").join("benchmarks.md"), doc)?;
+    std::fs::write(&path, doc)?;
     eprintln!("xtask: wrote docs/benchmarks.md");
     Ok(())
 }

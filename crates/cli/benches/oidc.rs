@@ -520,7 +520,7 @@ fn main() {
     let ratio = ours.refresh_rate / theirs.refresh_rate.max(1.0);
     let met = |ok: bool| if ok { "met" } else { "**not met**" };
     let table = format!(
-        "## OpenID provider: token endpoint and logins\n\n\
+        "## OpenID provider: token endpoint and logins (portcullis)\n\n\
          Machine: {machine}. `portcullis up` (release build, embedded redb store, every refresh \
          token rotation committed durably, TLS) beside npm oidc-provider 9 (its in-memory \
          store, plain HTTP) started by `peers/node/oidc-provider-bench.mjs`; both with \
