@@ -13,9 +13,9 @@
 //! - each (scope, subject) entry carries a summary of everything its grants allow: the union of
 //!   their verbs (a bitset) and of the API group and resource pairs they name (a 64-bit
 //!   signature). Most entries a request finds concern other verbs or resources and are passed
-//!   over on the summary alone, without reading their names or rules;
-//! - only an entry that passes is checked in full: its name compared exactly, then its rules,
-//!   each with the same masks first and the reference evaluator's matching after.
+//!   over on the summary alone, without reading their rules;
+//! - only an entry that passes is checked in full: its rules, each with the same masks first
+//!   and the reference evaluator's matching after.
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -279,13 +279,13 @@ impl Scope {
     /// The grant, if any, by which the subject of `hash` allows the request: past the filter.
     #[inline(never)] // see `decide`
     fn lookup(&self, q: &Query<'_>, kind: Kind, name: &str, hash: u64) -> Option<&Grant> {
-        let e = self.subjects.find(hash, |e| e.hash == hash)?;
+        // Names are compared in full: two names with one hash are two entries, each found.
+        let e = self.subjects.find(hash, |e| {
+            e.hash == hash && e.kind == kind && *e.name == *name
+        })?;
         // The summary first: most entries found concern something else.
         if e.verbs & q.verb == 0 || e.targets & q.target == 0 {
             return None;
-        }
-        if e.kind != kind || *e.name != *name {
-            return None; // another name with the same hash
         }
         e.grants.iter().find(|g| {
             g.role.verbs & q.verb != 0
