@@ -17,6 +17,7 @@
 //! - only an entry that passes is checked in full: its rules, each with the same masks first
 //!   and the reference evaluator's matching after.
 
+use std::collections::hash_map::Entry as Slot;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -251,6 +252,28 @@ struct Scope {
 }
 
 impl Scope {
+    fn build(collected: Collected) -> Scope {
+        let mut subjects = HashTable::with_capacity(collected.len());
+        let mut hashes = Vec::with_capacity(collected.len());
+        for ((kind, name), grants) in collected {
+            let hash = name_hash(kind, &name);
+            hashes.push(hash);
+            let entry = Entry {
+                hash,
+                kind,
+                name,
+                verbs: grants.iter().fold(0, |acc, g| acc | g.role.verbs),
+                targets: grants.iter().fold(0, |acc, g| acc | g.role.targets),
+                grants: grants.into_boxed_slice(),
+            };
+            subjects.insert_unique(hash, entry, |e: &Entry| e.hash);
+        }
+        Scope {
+            filter: Filter::new(&hashes),
+            subjects,
+        }
+    }
+
     // Not inlined into `authorize` (twice) nor `lookup` into it: the loop over names stays
     // small and callgrind counts about an eighth fewer instructions per decision.
     #[inline(never)]
@@ -408,13 +431,18 @@ impl CompiledPolicy {
             }
         }
         let mut namespaces: HashMap<&str, Collected> = HashMap::default();
+        // Roles too are compiled once, when the first binding to them is met.
+        let mut roles: HashMap<(&str, &str), Arc<CompiledRole>> = HashMap::default();
         for ((ns, name), b) in &policy.role_bindings {
             let role = match b.role_ref.kind.as_str() {
                 "ClusterRole" => cluster_roles.get(b.role_ref.name.as_str()).cloned(),
-                "Role" => policy
-                    .roles
-                    .get(&(ns.clone(), b.role_ref.name.clone()))
-                    .map(|r| CompiledRole::new(&r.rules)),
+                "Role" => match roles.entry((ns, &b.role_ref.name)) {
+                    Slot::Occupied(e) => Some(e.get().clone()),
+                    Slot::Vacant(e) => policy
+                        .roles
+                        .get(&(ns.clone(), b.role_ref.name.clone()))
+                        .map(|r| e.insert(CompiledRole::new(&r.rules)).clone()),
+                },
                 _ => None,
             };
             let Some(role) = role else { continue };
@@ -466,30 +494,6 @@ impl CompiledPolicy {
                 reason: String::from(&*g.reason),
             },
             None => Decision::default(),
-        }
-    }
-}
-
-impl Scope {
-    fn build(collected: Collected) -> Scope {
-        let mut subjects = HashTable::with_capacity(collected.len());
-        let mut hashes = Vec::with_capacity(collected.len());
-        for ((kind, name), grants) in collected {
-            let hash = name_hash(kind, &name);
-            hashes.push(hash);
-            let entry = Entry {
-                hash,
-                kind,
-                name,
-                verbs: grants.iter().fold(0, |acc, g| acc | g.role.verbs),
-                targets: grants.iter().fold(0, |acc, g| acc | g.role.targets),
-                grants: grants.into_boxed_slice(),
-            };
-            subjects.insert_unique(hash, entry, |e: &Entry| e.hash);
-        }
-        Scope {
-            filter: Filter::new(&hashes),
-            subjects,
         }
     }
 }
