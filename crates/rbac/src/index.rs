@@ -394,22 +394,27 @@ impl Scope {
         namespace: &str,
         hash: u64,
     ) -> Option<&Grant> {
-        // The summary before the names, as most entries found concern something else; and
-        // inside the search, so that an entry sharing the hash is passed over, not taken for
-        // the subject's own. Names are compared in full before anything is granted.
-        let holder = |e: &Entry| self.holders.get(e.holder as usize);
-        let e = self.subjects.find(hash, |e| {
+        // The summary first, as most entries found concern something else; then the rules,
+        // and the names only for an entry whose rules allow (names are read from elsewhere in
+        // memory). All inside the search, so that an entry sharing the hash is passed over,
+        // not taken for the subject's own. Nothing is granted before the names are compared
+        // in full.
+        let mut found = None;
+        self.subjects.find(hash, |e| {
             e.hash == hash
                 && e.kind == kind
                 && e.verbs & q.verb != 0
                 && e.targets & q.target != 0
-                && holder(e).is_some_and(|h| *h.name == *name && *h.namespace == *namespace)
+                && self.holders.get(e.holder as usize).is_some_and(|h| {
+                    found = h.grants.iter().find(|g| {
+                        g.role.verbs & q.verb != 0
+                            && g.role.targets & q.target != 0
+                            && g.role.rules.iter().any(|r| r.allows(q.a, q.verb, q.target))
+                    });
+                    found.is_some() && *h.name == *name && *h.namespace == *namespace
+                })
         })?;
-        holder(e)?.grants.iter().find(|g| {
-            g.role.verbs & q.verb != 0
-                && g.role.targets & q.target != 0
-                && g.role.rules.iter().any(|r| r.allows(q.a, q.verb, q.target))
-        })
+        found
     }
 }
 
