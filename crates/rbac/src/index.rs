@@ -253,7 +253,7 @@ struct Query<'a> {
 }
 
 /// Names hashed once per request: the user and its first groups (most requesters have fewer).
-/// At most 32 (a bit each in [`Scope::decide`]).
+/// At most 32 (a bit each in [`Scope::candidates`]).
 const HASHED: usize = 8;
 
 impl<'a> Query<'a> {
@@ -365,56 +365,58 @@ impl Scope {
         while candidates != 0 {
             let i = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
-            let (kind, name) = q.name(i)?;
             let name_hash = q.names.get(i)?.0;
-            if let Some(g) = self.lookup(q, kind, name, namespace, key(ns_hash, name_hash)) {
+            if let Some(g) = self.lookup(q, i, namespace, key(ns_hash, name_hash)) {
                 return Some(g);
             }
         }
-        // Groups past the hashed ones.
-        q.a.groups.iter().skip(HASHED - 1).find_map(|group| {
-            let name_hash = name_hash(Kind::Group, group);
+        // Groups past the hashed ones (name `i` is group `i - 1`).
+        (HASHED..=q.a.groups.len()).find_map(|i| {
+            let name_hash = name_hash(Kind::Group, q.a.groups.get(i - 1)?);
             let hash = key(ns_hash, name_hash);
             if self.filter.may_hold(hash, Filter::bits(name_hash)) {
-                self.lookup(q, Kind::Group, group, namespace, hash)
+                self.lookup(q, i, namespace, hash)
             } else {
                 None
             }
         })
     }
 
-    /// The grant, if any, by which the subject of key `hash` allows the request: past the
-    /// filter.
+    /// The grant, if any, by which the requester's name `i` (see [`Query::name`]), of key
+    /// `hash`, allows the request: past the filter.
     #[inline(never)] // see `grant`
-    fn lookup(
-        &self,
-        q: &Query<'_>,
-        kind: Kind,
-        name: &str,
-        namespace: &str,
-        hash: u64,
-    ) -> Option<&Grant> {
-        // The summary first, as most entries found concern something else; then the rules,
-        // and the names only for an entry whose rules allow (names are read from elsewhere in
-        // memory). All inside the search, so that an entry sharing the hash is passed over,
-        // not taken for the subject's own. Nothing is granted before the names are compared
-        // in full.
+    fn lookup(&self, q: &Query<'_>, i: usize, namespace: &str, hash: u64) -> Option<&Grant> {
+        let kind = if i == 0 { Kind::User } else { Kind::Group };
+        // The summary first, as most entries found concern something else; the rest (in
+        // `check`) only for an entry that passes. Inside the search, so that an entry sharing
+        // the hash is passed over, not taken for the subject's own.
         let mut found = None;
         self.subjects.find(hash, |e| {
             e.hash == hash
                 && e.kind == kind
                 && e.verbs & q.verb != 0
                 && e.targets & q.target != 0
-                && self.holders.get(e.holder as usize).is_some_and(|h| {
-                    found = h.grants.iter().find(|g| {
-                        g.role.verbs & q.verb != 0
-                            && g.role.targets & q.target != 0
-                            && g.role.rules.iter().any(|r| r.allows(q.a, q.verb, q.target))
-                    });
-                    found.is_some() && *h.name == *name && *h.namespace == *namespace
-                })
+                && {
+                    found = self.check(q, e, i, namespace);
+                    found.is_some()
+                }
         })?;
         found
+    }
+
+    /// The grant of entry `e` that allows the request, if `e` is the requester's name `i` in
+    /// `namespace`: its rules first, and its names only if they allow, as they are read from
+    /// elsewhere in memory. Nothing is granted before the names are compared in full.
+    #[inline(never)] // keeps `lookup`, which most requests end in, small
+    fn check(&self, q: &Query<'_>, e: &Entry, i: usize, namespace: &str) -> Option<&Grant> {
+        let holder = self.holders.get(e.holder as usize)?;
+        let grant = holder.grants.iter().find(|g| {
+            g.role.verbs & q.verb != 0
+                && g.role.targets & q.target != 0
+                && g.role.rules.iter().any(|r| r.allows(q.a, q.verb, q.target))
+        })?;
+        let (_, name) = q.name(i)?;
+        (*holder.name == *name && *holder.namespace == *namespace).then_some(grant)
     }
 }
 
