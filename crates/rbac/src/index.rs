@@ -370,7 +370,17 @@ impl Scope {
                 return Some(g);
             }
         }
-        // Groups past the hashed ones (name `i` is group `i - 1`).
+        if q.a.groups.len() < HASHED {
+            return None;
+        }
+        self.grant_past_hashed(q, namespace, ns_hash)
+    }
+
+    /// [`Scope::grant`] for the groups past the hashed ones (name `i` is group `i - 1`): they
+    /// are hashed here, once per scope. Apart, so that `grant` stays small.
+    #[cold]
+    #[inline(never)]
+    fn grant_past_hashed(&self, q: &Query<'_>, namespace: &str, ns_hash: u64) -> Option<&Grant> {
         (HASHED..=q.a.groups.len()).find_map(|i| {
             let name_hash = name_hash(Kind::Group, q.a.groups.get(i - 1)?);
             let hash = key(ns_hash, name_hash);
