@@ -18,8 +18,9 @@
 //!   the union of their verbs (a bitset) and of the API group and resource pairs they name (a
 //!   64-bit signature). Most entries a request finds concern other verbs or resources and are
 //!   passed over on the summary alone, without reading their names or rules;
-//! - only an entry that passes is checked in full: its name and namespace, then its rules, each
-//!   with the same masks first and the reference evaluator's matching after.
+//! - only an entry that passes is checked in full: its rules, each with the same masks first
+//!   and the reference evaluator's matching after, and, if they allow, its name and namespace,
+//!   compared in full before anything is granted.
 
 use std::collections::hash_map::Entry as Slot;
 use std::hash::Hasher;

@@ -385,3 +385,58 @@ fn the_compiled_index_reproduces_the_recorded_decisions() {
         );
     }
 }
+
+#[test]
+fn a_group_grants_at_every_position_of_the_requesters_list_in_both_scopes() {
+    // The index hashes the user and the first groups once per request and the rest where
+    // they are used: every position on either side of that limit must be found.
+    let (p, compiled) = compiled(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules: [{verbs: [get], apiGroups: [""], resources: [pods]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: cluster-readers}
+subjects: [{kind: Group, name: cluster-group, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: reader, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: readers, namespace: ns-a}
+subjects: [{kind: Group, name: namespace-group, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: reader, apiGroup: rbac.authorization.k8s.io}
+"#,
+    );
+    for position in 0..20 {
+        for (bound, namespace) in [("cluster-group", ""), ("namespace-group", "ns-a")] {
+            let mut groups: Vec<String> = (0..position).map(|i| format!("other-{i}")).collect();
+            groups.push(bound.into());
+            groups.push("system:authenticated".into());
+            let a = Attributes {
+                user: "alice".into(),
+                groups,
+                verb: "get".into(),
+                resource_request: true,
+                resource: "pods".into(),
+                namespace: namespace.into(),
+                ..Attributes::default()
+            };
+            let got = compiled.authorize(&a);
+            assert!(got.allowed, "{bound} at {position}");
+            assert_eq!(got, authorize(&p, &a), "{bound} at {position}");
+            // The same list in another namespace: only the cluster-wide grant holds there.
+            let elsewhere = Attributes {
+                namespace: "ns-b".into(),
+                ..a
+            };
+            assert_eq!(
+                compiled.authorize(&elsewhere).allowed,
+                bound == "cluster-group",
+                "{bound} at {position} in ns-b"
+            );
+        }
+    }
+}
