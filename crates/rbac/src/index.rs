@@ -578,7 +578,9 @@ impl ByRequest {
         let mut filters = Vec::with_capacity(counts.len());
         let mut total = 0usize;
         for count in counts {
-            let len = (count * 8 / 64).next_power_of_two();
+            // 4 to 8 bits a subject, half the scope filter's: more false positives (each a
+            // lookup), but the filters requests use stay in cache, which measured faster.
+            let len = (count * 4 / 64).next_power_of_two();
             filters.push((total, len - 1));
             total += len;
         }
