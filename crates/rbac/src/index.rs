@@ -704,13 +704,20 @@ impl CompiledPolicy {
         } else {
             self.namespaced.candidates(&q, ns_hash)
         };
+        // A scope where no name may hold anything is not searched (the common case), unless
+        // the requester has groups past the hashed ones.
+        let search = |candidates: u32| candidates != 0 || a.groups.len() >= HASHED;
         // Cluster-wide grants first, then the namespace's, as the apiserver visits them.
-        let found = self.cluster.grant(&q, cluster, "", 0).or_else(|| {
-            if ns_hash == 0 {
-                return None; // RoleBindings grant nothing to cluster-scoped requests
-            }
-            self.namespaced.grant(&q, namespaced, &a.namespace, ns_hash)
-        });
+        let found = search(cluster)
+            .then(|| self.cluster.grant(&q, cluster, "", 0))
+            .flatten()
+            .or_else(|| {
+                // RoleBindings grant nothing to cluster-scoped requests (`ns_hash` 0).
+                if ns_hash == 0 || !search(namespaced) {
+                    return None;
+                }
+                self.namespaced.grant(&q, namespaced, &a.namespace, ns_hash)
+            });
         match found {
             Some(g) => Decision {
                 allowed: true,
