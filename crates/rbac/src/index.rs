@@ -342,9 +342,9 @@ impl Scope {
     /// A scope of `collected`, with [`ByRequest`] filters if `by_request`.
     fn build(collected: Collected, by_request: bool) -> Scope {
         let mut subjects = HashTable::with_capacity(collected.len());
-        let mut summaries = Vec::with_capacity(if by_request { collected.len() } else { 0 });
+        // (key, name hash, verbs, targets) of each entry, for the filters.
+        let mut summaries = Vec::with_capacity(collected.len());
         let mut holders = Vec::with_capacity(collected.len());
-        let mut hashes = Vec::with_capacity(collected.len());
         for ((namespace, kind, name), grants) in collected {
             let ns_hash = if namespace.is_empty() {
                 0
@@ -353,7 +353,6 @@ impl Scope {
             };
             let name_hash = name_hash(kind, &name);
             let hash = key(ns_hash, name_hash);
-            hashes.push((hash, name_hash));
             let Ok(holder) = u32::try_from(holders.len()) else {
                 break; // 4 billion subjects in one scope: the rest hold nothing
             };
@@ -364,9 +363,7 @@ impl Scope {
                 targets: grants.iter().fold(0, |acc, g| acc | g.role.targets),
                 holder,
             };
-            if by_request {
-                summaries.push((hash, name_hash, entry.verbs, entry.targets));
-            }
+            summaries.push((hash, name_hash, entry.verbs, entry.targets));
             holders.push(Holder {
                 name,
                 namespace,
@@ -375,12 +372,8 @@ impl Scope {
             subjects.insert_unique(hash, entry, |e: &Entry| e.hash);
         }
         Scope {
-            filter: Filter::new(&hashes),
-            by_request: if by_request {
-                ByRequest::new(&summaries)
-            } else {
-                None
-            },
+            filter: Filter::new(summaries.iter().map(|s| (s.0, s.1))),
+            by_request: by_request.then(|| ByRequest::new(&summaries)).flatten(),
             subjects,
             holders,
         }
@@ -401,8 +394,7 @@ impl Scope {
         let mut candidates = 0u32;
         let names = q.names.get(..q.hashed).unwrap_or_default();
         for (i, &(name_hash, bits)) in names.iter().enumerate() {
-            let word = (key(ns_hash, name_hash) >> 20) as usize & mask;
-            let held = words.get(word).is_some_and(|w| w & bits == bits);
+            let held = may_hold(words, mask, key(ns_hash, name_hash), bits);
             candidates |= u32::from(held) << i;
         }
         candidates
@@ -504,25 +496,18 @@ struct Filter {
 impl Filter {
     /// 8 to 16 bits an entry (a power of two of words): about 3% false positives or fewer.
     /// Takes each entry's key and name hash.
-    fn new(entries: &[(u64, u64)]) -> Filter {
+    fn new(entries: impl ExactSizeIterator<Item = (u64, u64)>) -> Filter {
         let len = (entries.len() * 8 / 64).next_power_of_two();
         let mut filter = Filter {
             words: vec![0; len].into_boxed_slice(),
             mask: len - 1,
         };
-        for &(hash, name_hash) in entries {
-            let word = filter.word(hash);
-            if let Some(w) = filter.words.get_mut(word) {
+        for (hash, name_hash) in entries {
+            if let Some(w) = filter.words.get_mut(word_of(hash, filter.mask)) {
                 *w |= Filter::bits(name_hash);
             }
         }
         filter
-    }
-
-    /// The word of key `hash`: from its middle bits, as the table probes with its low bits and
-    /// top seven.
-    fn word(&self, hash: u64) -> usize {
-        (hash >> 20) as usize & self.mask
     }
 
     /// The two bits of a name, from other bits of its hash; always two: a name whose two bits
@@ -536,11 +521,23 @@ impl Filter {
 
     /// False if no entry has key `hash` (whose name's [`Filter::bits`] are `bits`).
     fn may_hold(&self, hash: u64, bits: u64) -> bool {
-        // A word out of range cannot happen (`mask`); it would hold nothing, so deny.
-        self.words
-            .get(self.word(hash))
-            .is_some_and(|w| w & bits == bits)
+        may_hold(&self.words, self.mask, hash, bits)
     }
+}
+
+/// The word of key `hash` in filter words of `mask` (their length less one, a power of two
+/// less one): from its middle bits, as the table probes with its low bits and top seven.
+fn word_of(hash: u64, mask: usize) -> usize {
+    (hash >> 20) as usize & mask
+}
+
+/// False if no entry of filter words `words` (of `mask`, see [`word_of`]) has key `hash`
+/// (whose name's [`Filter::bits`] are `bits`).
+fn may_hold(words: &[u64], mask: usize, hash: u64, bits: u64) -> bool {
+    // A word out of range cannot happen (`mask`); it would hold nothing, so deny.
+    words
+        .get(word_of(hash, mask))
+        .is_some_and(|w| w & bits == bits)
 }
 
 /// Filters of the cluster-wide scope by what a request asks: one for each (verb, target bit)
@@ -592,7 +589,7 @@ impl ByRequest {
             let bits = Filter::bits(name_hash);
             for pair in pairs(verbs, targets) {
                 let &(start, mask) = filters.get(pair)?;
-                *words.get_mut(start + ((hash >> 20) as usize & mask))? |= bits;
+                *words.get_mut(start + word_of(hash, mask))? |= bits;
             }
         }
         Some(ByRequest {
