@@ -28,11 +28,11 @@
 //!   granted. A rule that names its API groups and resources exactly matches by the number of
 //!   the request's group resource, looked up once; others by the reference evaluator's
 //!   matching;
-//! - what a check reads is in a few arrays per scope (holders, grants, names, reasons) and per
-//!   policy (roles), not in an allocation per subject, grant or string: each read of a check
-//!   is near the others, and the memory a decision can touch stays small. A read that misses
-//!   every cache costs here seven times one that finds the processor's last-level cache, and
-//!   a check once made about four of them.
+//! - what a check reads of a subject (kind, grants, name) is one record in a byte array of the
+//!   scope, and roles are an array of the policy: not an allocation per subject, grant or
+//!   string, so a check reads a line or two, and the memory a decision can touch stays small.
+//!   A read that misses every cache costs here seven times one that finds the processor's
+//!   last-level cache, and a check once made about four of them.
 
 use std::cell::Cell;
 use std::collections::hash_map::Entry as Slot;
@@ -369,21 +369,93 @@ struct Entry {
     /// Unions over every grant's rules.
     targets: u64,
     verbs: u32,
-    /// Its [`Holder`] in the scope's `holders`.
-    holder: u32,
+    /// The offset of its [`Record`] in the scope's `records`.
+    record: u32,
 }
 
-/// The rest of an entry, read only when its summary concerns the request. It and what it
-/// points to are in a few arrays of the scope, not in allocations of their own: what a check
-/// reads is close together, and the scope's whole memory stays small enough for the cache.
-#[derive(Debug)]
-struct Holder {
-    /// Name and namespace (empty in the cluster-wide scope), in the scope's `text`.
-    name: Span,
-    namespace: Span,
-    /// Start and end in the scope's `grants`.
-    grants: (u32, u32),
+/// The rest of an entry, read only when its summary concerns the request: one record in the
+/// scope's `records` bytes, so that a check reads one place (a line or two) and not one
+/// allocation per field. Little-endian `u32`s, then bytes:
+///
+/// | kind (bit 0) and number of grants (bits 1..) | name length | namespace start | namespace end | grants: role, reason start, reason end (each) | name |
+///
+/// The namespace is a span of the scope's `namespaces` (each namespace once, so they stay in
+/// cache), a reason one of its `reasons` (read only by an allow).
+struct Record<'a> {
     kind: Kind,
+    grants: &'a [u8],
+    name: &'a [u8],
+    namespace: Span,
+}
+
+/// Bytes before a record's grants.
+const RECORD_HEAD: usize = 16;
+/// Bytes of one grant in a record.
+const RECORD_GRANT: usize = 12;
+
+/// The `i`-th little-endian `u32` of `bytes`.
+fn word(bytes: &[u8], i: usize) -> Option<u32> {
+    let b = bytes.get(i * 4..i * 4 + 4)?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
+impl<'a> Record<'a> {
+    /// The record at `offset` of `records`; `None` if it does not fit (cannot happen: deny).
+    fn at(records: &'a [u8], offset: u32) -> Option<Record<'a>> {
+        let rest = records.get(offset as usize..)?;
+        let head = word(rest, 0)?;
+        let name_len = word(rest, 1)? as usize;
+        let grants_end = RECORD_HEAD + RECORD_GRANT * (head >> 1) as usize;
+        Some(Record {
+            kind: if head & 1 == 0 {
+                Kind::User
+            } else {
+                Kind::Group
+            },
+            grants: rest.get(RECORD_HEAD..grants_end)?,
+            name: rest.get(grants_end..grants_end + name_len)?,
+            namespace: Span {
+                start: word(rest, 2)?,
+                end: word(rest, 3)?,
+            },
+        })
+    }
+
+    /// Appends the record of a subject to `records`: its offset, or `None` past 4 GiB.
+    fn push(
+        records: &mut Vec<u8>,
+        kind: Kind,
+        name: &str,
+        namespace: Span,
+        grants: &[Grant],
+    ) -> Option<u32> {
+        let offset = u32::try_from(records.len()).ok()?;
+        let count = u32::try_from(grants.len()).ok().filter(|&n| n < 1 << 31)?;
+        let kind = match kind {
+            Kind::User => 0,
+            Kind::Group => 1,
+        };
+        let mut words = vec![count << 1 | kind, u32::try_from(name.len()).ok()?];
+        words.extend([namespace.start, namespace.end]);
+        for g in grants {
+            words.extend([g.role, g.reason.start, g.reason.end]);
+        }
+        u32::try_from(records.len() + words.len() * 4 + name.len()).ok()?;
+        records.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+        records.extend_from_slice(name.as_bytes());
+        Some(offset)
+    }
+
+    /// Its grants, in order.
+    fn grants(&self) -> impl Iterator<Item = Grant> + 'a {
+        self.grants.chunks_exact(RECORD_GRANT).map(|g| Grant {
+            role: word(g, 0).unwrap_or(u32::MAX), // cannot happen; no such role: no grant
+            reason: Span {
+                start: word(g, 1).unwrap_or(0),
+                end: word(g, 2).unwrap_or(0),
+            },
+        })
+    }
 }
 
 /// The hash of a subject name, computed once per request.
@@ -492,18 +564,12 @@ struct Scope {
     /// Filters by what a request asks, for the cluster-wide scope (see [`ByRequest`]).
     by_request: Option<ByRequest>,
     subjects: HashTable<Entry>,
-    holders: Vec<Holder>,
-    /// The holders' names and namespaces (each namespace once).
-    text: String,
-    grants: Vec<Grant>,
+    /// The entries' [`Record`]s, end to end.
+    records: Vec<u8>,
+    /// The names of the namespaces of the records, each once.
+    namespaces: String,
     /// The grants' reasons: read only by an allow.
     reasons: String,
-}
-
-/// What [`Scope::add`] laid out: the holder's number and the span of its grants.
-struct Added {
-    number: u32,
-    grants: (u32, u32),
 }
 
 impl Scope {
@@ -514,15 +580,14 @@ impl Scope {
             filter: Filter::new([].into_iter()),
             by_request: None,
             subjects: HashTable::with_capacity(collected.len()),
-            holders: Vec::with_capacity(collected.len()),
-            text: String::new(),
-            grants: Vec::new(),
+            records: Vec::new(),
+            namespaces: String::new(),
             reasons: String::new(),
         };
         // (key, name hash, verbs, targets) of each entry, for the filters.
         let mut summaries = Vec::with_capacity(collected.len());
-        // Each namespace's name once in `text`.
-        let mut namespaces: HashMap<Arc<str>, Span> = HashMap::default();
+        // Each namespace's name once in `namespaces`.
+        let mut spans: HashMap<Arc<str>, Span> = HashMap::default();
         for ((namespace, kind, name), grants) in collected {
             let ns_hash = if namespace.is_empty() {
                 0
@@ -531,25 +596,20 @@ impl Scope {
             };
             let name_hash = name_hash(kind, &name);
             let hash = key(ns_hash, name_hash);
-            // Past 4 billion subjects or 4 GiB of names or reasons in one scope, the rest hold
-            // nothing.
-            let Some(holder) = scope.add(&mut namespaces, namespace, kind, &name, grants) else {
+            let held = grants.iter().filter_map(|g| roles.get(g.0));
+            let targets = held.clone().fold(0, |acc, r| acc | r.targets);
+            let verbs = held.fold(0, |acc, r| acc | r.verbs);
+            // Past 4 GiB of records, namespaces or reasons in one scope, the rest hold nothing.
+            let Some(record) = scope.add(&mut spans, namespace, kind, &name, grants) else {
                 break;
             };
-            let Some(held) = scope
-                .grants
-                .get(holder.grants.0 as usize..holder.grants.1 as usize)
-            else {
-                break;
-            };
-            let held = held.iter().filter_map(|g| roles.get(g.role));
             let entry = Entry {
                 hash,
-                targets: held.clone().fold(0, |acc, r| acc | r.targets),
-                verbs: held.fold(0, |acc, r| acc | r.verbs),
-                holder: holder.number,
+                targets,
+                verbs,
+                record,
             };
-            summaries.push((hash, name_hash, entry.verbs, entry.targets));
+            summaries.push((hash, name_hash, verbs, targets));
             scope
                 .subjects
                 .insert_unique(hash, entry, |e: &Entry| e.hash);
@@ -559,38 +619,31 @@ impl Scope {
         scope
     }
 
-    /// Lays out one subject's holder, names and grants in the scope's arrays: its holder's
-    /// number and grants, or `None` if they do not fit.
+    /// Lays out one subject's record and reasons: the record's offset, or `None` if it does
+    /// not fit.
     fn add(
         &mut self,
-        namespaces: &mut HashMap<Arc<str>, Span>,
+        spans: &mut HashMap<Arc<str>, Span>,
         namespace: Arc<str>,
         kind: Kind,
         name: &str,
         grants: Vec<(u32, String)>,
-    ) -> Option<Added> {
-        let number = u32::try_from(self.holders.len()).ok()?;
-        let namespace = match namespaces.entry(namespace) {
+    ) -> Option<u32> {
+        let namespace = match spans.entry(namespace) {
             Slot::Occupied(e) => *e.get(),
             Slot::Vacant(e) => {
-                let span = Span::push(&mut self.text, e.key())?;
+                let span = Span::push(&mut self.namespaces, e.key())?;
                 *e.insert(span)
             }
         };
-        let name = Span::push(&mut self.text, name)?;
-        let start = u32::try_from(self.grants.len()).ok()?;
-        for (role, reason) in grants {
-            let reason = Span::push(&mut self.reasons, &reason)?;
-            self.grants.push(Grant { role, reason });
-        }
-        let grants = (start, u32::try_from(self.grants.len()).ok()?);
-        self.holders.push(Holder {
-            name,
-            namespace,
-            grants,
-            kind,
-        });
-        Some(Added { number, grants })
+        let grants = grants
+            .into_iter()
+            .map(|(role, reason)| {
+                let reason = Span::push(&mut self.reasons, &reason)?;
+                Some(Grant { role, reason })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Record::push(&mut self.records, kind, name, namespace, &grants)
     }
 
     /// Which of the request's hashed names (bit `i` for `q.names[i]`) may hold something in
@@ -680,19 +733,16 @@ impl Scope {
     /// granted before the kind, name and namespace are compared in full.
     #[inline(never)] // keeps `lookup`, which most requests end in, small
     fn check(&self, q: &Query<'_>, e: &Entry, i: usize, namespace: &str) -> Option<&str> {
-        let holder = self.holders.get(e.holder as usize)?;
-        let grants = self
-            .grants
-            .get(holder.grants.0 as usize..holder.grants.1 as usize)?;
-        let grant = grants.iter().find(|g| {
+        let record = Record::at(&self.records, e.record)?;
+        let grant = record.grants().find(|g| {
             q.roles.get(g.role).is_some_and(|role| {
                 role.verbs & q.verb != 0 && role.targets & q.target != 0 && role.allows(q)
             })
         })?;
         let (kind, name) = q.name(i)?;
-        let same = holder.kind == kind
-            && holder.name.of(&self.text) == Some(name)
-            && holder.namespace.of(&self.text) == Some(namespace);
+        let same = record.kind == kind
+            && record.name == name.as_bytes()
+            && record.namespace.of(&self.namespaces) == Some(namespace);
         same.then(|| grant.reason.of(&self.reasons)).flatten()
     }
 }
@@ -1046,11 +1096,9 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: x}]
     }
 
     #[test]
-    fn table_entries_and_holders_are_as_small_as_documented() {
+    fn table_entries_are_as_small_as_documented() {
         // The layout is chosen for how many entries share a cache line; a field added or
         // reordered must not silently grow them (an entry once had 32 bytes, documented as 24).
         assert_eq!(std::mem::size_of::<Entry>(), 24);
-        assert_eq!(std::mem::size_of::<Holder>(), 28);
-        assert_eq!(std::mem::size_of::<Grant>(), 12);
     }
 }
