@@ -769,7 +769,9 @@ impl Scope {
         let record = Record::at(&self.records, e.record)?;
         let grant = record.grants().find(|g| {
             q.roles.get(g.role).is_some_and(|role| {
-                role.verbs & q.verb != 0 && role.targets & q.target != 0 && role.allows(q)
+                // Only a role with one rule naming both the verb and the target can allow.
+                let by_verb = role.by_verb.get(verb_slot(q.verb)).copied().unwrap_or(0);
+                by_verb & q.target != 0 && role.allows(q)
             })
         })?;
         let (kind, name) = q.name(i)?;
