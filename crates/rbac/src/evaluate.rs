@@ -2,7 +2,9 @@
 //! same as kube-apiserver's RBAC authorizer (`VisitRulesFor` + `RuleAllows`). Faster
 //! evaluators must agree with it on every request.
 
-use crate::v1::{PolicyRule, Subject};
+use std::fmt;
+
+use crate::v1::{PolicyRule, RoleRef, Subject};
 use crate::{Attributes, Decision, Policy};
 
 /// Decides `a` against `policy`. Denials carry no reason; an allow names the first binding
@@ -17,11 +19,12 @@ pub fn authorize(policy: &Policy, a: &Attributes) -> Decision {
             continue; // a binding to a missing role grants nothing
         };
         if rules.iter().any(|r| rule_allows(r, a)) {
-            return allowed(format!(
-                "ClusterRoleBinding {name:?} of ClusterRole {:?} to {}",
-                b.role_ref.name,
-                describe(subject)
-            ));
+            return allowed(Reason {
+                binding: name,
+                namespace: "",
+                role_ref: &b.role_ref,
+                subject,
+            });
         }
     }
     // RoleBindings grant only in their namespace; cluster-scoped requests see none.
@@ -42,29 +45,64 @@ pub fn authorize(policy: &Policy, a: &Attributes) -> Decision {
             continue;
         };
         if rules.iter().any(|r| rule_allows(r, a)) {
-            return allowed(format!(
-                "RoleBinding \"{name}/{ns}\" of {} {:?} to {}",
-                b.role_ref.kind,
-                b.role_ref.name,
-                describe(subject)
-            ));
+            return allowed(Reason {
+                binding: name,
+                namespace: ns,
+                role_ref: &b.role_ref,
+                subject,
+            });
         }
     }
     Decision::default()
 }
 
-fn allowed(source: String) -> Decision {
+fn allowed(reason: Reason<'_>) -> Decision {
     Decision {
         allowed: true,
-        reason: format!("RBAC: allowed by {source}"),
+        reason: reason.to_string(),
     }
 }
 
-/// A subject as the apiserver's reason string names it.
-pub(crate) fn describe(s: &Subject) -> String {
-    match s.kind.as_str() {
-        "ServiceAccount" => format!("ServiceAccount \"{}/{}\"", s.name, s.namespace),
-        kind => format!("{kind} {:?}", s.name),
+/// The reason of an allow, as the apiserver's RBAC authorizer writes it: the binding that
+/// grants, its role and the subject that names the requester.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reason<'a> {
+    /// The binding's name, and its namespace (`""` for a ClusterRoleBinding).
+    pub binding: &'a str,
+    pub namespace: &'a str,
+    pub role_ref: &'a RoleRef,
+    pub subject: &'a Subject,
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Reason {
+            binding,
+            namespace,
+            role_ref,
+            subject,
+        } = self;
+        if namespace.is_empty() {
+            write!(
+                f,
+                "RBAC: allowed by ClusterRoleBinding {binding:?} of ClusterRole {:?} to ",
+                role_ref.name
+            )?;
+        } else {
+            write!(
+                f,
+                "RBAC: allowed by RoleBinding \"{binding}/{namespace}\" of {} {:?} to ",
+                role_ref.kind, role_ref.name
+            )?;
+        }
+        match subject.kind.as_str() {
+            "ServiceAccount" => write!(
+                f,
+                "ServiceAccount \"{}/{}\"",
+                subject.name, subject.namespace
+            ),
+            kind => write!(f, "{kind} {:?}", subject.name),
+        }
     }
 }
 

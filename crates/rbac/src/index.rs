@@ -34,10 +34,11 @@
 //!   A read that misses every cache costs here seven times one that finds the processor's
 //!   last-level cache, and a check once made about four of them.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::hash_map::Entry as Slot;
+use std::fmt::Write as _;
 use std::hash::Hasher;
-use std::sync::Arc;
 
 use hashbrown::HashTable;
 // The index is keyed by names the cluster's own RBAC objects define; FxHash is a fast, non-keyed
@@ -45,8 +46,8 @@ use hashbrown::HashTable;
 // a comparison, as every candidate is compared in full before it grants anything.
 use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
-use crate::evaluate::{describe, rule_allows, rule_allows_target};
-use crate::v1::{PolicyRule, Subject};
+use crate::evaluate::{Reason, rule_allows, rule_allows_target};
+use crate::v1::PolicyRule;
 use crate::{Attributes, Decision, Policy};
 
 /// The verb bit of verbs outside the well-known list: rules naming such a verb, or `*`, set it.
@@ -455,13 +456,20 @@ impl<'a> Record<'a> {
             Kind::User => 0,
             Kind::Group => 1,
         };
-        let mut words = vec![count << 1 | kind, u32::try_from(name.len()).ok()?];
-        words.extend([namespace.start, namespace.end]);
-        for g in grants {
-            words.extend([g.role, g.reason.start, g.reason.end]);
+        let len = RECORD_HEAD + RECORD_GRANT * grants.len() + name.len();
+        u32::try_from(records.len() + len).ok()?;
+        let head = [
+            count << 1 | kind,
+            u32::try_from(name.len()).ok()?,
+            namespace.start,
+            namespace.end,
+        ];
+        let grants = grants
+            .iter()
+            .flat_map(|g| [g.role, g.reason.start, g.reason.end]);
+        for word in head.into_iter().chain(grants) {
+            records.extend_from_slice(&word.to_le_bytes());
         }
-        u32::try_from(records.len() + words.len() * 4 + name.len()).ok()?;
-        records.extend(words.iter().flat_map(|w| w.to_le_bytes()));
         records.extend_from_slice(name.as_bytes());
         Some(offset)
     }
@@ -595,7 +603,7 @@ struct Scope {
 impl Scope {
     /// A scope of `collected`, whose grants are of `roles`, with [`ByRequest`] filters if
     /// `by_request`.
-    fn build(collected: Collected, roles: &Roles, by_request: bool) -> Scope {
+    fn build(collected: Collected<'_>, roles: &Roles, by_request: bool) -> Scope {
         let mut scope = Scope {
             filter: Filter::new([].into_iter()),
             by_request: None,
@@ -609,12 +617,14 @@ impl Scope {
         let mut summaries = Vec::with_capacity(collected.len());
         let mut pairs = Vec::new();
         // Each namespace's name once in `namespaces`.
-        let mut spans: HashMap<Arc<str>, Span> = HashMap::default();
+        let mut spans: HashMap<&str, Span> = HashMap::default();
+        // The grants of one subject, reused.
+        let mut laid = Vec::new();
         for ((namespace, kind, name), grants) in collected {
             let ns_hash = if namespace.is_empty() {
                 0
             } else {
-                namespace_hash(&namespace)
+                namespace_hash(namespace)
             };
             let name_hash = name_hash(kind, &name);
             let hash = key(ns_hash, name_hash);
@@ -631,7 +641,8 @@ impl Scope {
                 pairs.push(by_verb);
             }
             // Past 4 GiB of records, namespaces or reasons in one scope, the rest hold nothing.
-            let Some(record) = scope.add(&mut spans, namespace, kind, &name, grants) else {
+            let record = scope.add(&mut spans, &mut laid, namespace, kind, &name, &grants);
+            let Some(record) = record else {
                 break;
             };
             let entry = Entry {
@@ -645,6 +656,10 @@ impl Scope {
                 .subjects
                 .insert_unique(hash, entry, |e: &Entry| e.hash);
         }
+        // Grown by doubling: what is kept is what is used.
+        scope.records.shrink_to_fit();
+        scope.namespaces.shrink_to_fit();
+        scope.reasons.shrink_to_fit();
         scope.filter = Filter::new(summaries.iter().copied());
         scope.by_request = by_request
             .then(|| ByRequest::new(&summaries, &pairs))
@@ -654,29 +669,30 @@ impl Scope {
 
     /// Lays out one subject's record and reasons: the record's offset, or `None` if it does
     /// not fit.
-    fn add(
+    fn add<'a>(
         &mut self,
-        spans: &mut HashMap<Arc<str>, Span>,
-        namespace: Arc<str>,
+        spans: &mut HashMap<&'a str, Span>,
+        laid: &mut Vec<Grant>,
+        namespace: &'a str,
         kind: Kind,
         name: &str,
-        grants: Vec<(u32, String)>,
+        grants: &[(u32, Reason<'_>)],
     ) -> Option<u32> {
         let namespace = match spans.entry(namespace) {
             Slot::Occupied(e) => *e.get(),
-            Slot::Vacant(e) => {
-                let span = Span::push(&mut self.namespaces, e.key())?;
-                *e.insert(span)
-            }
+            Slot::Vacant(e) => *e.insert(Span::push(&mut self.namespaces, namespace)?),
         };
-        let grants = grants
-            .into_iter()
-            .map(|(role, reason)| {
-                let reason = Span::push(&mut self.reasons, &reason)?;
-                Some(Grant { role, reason })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Record::push(&mut self.records, kind, name, namespace, &grants)
+        laid.clear();
+        for (role, reason) in grants {
+            let start = u32::try_from(self.reasons.len()).ok()?;
+            write!(self.reasons, "{reason}").ok()?;
+            let end = u32::try_from(self.reasons.len()).ok()?;
+            laid.push(Grant {
+                role: *role,
+                reason: Span { start, end },
+            });
+        }
+        Record::push(&mut self.records, kind, name, namespace, laid)
     }
 
     /// Which of the request's hashed names (bit `i` for `q.names[i]`) may hold something in
@@ -919,7 +935,7 @@ impl Default for CompiledPolicy {
 }
 
 /// Grants (role number, reason) by (namespace, subject), while compiling.
-type Collected = HashMap<(Arc<str>, Kind, Box<str>), Vec<(u32, String)>>;
+type Collected<'a> = HashMap<(&'a str, Kind, Cow<'a, str>), Vec<(u32, Reason<'a>)>>;
 
 impl CompiledPolicy {
     /// Compiles `policy` (already aggregated).
@@ -932,7 +948,6 @@ impl CompiledPolicy {
             .filter_map(|(name, r)| Some((name.as_str(), compiled.add(&r.rules)?)))
             .collect();
         let mut cluster = Collected::default();
-        let everywhere: Arc<str> = Arc::from("");
         for (name, b) in &policy.cluster_role_bindings {
             if b.role_ref.kind != "ClusterRole" {
                 continue;
@@ -940,18 +955,17 @@ impl CompiledPolicy {
             let Some(&role) = cluster_roles.get(b.role_ref.name.as_str()) else {
                 continue; // a binding to a missing role grants nothing
             };
-            for s in &b.subjects {
-                let reason = format!(
-                    "RBAC: allowed by ClusterRoleBinding {name:?} of ClusterRole {:?} to {}",
-                    b.role_ref.name,
-                    describe(s)
-                );
-                add(&mut cluster, s, &everywhere, role, reason);
+            for subject in &b.subjects {
+                let reason = Reason {
+                    binding: name,
+                    namespace: "",
+                    role_ref: &b.role_ref,
+                    subject,
+                };
+                add(&mut cluster, role, reason);
             }
         }
         let mut namespaced = Collected::default();
-        // One copy of each namespace's name, shared by its entries.
-        let mut names: HashMap<&str, Arc<str>> = HashMap::default();
         // Roles too are compiled once, when the first binding to them is met.
         let mut roles: HashMap<(&str, &str), u32> = HashMap::default();
         for ((ns, name), b) in &policy.role_bindings {
@@ -971,15 +985,14 @@ impl CompiledPolicy {
                 _ => None,
             };
             let Some(role) = role else { continue };
-            let scope = names.entry(ns).or_insert_with(|| Arc::from(ns.as_str()));
-            for s in &b.subjects {
-                let reason = format!(
-                    "RBAC: allowed by RoleBinding \"{name}/{ns}\" of {} {:?} to {}",
-                    b.role_ref.kind,
-                    b.role_ref.name,
-                    describe(s)
-                );
-                add(&mut namespaced, s, scope, role, reason);
+            for subject in &b.subjects {
+                let reason = Reason {
+                    binding: name,
+                    namespace: ns,
+                    role_ref: &b.role_ref,
+                    subject,
+                };
+                add(&mut namespaced, role, reason);
             }
         }
         CompiledPolicy {
@@ -1028,36 +1041,29 @@ impl CompiledPolicy {
     }
 }
 
-/// Records that `subject` of a binding in `binding_namespace` (`""` for cluster bindings) holds
-/// `role` there.
-fn add(
-    collected: &mut Collected,
-    subject: &Subject,
-    binding_namespace: &Arc<str>,
-    role: u32,
-    reason: String,
-) {
+/// Records that the subject of `reason`, of a binding in its namespace (`""` for cluster
+/// bindings), holds `role` there.
+fn add<'a>(collected: &mut Collected<'a>, role: u32, reason: Reason<'a>) {
+    let subject = reason.subject;
     let (kind, name) = match subject.kind.as_str() {
-        "User" => (Kind::User, subject.name.clone()),
-        "Group" => (Kind::Group, subject.name.clone()),
+        "User" => (Kind::User, Cow::Borrowed(subject.name.as_str())),
+        "Group" => (Kind::Group, Cow::Borrowed(subject.name.as_str())),
         "ServiceAccount" => {
             let ns = if subject.namespace.is_empty() {
-                &**binding_namespace
+                reason.namespace
             } else {
                 &subject.namespace
             };
             if ns.is_empty() {
                 return; // matches nobody, as in the reference evaluator
             }
-            (
-                Kind::User,
-                format!("system:serviceaccount:{ns}:{}", subject.name),
-            )
+            let name = format!("system:serviceaccount:{ns}:{}", subject.name);
+            (Kind::User, Cow::Owned(name))
         }
         _ => return,
     };
     collected
-        .entry((binding_namespace.clone(), kind, name.into_boxed_str()))
+        .entry((reason.namespace, kind, name))
         .or_default()
         .push((role, reason));
 }
