@@ -528,7 +528,7 @@ struct Query<'a> {
 }
 
 /// Names hashed once per request: the user and its first groups (most requesters have fewer).
-/// At most 32 (a bit each in [`Scope::candidates`]).
+/// At most 32 (a bit each in [`CompiledPolicy::authorize`]'s candidates).
 const HASHED: usize = 8;
 
 impl<'a> Query<'a> {
@@ -695,30 +695,19 @@ impl Scope {
         Record::push(&mut self.records, kind, name, namespace, laid)
     }
 
-    /// Which of the request's hashed names (bit `i` for `q.names[i]`) may hold something in
-    /// the namespace of hash `ns_hash` (0 for the cluster-wide scope): independent reads and no
-    /// branches on what they find, so the processor overlaps them.
-    fn candidates(&self, q: &Query<'_>, ns_hash: u64) -> u32 {
-        // The filter of the request's (verb, target) pair if the scope has them, or its own.
-        let (words, mask) = match (&self.by_request, q.pair) {
-            (Some(by), Some(pair)) => match by.filter(pair) {
-                Some(filter) => filter,
-                None => return 0, // cannot happen (every pair has a filter): deny
-            },
-            _ => (&*self.filter.words, self.filter.mask),
-        };
-        let mut candidates = 0u32;
-        let names = q.names.get(..q.hashed).unwrap_or_default();
-        for (i, &(name_hash, bits)) in names.iter().enumerate() {
-            let held = may_hold(words, mask, key(ns_hash, name_hash), bits);
-            candidates |= u32::from(held) << i;
+    /// The filter words `q` reads: of its (verb, target) pair if the scope has filters by
+    /// request, or the scope's own.
+    fn filter_for(&self, q: &Query<'_>) -> &[u64] {
+        match (&self.by_request, q.pair) {
+            // Every pair has a filter; none (cannot happen) holds nothing: deny.
+            (Some(by), Some(pair)) => by.filter(pair).unwrap_or_default(),
+            _ => &self.filter.words,
         }
-        candidates
     }
 
     /// The reason of the grant by which the requester's user or one of its groups is allowed the request in
     /// `namespace` (of hash `ns_hash`; `""` and 0 for the cluster-wide scope), given the
-    /// [`Scope::candidates`] among its hashed names.
+    /// candidates among its hashed names (see [`CompiledPolicy::authorize`]).
     // Not inlined into `authorize` (twice) nor `lookup` into it: callgrind counts fewer
     // instructions per decision.
     #[inline(never)]
@@ -804,9 +793,8 @@ impl Scope {
 /// costs a probe of the table.
 #[derive(Debug)]
 struct Filter {
+    /// A power of two of them (see [`word_of`]).
     words: Box<[u64]>,
-    /// `words.len() - 1`; the length is a power of two.
-    mask: usize,
 }
 
 impl Filter {
@@ -814,16 +802,13 @@ impl Filter {
     /// Takes each entry's key and name hash.
     fn new(entries: impl ExactSizeIterator<Item = (u64, u64)>) -> Filter {
         let len = (entries.len() * 8 / 64).next_power_of_two();
-        let mut filter = Filter {
-            words: vec![0; len].into_boxed_slice(),
-            mask: len - 1,
-        };
+        let mut words = vec![0; len].into_boxed_slice();
         for (hash, name_hash) in entries {
-            if let Some(w) = filter.words.get_mut(word_of(hash, filter.mask)) {
+            if let Some(w) = words.get_mut(word_of(hash, len - 1)) {
                 *w |= Filter::bits(name_hash);
             }
         }
-        filter
+        Filter { words }
     }
 
     /// The two bits of a name, from other bits of its hash; always two: a name whose two bits
@@ -837,7 +822,7 @@ impl Filter {
 
     /// False if no entry has key `hash` (whose name's [`Filter::bits`] are `bits`).
     fn may_hold(&self, hash: u64, bits: u64) -> bool {
-        may_hold(&self.words, self.mask, hash, bits)
+        may_hold(&self.words, hash, bits)
     }
 }
 
@@ -847,10 +832,12 @@ fn word_of(hash: u64, mask: usize) -> usize {
     (hash >> 20) as usize & mask
 }
 
-/// False if no entry of filter words `words` (of `mask`, see [`word_of`]) has key `hash`
-/// (whose name's [`Filter::bits`] are `bits`).
-fn may_hold(words: &[u64], mask: usize, hash: u64, bits: u64) -> bool {
-    // A word out of range cannot happen (`mask`); it would hold nothing, so deny.
+/// False if no entry of filter words `words` (a power of two of them, see [`word_of`]) has
+/// key `hash` (whose name's [`Filter::bits`] are `bits`).
+fn may_hold(words: &[u64], hash: u64, bits: u64) -> bool {
+    // The mask from the length itself: the compiler then knows every word is in range but for
+    // no words at all, which hold nothing (deny).
+    let mask = words.len().wrapping_sub(1);
     words
         .get(word_of(hash, mask))
         .is_some_and(|w| w & bits == bits)
@@ -912,10 +899,10 @@ impl ByRequest {
         })
     }
 
-    /// The words of the filter of `pair` and their mask.
-    fn filter(&self, pair: usize) -> Option<(&[u64], usize)> {
+    /// The words of the filter of `pair`.
+    fn filter(&self, pair: usize) -> Option<&[u64]> {
         let &(start, mask) = self.filters.get(pair)?;
-        Some((self.words.get(start..=start + mask)?, mask))
+        self.words.get(start..=start + mask)
     }
 }
 
@@ -1010,13 +997,23 @@ impl CompiledPolicy {
         } else {
             namespace_hash(&a.namespace)
         };
-        // Both filters are read before either table: their reads overlap, and with the lookups.
-        let cluster = self.cluster.candidates(&q, 0);
-        let namespaced = if ns_hash == 0 {
-            0
-        } else {
-            self.namespaced.candidates(&q, ns_hash)
+        // Which of the request's hashed names (bit `i` for `q.names[i]`) may hold something in
+        // either scope. Both filters are read before either table, independent reads with no
+        // branches on what they find: the processor overlaps them, and with the lookups.
+        let cluster_words = self.cluster.filter_for(&q);
+        // No words (a cluster-scoped request): nothing held.
+        let namespaced_words = match ns_hash {
+            0 => &[],
+            _ => self.namespaced.filter_for(&q),
         };
+        let (mut cluster, mut namespaced) = (0u32, 0u32);
+        let names = q.names.get(..q.hashed).unwrap_or_default();
+        for (i, &(name_hash, bits)) in names.iter().enumerate() {
+            let held = may_hold(cluster_words, name_hash, bits);
+            cluster |= u32::from(held) << i;
+            let held = may_hold(namespaced_words, key(ns_hash, name_hash), bits);
+            namespaced |= u32::from(held) << i;
+        }
         // A scope where no name may hold anything is not searched (the common case), unless
         // the requester has groups past the hashed ones.
         let search = |candidates: u32| candidates != 0 || a.groups.len() >= HASHED;
