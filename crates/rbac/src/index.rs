@@ -127,6 +127,7 @@ const NON_RESOURCE: u64 = 1 << 63;
 
 /// The hash of an (API group, resource) pair, a group resource as Kubernetes calls it, from
 /// which its [`target_bit`] and its place in [`GroupResources`] are taken.
+#[inline(always)] // into `authorize`: measured fewer instructions
 fn group_resource_hash(group: &str, resource: &str) -> u64 {
     hash_str(group)
         .rotate_left(21)
