@@ -74,6 +74,21 @@ pub(crate) struct Reason<'a> {
     pub subject: &'a Subject,
 }
 
+impl Reason<'_> {
+    /// The length of the reason, exact but for the escapes of names that need them.
+    pub fn len_hint(&self) -> usize {
+        let fixed =
+            "RBAC: allowed by ClusterRoleBinding \"\" of ClusterRole \"\" to ServiceAccount \"/\"";
+        fixed.len()
+            + self.binding.len()
+            + self.namespace.len()
+            + self.role_ref.kind.len()
+            + self.role_ref.name.len()
+            + self.subject.name.len()
+            + self.subject.namespace.len()
+    }
+}
+
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Reason {

@@ -376,7 +376,7 @@ struct Grant {
 
 /// Subjects are users (service accounts under their user name
 /// `system:serviceaccount:NS:NAME`) or groups; a user and a group of the same name differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Kind {
     User,
     Group,
@@ -604,32 +604,52 @@ struct Scope {
 impl Scope {
     /// A scope of `collected`, whose grants are of `roles`, with [`ByRequest`] filters if
     /// `by_request`.
-    fn build(collected: Collected<'_>, roles: &Roles, by_request: bool) -> Scope {
+    fn build(mut collected: Vec<Collected<'_>>, roles: &Roles, by_request: bool) -> Scope {
+        // Each subject's grants together, in the order their bindings were visited (a stable
+        // sort): one array, not one per subject.
+        collected.sort_by(|a, b| a.subject().cmp(&b.subject()));
+        let subjects = || collected.chunk_by(|a, b| a.subject() == b.subject());
+        // The arrays sized once, not grown by doubling (a copy each time, and the memory of
+        // every smaller one left to the allocator): records exactly, reasons by their parts
+        // (more only where a name needs escaping).
+        let reasons = collected.iter().map(|c| c.reason.len_hint()).sum();
+        let records = subjects()
+            .map(|g| RECORD_HEAD + RECORD_GRANT * g.len() + g.first().map_or(0, |c| c.name.len()))
+            .sum();
         let mut scope = Scope {
             filter: Filter::new([].into_iter()),
             by_request: None,
-            subjects: HashTable::with_capacity(collected.len()),
-            records: Vec::new(),
+            subjects: HashTable::with_capacity(subjects().count()),
+            records: Vec::with_capacity(records),
             namespaces: String::new(),
-            reasons: String::new(),
+            reasons: String::with_capacity(reasons),
         };
         // (key, name hash) of each entry, for the filter, and its (verb, target) pairs for the
         // filters by request.
-        let mut summaries = Vec::with_capacity(collected.len());
+        let mut summaries = Vec::with_capacity(scope.subjects.capacity());
         let mut pairs = Vec::new();
         // Each namespace's name once in `namespaces`.
         let mut spans: HashMap<&str, Span> = HashMap::default();
         // The grants of one subject, reused.
         let mut laid = Vec::new();
-        for ((namespace, kind, name), grants) in collected {
+        for grants in subjects() {
+            let Some(&Collected {
+                namespace,
+                kind,
+                ref name,
+                ..
+            }) = grants.first()
+            else {
+                continue; // a chunk is never empty
+            };
             let ns_hash = if namespace.is_empty() {
                 0
             } else {
                 namespace_hash(namespace)
             };
-            let name_hash = name_hash(kind, &name);
+            let name_hash = name_hash(kind, name);
             let hash = key(ns_hash, name_hash);
-            let held = grants.iter().filter_map(|g| roles.get(g.0));
+            let held = grants.iter().filter_map(|g| roles.get(g.role));
             let targets = held.clone().fold(0, |acc, r| acc | r.targets);
             let verbs = held.clone().fold(0, |acc, r| acc | r.verbs);
             if by_request {
@@ -642,7 +662,7 @@ impl Scope {
                 pairs.push(by_verb);
             }
             // Past 4 GiB of records, namespaces or reasons in one scope, the rest hold nothing.
-            let record = scope.add(&mut spans, &mut laid, namespace, kind, &name, &grants);
+            let record = scope.add(&mut spans, &mut laid, grants);
             let Some(record) = record else {
                 break;
             };
@@ -674,17 +694,20 @@ impl Scope {
         &mut self,
         spans: &mut HashMap<&'a str, Span>,
         laid: &mut Vec<Grant>,
-        namespace: &'a str,
-        kind: Kind,
-        name: &str,
-        grants: &[(u32, Reason<'_>)],
+        grants: &[Collected<'a>],
     ) -> Option<u32> {
+        let &Collected {
+            namespace,
+            kind,
+            ref name,
+            ..
+        } = grants.first()?;
         let namespace = match spans.entry(namespace) {
             Slot::Occupied(e) => *e.get(),
             Slot::Vacant(e) => *e.insert(Span::push(&mut self.namespaces, namespace)?),
         };
         laid.clear();
-        for (role, reason) in grants {
+        for Collected { role, reason, .. } in grants {
             let start = u32::try_from(self.reasons.len()).ok()?;
             write!(self.reasons, "{reason}").ok()?;
             let end = u32::try_from(self.reasons.len()).ok()?;
@@ -922,8 +945,23 @@ impl Default for CompiledPolicy {
     }
 }
 
-/// Grants (role number, reason) by (namespace, subject), while compiling.
-type Collected<'a> = HashMap<(&'a str, Kind, Cow<'a, str>), Vec<(u32, Reason<'a>)>>;
+/// One grant to one subject, while compiling.
+struct Collected<'a> {
+    /// The binding's namespace (`""` for cluster bindings), the subject's kind and name (a
+    /// service account's user name).
+    namespace: &'a str,
+    kind: Kind,
+    name: Cow<'a, str>,
+    role: u32,
+    reason: Reason<'a>,
+}
+
+impl Collected<'_> {
+    /// What the grants of one subject in one scope have in common.
+    fn subject(&self) -> (&str, Kind, &str) {
+        (self.namespace, self.kind, &self.name)
+    }
+}
 
 impl CompiledPolicy {
     /// Compiles `policy` (already aggregated).
@@ -935,7 +973,7 @@ impl CompiledPolicy {
             .iter()
             .filter_map(|(name, r)| Some((name.as_str(), compiled.add(&r.rules)?)))
             .collect();
-        let mut cluster = Collected::default();
+        let mut cluster = Vec::new();
         for (name, b) in &policy.cluster_role_bindings {
             if b.role_ref.kind != "ClusterRole" {
                 continue;
@@ -953,7 +991,7 @@ impl CompiledPolicy {
                 add(&mut cluster, role, reason);
             }
         }
-        let mut namespaced = Collected::default();
+        let mut namespaced = Vec::new();
         // Roles too are compiled once, when the first binding to them is met.
         let mut roles: HashMap<(&str, &str), u32> = HashMap::default();
         for ((ns, name), b) in &policy.role_bindings {
@@ -1041,7 +1079,7 @@ impl CompiledPolicy {
 
 /// Records that the subject of `reason`, of a binding in its namespace (`""` for cluster
 /// bindings), holds `role` there.
-fn add<'a>(collected: &mut Collected<'a>, role: u32, reason: Reason<'a>) {
+fn add<'a>(collected: &mut Vec<Collected<'a>>, role: u32, reason: Reason<'a>) {
     let subject = reason.subject;
     let (kind, name) = match subject.kind.as_str() {
         "User" => (Kind::User, Cow::Borrowed(subject.name.as_str())),
@@ -1060,10 +1098,13 @@ fn add<'a>(collected: &mut Collected<'a>, role: u32, reason: Reason<'a>) {
         }
         _ => return,
     };
-    collected
-        .entry((reason.namespace, kind, name))
-        .or_default()
-        .push((role, reason));
+    collected.push(Collected {
+        namespace: reason.namespace,
+        kind,
+        name,
+        role,
+        reason,
+    });
 }
 
 #[cfg(test)]
