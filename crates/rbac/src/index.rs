@@ -345,7 +345,7 @@ impl Roles {
     }
 }
 
-/// Where a string is in a scope's text.
+/// Where a string is in one of a scope's arrays of strings (`namespaces`, `reasons`).
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
