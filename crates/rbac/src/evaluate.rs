@@ -111,11 +111,14 @@ impl fmt::Display for Reason<'_> {
             )?;
         }
         match subject.kind.as_str() {
-            "ServiceAccount" => write!(
-                f,
-                "ServiceAccount \"{}/{}\"",
-                subject.name, subject.namespace
-            ),
+            "ServiceAccount" => {
+                // Unqualified, it is the binding's namespace's (as it matches).
+                let in_namespace = match subject.namespace.as_str() {
+                    "" => namespace,
+                    own => own,
+                };
+                write!(f, "ServiceAccount \"{}/{in_namespace}\"", subject.name)
+            }
             kind => write!(f, "{kind} {:?}", subject.name),
         }
     }

@@ -1,6 +1,6 @@
 //! One named case per rule of Kubernetes RBAC, each citing the behaviour it follows.
 
-use portcullis_rbac::{Attributes, Policy, authorize};
+use portcullis_rbac::{Attributes, CompiledPolicy, Policy, authorize};
 
 fn policy(yaml: &str) -> Policy {
     Policy::from_documents([("test.yaml", yaml)]).unwrap()
@@ -176,6 +176,26 @@ fn service_account_subjects_match_the_service_account_user_name() {
         .allowed
     );
     assert!(!authorize(&p, &res("robot", "get", "", "secrets", "ns-a", "s")).allowed);
+}
+
+#[test]
+fn an_unqualified_service_account_is_named_in_the_reason_with_the_bindings_namespace() {
+    // kube-apiserver's describeSubject: a ServiceAccount subject without a namespace is
+    // described as NAME/BINDING-NAMESPACE, the account it matches. The index must say the same.
+    let p = with(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: { name: b, namespace: ns-a }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets }\nsubjects: [{ kind: ServiceAccount, name: robot }]",
+    );
+    let a = res(
+        "system:serviceaccount:ns-a:robot",
+        "get",
+        "",
+        "secrets",
+        "ns-a",
+        "s",
+    );
+    let want = "RBAC: allowed by RoleBinding \"b/ns-a\" of Role \"secrets\" to ServiceAccount \"robot/ns-a\"";
+    assert_eq!(authorize(&p, &a).reason, want);
+    assert_eq!(CompiledPolicy::new(&p).authorize(&a).reason, want);
 }
 
 #[test]
