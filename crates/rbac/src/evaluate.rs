@@ -85,7 +85,7 @@ impl Reason<'_> {
             + self.role_ref.kind.len()
             + self.role_ref.name.len()
             + self.subject.name.len()
-            + self.subject.namespace.len()
+            + self.subject.namespace.len().max(self.namespace.len())
     }
 }
 
