@@ -75,7 +75,8 @@ pub(crate) struct Reason<'a> {
 }
 
 impl Reason<'_> {
-    /// The length of the reason, exact but for the escapes of names that need them.
+    /// The length of the reason or a few bytes more, but for the escapes of names that need
+    /// them: to size the arrays reasons are written into.
     pub fn len_hint(&self) -> usize {
         let fixed =
             "RBAC: allowed by ClusterRoleBinding \"\" of ClusterRole \"\" to ServiceAccount \"/\"";
