@@ -886,6 +886,10 @@ struct ByRequest {
 /// scope's own filter serves.
 const BY_REQUEST_WORDS: usize = 8 << 20;
 
+/// All [`ByRequest`] filters of a policy up to this many words (128 KiB) get more bits a
+/// subject: they stay in cache whatever their size.
+const BY_REQUEST_SMALL: usize = 16 << 10;
+
 impl ByRequest {
     /// Over entries (key, name hash), each with the targets its rules name with each verb slot
     /// (see [`CompiledRole::by_verb`]); `None` if they would take more than
@@ -897,15 +901,24 @@ impl ByRequest {
                 *counts.get_mut(pair)? += 1;
             }
         }
-        let mut filters = Vec::with_capacity(counts.len());
-        let mut total = 0usize;
-        for count in counts {
-            // 4 to 8 bits a subject, half the scope filter's: more false positives (each a
-            // lookup), but the filters requests use stay in cache, which measured faster.
-            let len = (count * 4 / 64).next_power_of_two();
-            filters.push((total, len - 1));
-            total += len;
-        }
+        // Bits a subject: 4 to 8, half the scope filter's (more false positives, each a lookup,
+        // but the filters requests use stay in cache, which measured faster), or more while
+        // all the filters together are small enough to stay in cache anyway.
+        let layout = |bits: usize| {
+            let mut filters = Vec::with_capacity(counts.len());
+            let mut total = 0usize;
+            for &count in &counts {
+                let len = (count * bits / 64).next_power_of_two();
+                filters.push((total, len - 1));
+                total += len;
+            }
+            (filters, total)
+        };
+        let (filters, total) = [32, 16, 8]
+            .into_iter()
+            .map(layout)
+            .find(|(_, total)| *total <= BY_REQUEST_SMALL)
+            .unwrap_or_else(|| layout(4));
         if total > BY_REQUEST_WORDS {
             return None;
         }
