@@ -869,10 +869,11 @@ fn may_hold(words: &[u64], hash: u64, bits: u64) -> bool {
 
 /// Filters of the cluster-wide scope by what a request asks: one for each (verb, target bit)
 /// pair, over the subjects with a rule that names both (a verb of one rule and a resource of
-/// another do not make a pair), each laid out as a [`Filter`]. A request reads the one of its pair, so a subject that holds
-/// cluster-wide grants for other verbs or resources (the common case for groups every request
-/// carries, such as `system:authenticated`) is passed over without reading its entry. Each
-/// filter holds only the subjects of its pair, so the ones requests use stay in cache.
+/// another do not make a pair), each laid out as a [`Filter`]. A request reads the one of its
+/// pair, so a subject that holds cluster-wide grants for other verbs or resources (the common
+/// case for groups every request carries, such as `system:authenticated`) is passed over
+/// without reading its entry. Each filter holds only the subjects of its pair, so the ones
+/// requests use stay in cache.
 #[derive(Debug)]
 struct ByRequest {
     /// Every filter's words, end to end.
@@ -886,8 +887,8 @@ struct ByRequest {
 /// scope's own filter serves.
 const BY_REQUEST_WORDS: usize = 8 << 20;
 
-/// All [`ByRequest`] filters of a policy up to this many words (128 KiB) get more bits a
-/// subject: they stay in cache whatever their size.
+/// Up to this many words (128 KiB) for all of them, [`ByRequest`] filters get more bits a
+/// subject: so few stay in cache with them too.
 const BY_REQUEST_SMALL: usize = 16 << 10;
 
 impl ByRequest {
