@@ -216,8 +216,8 @@ impl GroupResources {
 }
 
 /// What a check reads of one rule: its verbs and targets pre-matched into bitsets, and the
-/// numbers of the group resources it names if it names them exactly. Kept apart from the rule itself, so
-/// that the rules of a role are a few adjacent cache lines.
+/// numbers of the group resources it names if it names them exactly. Kept apart from the rule
+/// itself, so that the rules of a role are a few adjacent cache lines.
 #[derive(Debug, Clone, Copy)]
 struct CompiledRule {
     /// Bit per well-known verb, [`OTHER_VERB`] for any other; `u32::MAX` for `*`.
@@ -399,7 +399,11 @@ struct Entry {
 /// scope's `records` bytes, so that a check reads one place (a line or two) and not one
 /// allocation per field. Little-endian `u32`s, then bytes:
 ///
-/// | kind (bit 0) and number of grants (bits 1..) | name length | namespace start | namespace end | grants: role, reason start, reason end (each) | name |
+/// 1. kind (bit 0) and number of grants (bits 1 and up);
+/// 2. name length;
+/// 3. namespace start and end;
+/// 4. each grant: role, reason start and reason end;
+/// 5. the name's bytes.
 ///
 /// The namespace is a span of the scope's `namespaces` (each namespace once, so they stay in
 /// cache), a reason one of its `reasons` (read only by an allow).
@@ -729,9 +733,9 @@ impl Scope {
         }
     }
 
-    /// The reason of the grant by which the requester's user or one of its groups is allowed the request in
-    /// `namespace` (of hash `ns_hash`; `""` and 0 for the cluster-wide scope), given the
-    /// candidates among its hashed names (see [`CompiledPolicy::authorize`]).
+    /// The reason of the grant by which the requester's user or one of its groups is allowed
+    /// the request in `namespace` (of hash `ns_hash`; `""` and 0 for the cluster-wide scope),
+    /// given the candidates among its hashed names (see [`CompiledPolicy::authorize`]).
     // Not inlined into `authorize` (twice) nor `lookup` into it: callgrind counts fewer
     // instructions per decision.
     #[inline(never)]
@@ -773,8 +777,8 @@ impl Scope {
         })
     }
 
-    /// The reason of the grant, if any, by which the requester's name `i` (see [`Query::name`]), of key
-    /// `hash`, allows the request: past the filter.
+    /// The reason of the grant, if any, by which the requester's name `i` (see
+    /// [`Query::name`]), of key `hash`, allows the request: past the filter.
     #[inline(never)] // see `grant`
     fn lookup(&self, q: &Query<'_>, i: usize, namespace: &str, hash: u64) -> Option<&str> {
         // The summary first, as most entries found concern something else; the rest (in
