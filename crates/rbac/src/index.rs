@@ -37,7 +37,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::hash_map::Entry as Slot;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::hash::Hasher;
 
 use hashbrown::HashTable;
@@ -354,10 +354,10 @@ struct Span {
 
 impl Span {
     /// Appends `s` to `text`; `None` past 4 GiB.
-    fn push(text: &mut String, s: &str) -> Option<Span> {
+    fn push(text: &mut String, s: impl fmt::Display) -> Option<Span> {
         let start = u32::try_from(text.len()).ok()?;
-        let end = u32::try_from(text.len() + s.len()).ok()?;
-        text.push_str(s);
+        write!(text, "{s}").ok()?;
+        let end = u32::try_from(text.len()).ok()?;
         Some(Span { start, end })
     }
 
@@ -637,13 +637,7 @@ impl Scope {
         // The grants of one subject, reused.
         let mut laid = Vec::new();
         for grants in subjects() {
-            let Some(&Collected {
-                namespace,
-                kind,
-                ref name,
-                ..
-            }) = grants.first()
-            else {
+            let Some((namespace, kind, name)) = grants.first().map(Collected::subject) else {
                 continue; // a chunk is never empty
             };
             let ns_hash = if namespace.is_empty() {
@@ -666,7 +660,7 @@ impl Scope {
                 pairs.push(by_verb);
             }
             // Past 4 GiB of records, namespaces or reasons in one scope, the rest hold nothing.
-            let record = scope.add(&mut spans, &mut laid, grants);
+            let record = scope.add(&mut spans, &mut laid, (namespace, kind, name), grants);
             let Some(record) = record else {
                 break;
             };
@@ -681,7 +675,7 @@ impl Scope {
                 .subjects
                 .insert_unique(hash, entry, |e: &Entry| e.hash);
         }
-        // Grown by doubling: what is kept is what is used.
+        // Reasons were sized by an upper bound, namespaces grown: keep what is used.
         scope.records.shrink_to_fit();
         scope.namespaces.shrink_to_fit();
         scope.reasons.shrink_to_fit();
@@ -692,32 +686,25 @@ impl Scope {
         scope
     }
 
-    /// Lays out one subject's record and reasons: the record's offset, or `None` if it does
-    /// not fit.
+    /// Lays out the record of one subject (namespace, kind, name) and the reasons of its
+    /// grants: the record's offset, or `None` if it does not fit.
     fn add<'a>(
         &mut self,
         spans: &mut HashMap<&'a str, Span>,
         laid: &mut Vec<Grant>,
-        grants: &[Collected<'a>],
+        (namespace, kind, name): (&'a str, Kind, &str),
+        grants: &[Collected<'_>],
     ) -> Option<u32> {
-        let &Collected {
-            namespace,
-            kind,
-            ref name,
-            ..
-        } = grants.first()?;
         let namespace = match spans.entry(namespace) {
             Slot::Occupied(e) => *e.get(),
             Slot::Vacant(e) => *e.insert(Span::push(&mut self.namespaces, namespace)?),
         };
         laid.clear();
-        for Collected { role, reason, .. } in grants {
-            let start = u32::try_from(self.reasons.len()).ok()?;
-            write!(self.reasons, "{reason}").ok()?;
-            let end = u32::try_from(self.reasons.len()).ok()?;
+        for g in grants {
+            let reason = Span::push(&mut self.reasons, g.reason)?;
             laid.push(Grant {
-                role: *role,
-                reason: Span { start, end },
+                role: g.role,
+                reason,
             });
         }
         Record::push(&mut self.records, kind, name, namespace, laid)
@@ -963,21 +950,20 @@ impl Default for CompiledPolicy {
     }
 }
 
-/// One grant to one subject, while compiling.
+/// One grant to one subject, while compiling: the subject's kind and name (a service
+/// account's user name), the role, and the binding that grants it (its namespace is the
+/// scope's: `""` for cluster bindings).
 struct Collected<'a> {
-    /// The binding's namespace (`""` for cluster bindings), the subject's kind and name (a
-    /// service account's user name).
-    namespace: &'a str,
     kind: Kind,
     name: Cow<'a, str>,
     role: u32,
     reason: Reason<'a>,
 }
 
-impl Collected<'_> {
-    /// What the grants of one subject in one scope have in common.
-    fn subject(&self) -> (&str, Kind, &str) {
-        (self.namespace, self.kind, &self.name)
+impl<'a> Collected<'a> {
+    /// What the grants of one subject in one scope have in common: namespace, kind, name.
+    fn subject(&self) -> (&'a str, Kind, &str) {
+        (self.reason.namespace, self.kind, &self.name)
     }
 }
 
@@ -1117,7 +1103,6 @@ fn add<'a>(collected: &mut Vec<Collected<'a>>, role: u32, reason: Reason<'a>) {
         _ => return,
     };
     collected.push(Collected {
-        namespace: reason.namespace,
         kind,
         name,
         role,
