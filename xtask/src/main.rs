@@ -4,9 +4,9 @@
 //!   packages of `peers/node`, cargo-nextest, kubectl), then runs the whole suite with
 //!   cargo-nextest.
 //! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
-//! - `bench [SECTION…]`: runs every benchmark (or the named ones: rbac, store, server, cli) with
-//!   its competitor in the same run and writes `docs/benchmarks.md` (with names, replacing only
-//!   their sections).
+//! - `bench [SECTION…]`: runs every benchmark (or the named sections: rbac, rbac-cli, store,
+//!   server, portcullis; or a crate directory's, such as cli) with its competitor in the same run
+//!   and writes `docs/benchmarks.md` (with names, replacing only their sections).
 //! - `deps`: only the install step of `test`.
 
 use std::path::{Path, PathBuf};
@@ -50,7 +50,8 @@ enum Task {
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
     Bench {
-        /// Only these (rbac, store, server, cli): their sections are replaced, the others kept.
+        /// Only these sections (rbac, rbac-cli, store, server, portcullis) or crate directories
+        /// (cli: both of its sections): they are replaced, the others kept.
         only: Vec<String>,
     },
     /// Install the test dependencies only.
@@ -215,21 +216,30 @@ fn present(probe: &str) -> bool {
 
 // === bench ===
 
-/// Benchmarks (package, its directory under `crates/`, bench target, cargo features) that each
-/// write a markdown section into `$PORTCULLIS_BENCH_OUT/<package without portcullis->.md`.
-const BENCHES: &[(&str, &str, &str, &str)] = &[
-    ("portcullis-rbac", "rbac", "authorize", ""),
-    ("portcullis-store", "store", "store", "etcd"),
-    ("portcullis-server", "server", "api", ""),
-    ("portcullis", "cli", "oidc", ""),
+/// Benchmarks: (section, package, its directory under `crates/`, bench target, cargo features).
+/// Each writes the markdown section `$PORTCULLIS_BENCH_OUT/<section>.md`, whose heading ends
+/// with `(<section>)`.
+const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
+    ("rbac", "portcullis-rbac", "rbac", "authorize", ""),
+    ("rbac-cli", "portcullis", "cli", "can_i", ""),
+    ("store", "portcullis-store", "store", "store", "etcd"),
+    ("server", "portcullis-server", "server", "api", ""),
+    ("portcullis", "portcullis", "cli", "oidc", ""),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
-    if let Some(unknown) = only
-        .iter()
-        .find(|o| !BENCHES.iter().any(|(_, dir, _, _)| dir == o))
-    {
-        bail!("no bench section {unknown:?}: the sections are rbac, store, server and cli");
+    // A name picks a section, or every section of a crate's directory.
+    let picked = |section: &str, dir: &str| only.iter().any(|o| o == section || o == dir);
+    if let Some(unknown) = only.iter().find(|o| {
+        !BENCHES
+            .iter()
+            .any(|(section, _, dir, _, _)| section == o || dir == o)
+    }) {
+        let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+        bail!(
+            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server)",
+            names.join(", ")
+        );
     }
     install_deps()?;
     let out = root.join("target").join("bench-report");
@@ -238,9 +248,8 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
     // Sections by their heading's `(name)`: kept from the last run unless measured now.
     let previous = std::fs::read_to_string(&path).unwrap_or_default();
     let mut sections = Vec::new();
-    for (package, dir, bench, features) in BENCHES {
-        let name = package.trim_start_matches("portcullis-");
-        if !only.is_empty() && !only.iter().any(|o| o == dir) {
+    for (name, package, dir, bench, features) in BENCHES {
+        if !only.is_empty() && !picked(name, dir) {
             match previous.split("\n## ").skip(1).find(|s| {
                 s.lines()
                     .next()

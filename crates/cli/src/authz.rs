@@ -4,8 +4,10 @@
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
 use portcullis_rbac::batch;
-use portcullis_rbac::{Attributes, Policy};
+use portcullis_rbac::{Attributes, CompiledPolicy, Policy};
 
 /// `portcullis can-i`.
 #[derive(clap::Args, Debug)]
@@ -48,6 +50,9 @@ pub struct PolicySource {
         default_value = "portcullis-data/admin.conf"
     )]
     pub kubeconfig: PathBuf,
+    /// Print how long each step took (reading, parsing, compiling, answering) on stderr.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// `can-i` without `--policy`: asks the management API with a SelfSubjectAccessReview (or a
@@ -122,17 +127,23 @@ pub fn can_i(args: &CanIArgs) -> i32 {
 }
 
 fn run(args: &CanIArgs) -> Result<i32, String> {
-    let policy = load_policy(&args.source.policy)?;
+    let mut timings = Timings::new(args.source.timings);
+    let policy = load_policy(&args.source.policy, &mut timings)?;
+    let compiled = CompiledPolicy::new(&policy);
+    timings.step("compiled the index");
+    drop(policy);
+    timings.step("freed the parsed objects");
     if let Some(batch_file) = &args.batch {
         let stdout = std::io::stdout();
         let errors = if batch_file.as_os_str() == "-" {
-            batch::run(&policy, std::io::stdin().lock(), stdout.lock())
+            batch::run(&compiled, std::io::stdin().lock(), stdout.lock())
         } else {
             let f = std::fs::File::open(batch_file)
                 .map_err(|e| format!("{}: {e}", batch_file.display()))?;
-            batch::run(&policy, BufReader::new(f), stdout.lock())
+            batch::run(&compiled, BufReader::new(f), stdout.lock())
         }
         .map_err(|e| e.to_string())?;
+        timings.step("answered the batch");
         return Ok(if errors == 0 { 0 } else { 2 });
     }
     let (Some(verb), Some(resource)) = (&args.verb, &args.resource) else {
@@ -151,31 +162,84 @@ fn run(args: &CanIArgs) -> Result<i32, String> {
     if a.user.is_empty() && a.groups.is_empty() {
         return Err("--as USER (and/or --as-group GROUP) is required with --policy".into());
     }
-    let allowed = batch::decide(&policy, &a).allowed;
+    let allowed = batch::decide(&compiled, &a).allowed;
+    timings.step("decided");
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{}", if allowed { "yes" } else { "no" });
     Ok(if allowed { 0 } else { 1 })
 }
 
-/// Reads policy files and directories (their `.yaml`, `.yml`, `.json` files, sorted).
-pub fn load_policy(paths: &[PathBuf]) -> Result<Policy, String> {
-    let mut files: Vec<(String, String)> = Vec::new();
+/// `--timings`: how long each step of a command took, on stderr, so that a user can see where
+/// the time of a large policy goes.
+pub struct Timings {
+    last: Option<Instant>,
+}
+
+impl Timings {
+    /// Reports only if `on`.
+    pub fn new(on: bool) -> Timings {
+        Timings {
+            last: on.then(Instant::now),
+        }
+    }
+
+    /// Reports the time since the last step as `what`.
+    pub fn step(&mut self, what: impl std::fmt::Display) {
+        if let Some(last) = &mut self.last {
+            let now = Instant::now();
+            eprintln!(
+                "timing: {what}: {:.1} ms",
+                now.duration_since(*last).as_secs_f64() * 1e3
+            );
+            *last = now;
+        }
+    }
+}
+
+/// Reads policy files and directories (their `.yaml`, `.yml`, `.json` files, sorted): JSON as
+/// JSON, YAML with limits that grow with the file (see
+/// [`portcullis_model::decode::local_documents`]).
+pub fn load_policy(paths: &[PathBuf], timings: &mut Timings) -> Result<Policy, String> {
+    let mut files: Vec<PathBuf> = Vec::new();
     for p in paths {
         collect(p, &mut files)?;
     }
-    Policy::from_documents(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
-        .map_err(|e| e.to_string())
+    let mut policy = Policy::default();
+    for path in files {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        timings.step(format_args!(
+            "read {} ({} bytes)",
+            path.display(),
+            text.len()
+        ));
+        let name = path.display().to_string();
+        let docs =
+            portcullis_model::decode::local_documents(&text).map_err(|e| format!("{name}: {e}"))?;
+        drop(text);
+        timings.step(format_args!("parsed {name}"));
+        policy
+            .add_documents(&name, docs)
+            .map_err(|e| e.to_string())?;
+        timings.step(format_args!("decoded the objects of {name}"));
+    }
+    policy.aggregate();
+    timings.step(format_args!(
+        "aggregated ({} roles and cluster roles, {} bindings)",
+        policy.roles.len() + policy.cluster_roles.len(),
+        policy.binding_count()
+    ));
+    Ok(policy)
 }
 
-fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     if path.is_dir() {
         for e in crate::resources::manifest_files(path).map_err(|e| format!("{e:#}"))? {
             collect(&e, out)?;
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    out.push((path.display().to_string(), text));
+    out.push(path.to_owned());
     Ok(())
 }
 
@@ -222,9 +286,9 @@ pub struct AuthRulesArgs {
 impl PolicySource {
     /// The policy to answer from: the `--policy` files, or the management plane's own RBAC
     /// objects read through its API (which needs `list` on the four RBAC kinds).
-    pub async fn load(&self) -> Result<Policy, String> {
+    pub async fn load(&self, timings: &mut Timings) -> Result<Policy, String> {
         if !self.policy.is_empty() {
-            return load_policy(&self.policy);
+            return load_policy(&self.policy, timings);
         }
         let client = crate::client::Client::from_kubeconfig(&self.kubeconfig)
             .map_err(|e| format!("{e:#}"))?;
@@ -254,14 +318,18 @@ impl PolicySource {
                 items.push(item);
             }
         }
-        let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
-        Policy::from_documents([("the management API", list.to_string().as_str())])
-            .map_err(|e| e.to_string())
+        let mut policy = Policy::default();
+        policy
+            .add_documents("the management API", items)
+            .map_err(|e| e.to_string())?;
+        policy.aggregate();
+        timings.step("read the RBAC objects of the management API");
+        Ok(policy)
     }
 
     /// [`PolicySource::load`], reporting a failure on stderr.
-    async fn load_or_report(&self) -> Option<Policy> {
-        self.load()
+    async fn load_or_report(&self, timings: &mut Timings) -> Option<Policy> {
+        self.load(timings)
             .await
             .inspect_err(|e| eprintln!("error: {e}"))
             .ok()
@@ -297,10 +365,11 @@ fn request_attributes(
 
 /// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
 pub async fn who_can(args: &WhoCanArgs) -> i32 {
-    let Some(policy) = args.source.load_or_report().await else {
+    let mut timings = Timings::new(args.source.timings);
+    let Some(policy) = args.source.load_or_report(&mut timings).await else {
         return 2;
     };
-    let run = || -> Result<i32, String> {
+    let mut run = || -> Result<i32, String> {
         let a = request_attributes(
             &args.verb,
             &args.resource,
@@ -308,6 +377,7 @@ pub async fn who_can(args: &WhoCanArgs) -> i32 {
             args.namespace.as_deref(),
         );
         let answers = portcullis_rbac::review::who_can(&policy, &a);
+        timings.step(format_args!("found {} subjects", answers.len()));
         let mut out = std::io::stdout().lock();
         if args.output.as_deref() == Some("json") {
             let text = serde_json::to_string_pretty(&answers).map_err(|e| e.to_string())?;
@@ -341,12 +411,14 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
         eprintln!("error: --as USER (and/or --as-group GROUP) is required");
         return 2;
     }
-    let Some(policy) = args.source.load_or_report().await else {
+    let mut timings = Timings::new(args.source.timings);
+    let Some(policy) = args.source.load_or_report(&mut timings).await else {
         return 2;
     };
-    let run = || -> Result<i32, String> {
+    let mut run = || -> Result<i32, String> {
         let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
         let status = portcullis_rbac::review::rules_review(&policy, &user, &args.as_groups, &ns);
+        timings.step("listed the rules");
         let mut out = std::io::stdout().lock();
         if args.output.as_deref() == Some("json") {
             let text = serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?;

@@ -63,8 +63,9 @@ fn parse_file(path: &Path, out: &mut Vec<(String, Value)>) -> Result<()> {
 }
 
 fn parse_documents(source: &str, text: &str, out: &mut Vec<(String, Value)>) -> Result<()> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| anyhow::anyhow!("{source}: not valid YAML or JSON: {e}"))?;
+    // A file the user named: JSON as JSON, YAML with limits that grow with its size.
+    let docs = portcullis_model::decode::local_documents(text)
+        .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
     for (i, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
             continue;

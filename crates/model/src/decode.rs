@@ -263,7 +263,12 @@ pub fn decode_json(bytes: &[u8]) -> Result<Resource, Error> {
 }
 
 fn yaml_options() -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
+    yaml_options_with(serde_saphyr::Budget::default())
+}
+
+/// The YAML options of every source: `budget` with the depth and alias limits that stop
+/// expansion bombs, whatever the source's size.
+fn yaml_options_with(mut budget: serde_saphyr::Budget) -> serde_saphyr::Options {
     budget.max_depth = MAX_YAML_DEPTH;
     budget.max_aliases = MAX_YAML_ALIASES;
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
@@ -277,6 +282,53 @@ fn yaml_options() -> serde_saphyr::Options {
     options.strict_booleans = true;
     options.reject_unsupported_tags = true;
     options
+}
+
+/// The documents of a file that the user named on the command line (`apply -f`, `can-i
+/// --policy`): not a request from the network, so its size is the user's choice.
+///
+/// JSON (what `kubectl get … -o json` writes: one value, or several one after another) is read
+/// as JSON, which is several times faster than reading it as YAML. Anything else is YAML whose
+/// budgets of nodes, events, scalar bytes and documents grow with the text (a node or an event
+/// takes at least a byte of it, unless an alias replays it), while depth and aliases keep the
+/// limits of network input: those stop expansion bombs, which no size of file excuses.
+///
+/// # Errors
+///
+/// A message saying where the text stops being JSON or YAML (line and column).
+pub fn local_documents(text: &str) -> Result<Vec<Value>, String> {
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[')) {
+        let json: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .collect();
+        match json {
+            Ok(docs) => return Ok(docs),
+            // A YAML flow mapping also starts with `{`: try YAML before giving up, and name
+            // both errors if neither reads it.
+            Err(json_error) => {
+                return local_yaml(text).map_err(|yaml_error| {
+                    format!("not valid JSON ({json_error}) nor YAML ({yaml_error})")
+                });
+            }
+        }
+    }
+    local_yaml(text).map_err(|e| format!("not valid YAML or JSON: {e}"))
+}
+
+fn local_yaml(text: &str) -> Result<Vec<Value>, String> {
+    let mut budget = serde_saphyr::Budget::default();
+    let size = text.len();
+    budget.max_nodes = budget.max_nodes.max(size);
+    budget.max_events = budget.max_events.max(size.saturating_mul(4));
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(size);
+    budget.max_total_comment_bytes = budget.max_total_comment_bytes.max(size);
+    budget.max_documents = budget.max_documents.max(size / 4);
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options_with(budget))
+            .map_err(|e| e.without_snippet().to_string())?;
+    // Empty documents (`---` alone, or a trailing one) hold nothing.
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 /// Decodes every object of a YAML stream (documents separated by `---`; empty documents

@@ -1,11 +1,11 @@
 //! `can-i --batch`: one SubjectAccessReview `spec` (JSON, as the Kubernetes API writes it) per
 //! input line, one `{"allowed":…,"reason":"…"}` per output line, in order.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Attributes, Decision, Policy};
+use crate::{Attributes, CompiledPolicy, Decision};
 
 /// The group whose members kube-apiserver allows before any authorizer is asked.
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -122,28 +122,59 @@ pub struct Answer {
     pub reason: String,
 }
 
-/// Decides as kube-apiserver's authorizer chain does: `system:masters` first, then RBAC.
-pub fn decide(policy: &Policy, a: &Attributes) -> Decision {
+/// Decides as kube-apiserver's authorizer chain does: `system:masters` first, then RBAC, with
+/// the compiled index (the reference evaluator is the model it is tested against, not a path
+/// that answers users).
+pub fn decide(policy: &CompiledPolicy, a: &Attributes) -> Decision {
     if a.groups.iter().any(|g| g == SYSTEM_MASTERS) {
         return Decision {
             allowed: true,
             reason: String::new(),
         };
     }
-    crate::authorize(policy, a)
+    policy.authorize(a)
 }
 
-/// Reads specs from `input`, writes answers to `output`. A line that is not a valid spec is
-/// answered `allowed: false` with the error as reason (so lines stay aligned); the count of such
-/// lines is returned.
-pub fn run(policy: &Policy, input: impl BufRead, mut output: impl Write) -> std::io::Result<usize> {
+/// Reads specs from `input`, writes answers to `output` (through a buffer, flushed at the end).
+/// A line that is not a valid spec is answered `allowed: false` with the error as reason, in
+/// its place (so lines stay aligned); the count of such lines is returned.
+pub fn run(
+    policy: &CompiledPolicy,
+    mut input: impl BufRead,
+    output: impl Write,
+) -> std::io::Result<usize> {
+    let mut output = BufWriter::with_capacity(64 * 1024, output);
     let mut errors = 0;
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        // At most a line's limit (and its newline) is held; the rest of a longer line is read
+        // past, and the line answered as too long.
+        let limit = MAX_LINE as u64 + 1;
+        if Read::take(&mut input, limit).read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        let too_long = line.len() > MAX_LINE && line.last() != Some(&b'\n');
+        if too_long {
+            let mut rest = Vec::new();
+            while !rest.ends_with(b"\n") {
+                rest.clear();
+                if Read::take(&mut input, limit).read_until(b'\n', &mut rest)? == 0 {
+                    break;
+                }
+            }
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let answer = match parse_line(&line) {
+        let parsed = if too_long {
+            Err(format!("longer than {MAX_LINE} bytes"))
+        } else {
+            parse_line(&line)
+        };
+        let answer = match parsed {
             Ok(a) => {
                 let d = decide(policy, &a);
                 Answer {
@@ -155,21 +186,19 @@ pub fn run(policy: &Policy, input: impl BufRead, mut output: impl Write) -> std:
                 errors += 1;
                 Answer {
                     allowed: false,
-                    reason: format!("error: line {}: {e}", i + 1),
+                    reason: format!("error: line {number}: {e}"),
                 }
             }
         };
-        let text = serde_json::to_string(&answer).map_err(std::io::Error::other)?;
-        writeln!(output, "{text}")?;
+        serde_json::to_writer(&mut output, &answer).map_err(std::io::Error::other)?;
+        output.write_all(b"\n")?;
     }
+    output.flush()?;
     Ok(errors)
 }
 
-fn parse_line(line: &str) -> Result<Attributes, String> {
-    if line.len() > MAX_LINE {
-        return Err(format!("longer than {MAX_LINE} bytes"));
-    }
-    let spec: SubjectAccessReviewSpec =
-        serde_json::from_str(line).map_err(|e| format!("not a SubjectAccessReview spec: {e}"))?;
+fn parse_line(line: &[u8]) -> Result<Attributes, String> {
+    let spec: SubjectAccessReviewSpec = serde_json::from_slice(line.trim_ascii())
+        .map_err(|e| format!("not a SubjectAccessReview spec: {e}"))?;
     spec.attributes()
 }

@@ -55,14 +55,22 @@ impl Policy {
         Ok(p)
     }
 
-    /// Adds the objects of one source (without re-aggregating).
+    /// Adds the objects of one source (without re-aggregating): a file the user named, read as
+    /// [`portcullis_model::decode::local_documents`] reads it (JSON as JSON; YAML with limits
+    /// that grow with its size).
     pub fn add_source(&mut self, source: &str, text: &str) -> Result<(), PolicyError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| PolicyError {
-            source_name: source.to_owned(),
-            document: 1,
-            field: String::new(),
-            message: format!("not valid YAML or JSON: {e}"),
-        })?;
+        let docs =
+            portcullis_model::decode::local_documents(text).map_err(|message| PolicyError {
+                source_name: source.to_owned(),
+                document: 1,
+                field: String::new(),
+                message,
+            })?;
+        self.add_documents(source, docs)
+    }
+
+    /// Adds parsed documents of one source (without re-aggregating); `List` kinds are expanded.
+    pub fn add_documents(&mut self, source: &str, docs: Vec<Value>) -> Result<(), PolicyError> {
         for (i, doc) in docs.into_iter().enumerate() {
             let at = |field: String, message: String| PolicyError {
                 source_name: source.to_owned(),
@@ -73,17 +81,20 @@ impl Policy {
             if doc.is_null() {
                 continue;
             }
-            let kind = doc
+            let is_list = doc
                 .get("kind")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            if kind == "List" || kind.ends_with("List") {
-                let Some(items) = doc.get("items").and_then(Value::as_array) else {
+                .is_some_and(|kind| kind.ends_with("List"));
+            if is_list {
+                let items = match doc {
+                    Value::Object(mut map) => map.remove("items"),
+                    _ => None,
+                };
+                let Some(Value::Array(items)) = items else {
                     return Err(at("items: ".into(), "a List needs items".into()));
                 };
-                for (j, item) in items.iter().enumerate() {
-                    self.add_object(item.clone())
+                for (j, item) in items.into_iter().enumerate() {
+                    self.add_object(item)
                         .map_err(|(f, m)| at(format!("items[{j}].{f}"), m))?;
                 }
             } else {

@@ -1,10 +1,12 @@
 //! Rules reviews (SelfSubjectRulesReview) and who-can: what a subject may do in a namespace,
 //! and which subjects may do a thing, with the bindings and roles that grant it.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{applies_to, rule_allows};
-use crate::v1::{PolicyRule, Subject};
+use crate::v1::{PolicyRule, RoleRef, Subject};
 use crate::{Attributes, Policy};
 
 /// `status` of a SelfSubjectRulesReview (`authorization.k8s.io/v1`).
@@ -133,47 +135,21 @@ pub struct WhoCan {
 
 /// Every subject allowed to do what `a` describes (its user and groups are ignored), with the
 /// binding and role that grant it, sorted. Exact: the same rule matching as decisions.
+///
+/// Each role is matched against the request once, however many bindings name it (a large
+/// cluster has thousands of bindings to a few dozen roles): the rest is a lookup per binding in
+/// scope.
 pub fn who_can(policy: &Policy, a: &Attributes) -> Vec<WhoCan> {
     let mut out = Vec::new();
-    let mut add = |subjects: &[Subject],
-                   ns: &str,
-                   binding: String,
-                   kind: &str,
-                   role: &str,
-                   rules: &[PolicyRule]| {
-        if !rules.iter().any(|r| rule_allows(r, a)) {
-            return;
-        }
-        for s in subjects {
-            if !matches!(s.kind.as_str(), "User" | "Group" | "ServiceAccount") {
-                continue;
-            }
-            let namespace = if s.kind == "ServiceAccount" && s.namespace.is_empty() {
-                ns.to_owned()
-            } else {
-                s.namespace.clone()
-            };
-            if s.kind == "ServiceAccount" && namespace.is_empty() {
-                continue; // matches nobody
-            }
-            out.push(WhoCan {
-                kind: s.kind.clone(),
-                name: s.name.clone(),
-                namespace,
-                binding: binding.clone(),
-                role: format!("{kind}/{role}"),
-            });
-        }
-    };
+    let mut roles = RoleMatches::default();
     for (name, b) in &policy.cluster_role_bindings {
-        if let Some(rules) = policy.role_rules("", &b.role_ref.kind, &b.role_ref.name) {
+        if roles.allow(policy, "", &b.role_ref, a) {
             add(
+                &mut out,
                 &b.subjects,
                 "",
                 format!("ClusterRoleBinding/{name}"),
-                &b.role_ref.kind,
-                &b.role_ref.name,
-                rules,
+                &b.role_ref,
             );
         }
     }
@@ -185,14 +161,13 @@ pub fn who_can(policy: &Policy, a: &Attributes) -> Vec<WhoCan> {
             if *ns != a.namespace {
                 break;
             }
-            if let Some(rules) = policy.role_rules(ns, &b.role_ref.kind, &b.role_ref.name) {
+            if roles.allow(policy, ns, &b.role_ref, a) {
                 add(
+                    &mut out,
                     &b.subjects,
                     ns,
                     format!("RoleBinding/{ns}/{name}"),
-                    &b.role_ref.kind,
-                    &b.role_ref.name,
-                    rules,
+                    &b.role_ref,
                 );
             }
         }
@@ -200,4 +175,62 @@ pub fn who_can(policy: &Policy, a: &Attributes) -> Vec<WhoCan> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Whether each role a binding refers to allows one request, matched once per role.
+#[derive(Default)]
+struct RoleMatches<'p> {
+    /// (namespace of a Role, `""` for a ClusterRole; kind; name) → allows?
+    known: HashMap<(&'p str, &'p str, &'p str), bool>,
+}
+
+impl<'p> RoleMatches<'p> {
+    /// Whether the role of a binding in `binding_ns` (`""`: a ClusterRoleBinding) allows `a`;
+    /// a missing role allows nothing.
+    fn allow(
+        &mut self,
+        policy: &Policy,
+        binding_ns: &'p str,
+        role_ref: &'p RoleRef,
+        a: &Attributes,
+    ) -> bool {
+        let role_ns = if role_ref.kind == "Role" {
+            binding_ns
+        } else {
+            ""
+        };
+        *self
+            .known
+            .entry((role_ns, &role_ref.kind, &role_ref.name))
+            .or_insert_with(|| {
+                policy
+                    .role_rules(role_ns, &role_ref.kind, &role_ref.name)
+                    .is_some_and(|rules| rules.iter().any(|r| rule_allows(r, a)))
+            })
+    }
+}
+
+/// Adds the subjects of a binding in `ns` (`""`: a ClusterRoleBinding) that grants by
+/// `role_ref`.
+fn add(out: &mut Vec<WhoCan>, subjects: &[Subject], ns: &str, binding: String, role_ref: &RoleRef) {
+    for s in subjects {
+        if !matches!(s.kind.as_str(), "User" | "Group" | "ServiceAccount") {
+            continue;
+        }
+        let namespace = if s.kind == "ServiceAccount" && s.namespace.is_empty() {
+            ns.to_owned()
+        } else {
+            s.namespace.clone()
+        };
+        if s.kind == "ServiceAccount" && namespace.is_empty() {
+            continue; // matches nobody
+        }
+        out.push(WhoCan {
+            kind: s.kind.clone(),
+            name: s.name.clone(),
+            namespace,
+            binding: binding.clone(),
+            role: format!("{}/{}", role_ref.kind, role_ref.name),
+        });
+    }
 }

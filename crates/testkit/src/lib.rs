@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod rbac_dump;
+
 /// Errors starting a peer.
 #[derive(Debug)]
 pub struct Error(pub String);

@@ -253,3 +253,75 @@ fn resources_serialise_as_their_objects() {
     assert_eq!(json[3]["roleRef"]["kind"], "ClusterScopeRole");
     assert_eq!(json[2], rs[2].to_json_value());
 }
+
+// === local files ===
+
+/// A YAML list of `n` small mappings: about 3 nodes and 12 bytes each.
+fn many_nodes(n: usize) -> String {
+    let mut text = String::from("items:\n");
+    for i in 0..n {
+        text.push_str(&format!("- {{n: {i}}}\n"));
+    }
+    text
+}
+
+#[test]
+fn local_yaml_files_get_budgets_that_grow_with_their_size() {
+    use portcullis_model::decode::local_documents;
+    // 400,000 nodes: over the fixed budget that network input keeps (250,000).
+    let text = many_nodes(130_000);
+    let err = decode_yaml_documents("big.yaml", &text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("budget"), "{err}");
+    let docs = local_documents(&text).unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["items"].as_array().unwrap().len(), 130_000);
+    // Empty documents hold nothing.
+    assert_eq!(local_documents("---\n---\na: 1\n---\n").unwrap().len(), 1);
+}
+
+#[test]
+fn local_yaml_files_keep_the_alias_and_depth_limits() {
+    use portcullis_model::decode::local_documents;
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            [prev.as_str(); 10].join(", ")
+        ));
+    }
+    // However large the file around it.
+    bomb.push_str(&many_nodes(100_000).replace("items:", "padding:"));
+    let err = local_documents(&bomb).unwrap_err();
+    assert!(err.starts_with("not valid YAML or JSON: "), "{err}");
+    assert!(err.contains("alias") || err.contains("budget"), "{err}");
+    let deep = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
+    let err = local_documents(&deep).unwrap_err();
+    assert!(err.contains("depth") || err.contains("nesting"), "{err}");
+}
+
+#[test]
+fn local_json_files_are_read_as_json() {
+    use portcullis_model::decode::local_documents;
+    // One value, several after one another, and a List of many items.
+    assert_eq!(local_documents(r#"{"a": 1}"#).unwrap().len(), 1);
+    assert_eq!(
+        local_documents("{\"a\": 1}\n{\"b\": 2}\n").unwrap().len(),
+        2
+    );
+    let items: Vec<String> = (0..300_000).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let list = format!("{{\"kind\":\"List\",\"items\":[{}]}}", items.join(","));
+    let docs = local_documents(&list).unwrap();
+    assert_eq!(docs[0]["items"].as_array().unwrap().len(), 300_000);
+    // A YAML flow mapping starts like JSON, and is still read.
+    assert_eq!(local_documents("{a: 1}\n").unwrap()[0]["a"], 1);
+    // Neither: both errors are named, with JSON's line and column.
+    let err = local_documents("{\"a\": [1,\n 2,,]}").unwrap_err();
+    assert!(
+        err.starts_with("not valid JSON (") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(err.contains("nor YAML"), "{err}");
+}

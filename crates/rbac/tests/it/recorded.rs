@@ -1,8 +1,8 @@
 //! Replays SubjectAccessReviews recorded from a real kube-apiserver through the same code path
 //! as `portcullis can-i --batch`; every `allowed` must match the server's.
 
-use portcullis_rbac::Policy;
 use portcullis_rbac::batch::{self, Answer};
+use portcullis_rbac::{CompiledPolicy, Policy};
 
 fn data(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -18,7 +18,7 @@ fn every_recorded_decision_is_reproduced() {
     let policy = Policy::from_documents([("policy.yaml", policy_text.as_str())]).unwrap();
     let requests = data("requests.jsonl");
     let mut out = Vec::new();
-    let errors = batch::run(&policy, requests.as_bytes(), &mut out).unwrap();
+    let errors = batch::run(&CompiledPolicy::new(&policy), requests.as_bytes(), &mut out).unwrap();
     assert_eq!(errors, 0);
     let got: Vec<Answer> = String::from_utf8(out)
         .unwrap()
@@ -56,7 +56,7 @@ fn allowed_reasons_name_the_granting_binding_as_the_apiserver_does() {
     let policy = Policy::from_documents([("policy.yaml", policy_text.as_str())]).unwrap();
     let first = data("requests.jsonl").lines().next().unwrap().to_owned();
     let mut out = Vec::new();
-    batch::run(&policy, first.as_bytes(), &mut out).unwrap();
+    batch::run(&CompiledPolicy::new(&policy), first.as_bytes(), &mut out).unwrap();
     let got: Answer = serde_json::from_slice(&out[..out.len() - 1]).unwrap();
     let want: Answer =
         serde_json::from_str(data("expected.jsonl").lines().next().unwrap()).unwrap();
