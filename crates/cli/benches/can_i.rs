@@ -63,10 +63,8 @@ fn timings(args: &[&str]) -> String {
         let ms: f64 = ms.trim_end_matches(" ms").parse().unwrap_or(0.0);
         let step = if what.starts_with("read") {
             "read"
-        } else if what.starts_with("parsed") {
-            "parse JSON"
         } else if what.starts_with("decoded") || what.starts_with("aggregated") {
-            "decode"
+            "parse and decode"
         } else if what.starts_with("compiled") || what.starts_with("freed") {
             "compile"
         } else {

@@ -196,9 +196,9 @@ impl Timings {
     }
 }
 
-/// Reads policy files and directories (their `.yaml`, `.yml`, `.json` files, sorted): JSON as
-/// JSON, YAML with limits that grow with the file (see
-/// [`portcullis_model::decode::local_documents`]).
+/// Reads policy files and directories (their `.yaml`, `.yml`, `.json` files, sorted): JSON
+/// decoded straight into RBAC objects, YAML with limits that grow with the file (see
+/// [`Policy::add_source`]).
 pub fn load_policy(paths: &[PathBuf], timings: &mut Timings) -> Result<Policy, String> {
     let mut files: Vec<PathBuf> = Vec::new();
     for p in paths {
@@ -214,13 +214,7 @@ pub fn load_policy(paths: &[PathBuf], timings: &mut Timings) -> Result<Policy, S
             text.len()
         ));
         let name = path.display().to_string();
-        let docs =
-            portcullis_model::decode::local_documents(&text).map_err(|e| format!("{name}: {e}"))?;
-        drop(text);
-        timings.step(format_args!("parsed {name}"));
-        policy
-            .add_documents(&name, docs)
-            .map_err(|e| e.to_string())?;
+        policy.add_source(&name, &text).map_err(|e| e.to_string())?;
         timings.step(format_args!("decoded the objects of {name}"));
     }
     policy.aggregate();

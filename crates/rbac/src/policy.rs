@@ -1,10 +1,13 @@
 //! A policy: every Role, ClusterRole, RoleBinding and ClusterRoleBinding, parsed from
 //! Kubernetes YAML or JSON, with ClusterRole aggregation applied.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 
@@ -59,6 +62,16 @@ impl Policy {
     /// [`portcullis_model::decode::local_documents`] reads it (JSON as JSON; YAML with limits
     /// that grow with its size).
     pub fn add_source(&mut self, source: &str, text: &str) -> Result<(), PolicyError> {
+        let first = text.bytes().find(|b| !b.is_ascii_whitespace());
+        if first == Some(b'{') {
+            match self.add_json(source, text) {
+                Ok(()) => return Ok(()),
+                // Not JSON after all (a YAML flow mapping starts with `{` too): read it as
+                // YAML, which names the error if it is neither.
+                Err(JsonError::Syntax) => {}
+                Err(JsonError::Object(e)) => return Err(e),
+            }
+        }
         let docs =
             portcullis_model::decode::local_documents(text).map_err(|message| PolicyError {
                 source_name: source.to_owned(),
@@ -67,6 +80,51 @@ impl Policy {
                 message,
             })?;
         self.add_documents(source, docs)
+    }
+
+    /// Adds the objects of JSON text (one value or several after one another; `List`s
+    /// expanded), each decoded straight from its bytes into its type: a dump of a large cluster
+    /// is read without building a JSON value of every object first (several times faster).
+    fn add_json(&mut self, source: &str, text: &str) -> Result<(), JsonError> {
+        let docs = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+        for (i, doc) in docs.enumerate() {
+            let doc = doc.map_err(|_| JsonError::Syntax)?;
+            let at = |field: String, message: String| {
+                JsonError::Object(PolicyError {
+                    source_name: source.to_owned(),
+                    document: i + 1,
+                    field,
+                    message,
+                })
+            };
+            let head: Head<'_> = serde_json::from_str(doc.get()).map_err(|_| JsonError::Syntax)?;
+            if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
+                let Some(items) = head.items else {
+                    return Err(at("items: ".into(), "a List needs items".into()));
+                };
+                for (j, item) in items.iter().enumerate() {
+                    self.add_raw(item.get())
+                        .map_err(|(f, m)| at(format!("items[{j}].{f}"), m))?;
+                }
+            } else {
+                self.add_raw(doc.get()).map_err(|(f, m)| at(f, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one object from its JSON text, decoded straight into its type.
+    fn add_raw(&mut self, json: &str) -> Result<(), (String, String)> {
+        let head: Head<'_> =
+            serde_json::from_str(json).map_err(|e| (String::new(), e.to_string()))?;
+        check_api_version(head.api_version.as_deref().unwrap_or_default())?;
+        match head.kind.as_deref().unwrap_or_default() {
+            "Role" => self.insert_role(decode_str(json)?),
+            "ClusterRole" => self.insert_cluster_role(decode_str(json)?),
+            "RoleBinding" => self.insert_role_binding(decode_str(json)?),
+            "ClusterRoleBinding" => self.insert_cluster_role_binding(decode_str(json)?),
+            other => Err(unknown_kind(other)),
+        }
     }
 
     /// Adds parsed documents of one source (without re-aggregating); `List` kinds are expanded.
@@ -110,52 +168,50 @@ impl Policy {
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        check_api_version(api_version)?;
         let kind = object
             .get("kind")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if api_version != crate::v1::API_VERSION {
-            return Err((
-                "apiVersion: ".into(),
-                format!("{api_version:?} is not {:?}", crate::v1::API_VERSION),
-            ));
-        }
         match kind.as_str() {
-            "Role" => {
-                let r: Role = decode(object)?;
-                let ns = namespace_of(&r.metadata)?;
-                check_rules(&r.rules, true)?;
-                self.roles.insert((ns, r.metadata.name.clone()), r);
-            }
-            "ClusterRole" => {
-                let r: ClusterRole = decode(object)?;
-                name_of(&r.metadata)?;
-                check_rules(&r.rules, false)?;
-                self.cluster_roles.insert(r.metadata.name.clone(), r);
-            }
-            "RoleBinding" => {
-                let b: RoleBinding = decode(object)?;
-                let ns = namespace_of(&b.metadata)?;
-                check_role_ref(&b.role_ref.kind, &["Role", "ClusterRole"], &b.role_ref.name)?;
-                self.role_bindings.insert((ns, b.metadata.name.clone()), b);
-            }
-            "ClusterRoleBinding" => {
-                let b: ClusterRoleBinding = decode(object)?;
-                name_of(&b.metadata)?;
-                check_role_ref(&b.role_ref.kind, &["ClusterRole"], &b.role_ref.name)?;
-                self.cluster_role_bindings
-                    .insert(b.metadata.name.clone(), b);
-            }
-            other => {
-                return Err((
-                    "kind: ".into(),
-                    format!(
-                        "unknown kind {other:?}: expected Role, ClusterRole, RoleBinding, ClusterRoleBinding or a List of them"
-                    ),
-                ));
-            }
+            "Role" => self.insert_role(decode(object)?),
+            "ClusterRole" => self.insert_cluster_role(decode(object)?),
+            "RoleBinding" => self.insert_role_binding(decode(object)?),
+            "ClusterRoleBinding" => self.insert_cluster_role_binding(decode(object)?),
+            other => Err(unknown_kind(other)),
         }
+    }
+
+    fn insert_role(&mut self, r: Role) -> Result<(), (String, String)> {
+        let ns = namespace_of(&r.metadata)?;
+        check_rules(&r.rules, true)?;
+        self.roles.insert((ns, r.metadata.name.clone()), r);
+        Ok(())
+    }
+
+    fn insert_cluster_role(&mut self, r: ClusterRole) -> Result<(), (String, String)> {
+        name_of(&r.metadata)?;
+        check_rules(&r.rules, false)?;
+        self.cluster_roles.insert(r.metadata.name.clone(), r);
+        Ok(())
+    }
+
+    fn insert_role_binding(&mut self, b: RoleBinding) -> Result<(), (String, String)> {
+        let ns = namespace_of(&b.metadata)?;
+        check_role_ref(&b.role_ref.kind, &["Role", "ClusterRole"], &b.role_ref.name)?;
+        self.role_bindings.insert((ns, b.metadata.name.clone()), b);
+        Ok(())
+    }
+
+    fn insert_cluster_role_binding(
+        &mut self,
+        b: ClusterRoleBinding,
+    ) -> Result<(), (String, String)> {
+        name_of(&b.metadata)?;
+        check_role_ref(&b.role_ref.kind, &["ClusterRole"], &b.role_ref.name)?;
+        self.cluster_role_bindings
+            .insert(b.metadata.name.clone(), b);
         Ok(())
     }
 
@@ -237,16 +293,60 @@ impl Policy {
     }
 }
 
+/// Why JSON text could not be added: it is not JSON (read it as YAML), or an object in it is
+/// wrong (a final error).
+enum JsonError {
+    Syntax,
+    Object(PolicyError),
+}
+
+/// What is read of a document before its type is known: its kind, and a List's items as text.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+fn check_api_version(api_version: &str) -> Result<(), (String, String)> {
+    if api_version != crate::v1::API_VERSION {
+        return Err((
+            "apiVersion: ".into(),
+            format!("{api_version:?} is not {:?}", crate::v1::API_VERSION),
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_kind(kind: &str) -> (String, String) {
+    (
+        "kind: ".into(),
+        format!(
+            "unknown kind {kind:?}: expected Role, ClusterRole, RoleBinding, ClusterRoleBinding or a List of them"
+        ),
+    )
+}
+
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            String::new()
-        } else {
-            format!("{path}: ")
-        };
-        (field, e.inner().to_string())
-    })
+    serde_path_to_error::deserialize(v).map_err(path_error)
+}
+
+fn decode_str<T: DeserializeOwned>(json: &str) -> Result<T, (String, String)> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(path_error)
+}
+
+fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> (String, String) {
+    let path = e.path().to_string();
+    let field = if path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    };
+    (field, e.inner().to_string())
 }
 
 fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), (String, String)> {
