@@ -137,11 +137,20 @@ pub fn review_to_json(kind: &str, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     let type_meta = unknown.type_meta.unwrap_or_default();
-    if type_meta.kind != kind || type_meta.api_version != "authorization.k8s.io/v1" {
+    // SelfSubjectReview (`kubectl auth whoami`) has no spec: who asks is the whole question.
+    let api_version = if kind == "SelfSubjectReview" {
+        "authentication.k8s.io/v1"
+    } else {
+        "authorization.k8s.io/v1"
+    };
+    if type_meta.kind != kind || type_meta.api_version != api_version {
         return Err(bad(format!(
-            "it holds {:?} of {:?}, but the URL is for {kind} of \"authorization.k8s.io/v1\"",
+            "it holds {:?} of {:?}, but the URL is for {kind} of {api_version:?}",
             type_meta.kind, type_meta.api_version
         )));
+    }
+    if kind == "SelfSubjectReview" {
+        return Ok(json!({ "apiVersion": api_version, "kind": kind, "metadata": {} }));
     }
     let review = Review::decode(unknown.raw.as_slice()).map_err(bad)?;
     let spec = match kind {
