@@ -7,6 +7,7 @@
 )]
 
 mod api;
+mod escalation;
 mod oidc;
 mod rbac;
 mod support;
