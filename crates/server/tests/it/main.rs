@@ -8,6 +8,7 @@
 
 mod api;
 mod escalation;
+mod kubectl;
 mod oidc;
 mod rbac;
 mod support;
