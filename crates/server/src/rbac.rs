@@ -161,19 +161,18 @@ fn is_only_mutating_gc_fields(new: &Value, old: &Value) -> bool {
     copied == *old
 }
 
+/// A refused write as the API answers it: 403 with the registry's message; a referenced role
+/// that does not exist is the rule resolver's 404; an unreadable roleRef kind cannot reach here
+/// (validation answers it first) and would be a 500, never an allow.
 fn refused(r: escalation::Refusal) -> DecodeFailure {
     match r {
         escalation::Refusal::Forbidden(message) => DecodeFailure::Forbidden(message),
-        escalation::Refusal::RoleRef(e @ escalation::RoleRefError::NotFound { resource, .. }) => {
-            let name = match &e {
-                escalation::RoleRefError::NotFound { name, .. } => name.as_str(),
-                escalation::RoleRefError::UnsupportedKind(_) => "",
-            };
+        escalation::Refusal::RoleRef(escalation::RoleRefError::NotFound { resource, name }) => {
             DecodeFailure::Status(ApiError::from_store(
-                StoreError::NotFound(name.to_owned()),
+                StoreError::NotFound(name.clone()),
                 portcullis_rbac::v1::GROUP,
                 resource,
-                name,
+                &name,
             ))
         }
         escalation::Refusal::RoleRef(e) => {
@@ -312,7 +311,10 @@ impl Codec for RbacCodec {
                     _ => "",
                 };
                 let Some(role_ref) = object.role_ref() else {
-                    return Ok(());
+                    // Bindings always decode with a roleRef; should one not, refuse.
+                    return Err(DecodeFailure::Status(ApiError::internal(
+                        "RBAC escalation check: a binding without roleRef",
+                    )));
                 };
                 if !matches!(role_ref.kind.as_str(), "Role" | "ClusterRole") {
                     // kube-apiserver answers an unknown roleRef.kind with a 500 (its rule
