@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use portcullis_rbac::escalation;
 use portcullis_rbac::v1::{ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use portcullis_rbac::validation::{FieldError, Object};
@@ -236,6 +237,17 @@ impl Codec for RbacCodec {
         self.authorizer.is_some()
     }
 
+    fn settle(&self) -> Option<BoxFuture<'static, Result<(), ApiError>>> {
+        let authorizer = self.authorizer.clone()?;
+        Some(Box::pin(async move { authorizer.settled().await }))
+    }
+
+    fn written(&self, revision: u64) {
+        if let Some(a) = &self.authorizer {
+            a.note_write(revision);
+        }
+    }
+
     /// As the RBAC registry (`pkg/registry/rbac/*/policybased`): `system:masters` may write
     /// anything. Roles: `escalate` on the role (named by the URL: never on a create), or
     /// holding every rule; an update that changes only what the garbage collector owns is not
@@ -338,22 +350,65 @@ pub struct Snapshot {
     pub compiled: CompiledPolicy,
 }
 
+/// How long an RBAC write waits for the policy to include this server's earlier RBAC writes
+/// before it is refused (503) rather than checked against an older policy.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The authorizer: the RBAC engine's compiled index over the newest policy snapshot.
-#[derive(Default)]
 pub struct RbacAuthorizer {
     snapshot: ArcSwap<Snapshot>,
+    /// The store revision the installed snapshot was loaded at.
+    installed: tokio::sync::watch::Sender<u64>,
+    /// The revision of the newest RBAC write made through this server's API.
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RbacAuthorizer {
+    fn default() -> Self {
+        RbacAuthorizer {
+            snapshot: ArcSwap::default(),
+            installed: tokio::sync::watch::Sender::new(0),
+            written: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl RbacAuthorizer {
-    /// Compiles and installs a new snapshot; readers switch to it at their next request.
-    pub fn install(&self, policy: Policy) {
+    /// Compiles and installs a new snapshot of the store at `revision`; readers switch to it at
+    /// their next request.
+    pub fn install(&self, policy: Policy, revision: u64) {
         let compiled = CompiledPolicy::new(&policy);
         self.snapshot.store(Arc::new(Snapshot { policy, compiled }));
+        self.installed.send_modify(|r| *r = (*r).max(revision));
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Records an RBAC write at `revision`, which later escalation checks must see.
+    pub fn note_write(&self, revision: u64) {
+        self.written
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Waits until the snapshot includes every RBAC write noted so far. kube-apiserver's rule
+    /// resolver reads its storage directly, so a role written a moment ago is seen by the next
+    /// write's escalation check; here the policy is reloaded in the background, and a write
+    /// waits for it (at most [`SETTLE_TIMEOUT`], then refuses: never checked against a policy
+    /// that is known to be stale).
+    pub async fn settled(&self) -> Result<(), ApiError> {
+        let wanted = self.written.load(std::sync::atomic::Ordering::Acquire);
+        let mut installed = self.installed.subscribe();
+        match tokio::time::timeout(SETTLE_TIMEOUT, installed.wait_for(|r| *r >= wanted)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the RBAC policy is still being reloaded after a recent change; retry",
+            )),
+        }
     }
 }
 
@@ -514,7 +569,7 @@ pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut re
                     while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
                     match load(&*store).await {
                         Ok((policy, rev)) => {
-                            authorizer.install(policy);
+                            authorizer.install(policy, rev);
                             revision = rev;
                         }
                         Err(e) => tracing::warn!(error = %e, "reloading RBAC policy failed"),
@@ -526,7 +581,7 @@ pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut re
         // The watch ended or failed: reload from scratch and watch again.
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok((policy, rev)) = load(&*store).await {
-            authorizer.install(policy);
+            authorizer.install(policy, rev);
             revision = rev;
         }
     }
@@ -712,4 +767,54 @@ pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer
             authorizer: authorizer.clone(),
         })),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[tokio::test]
+    async fn a_write_waits_for_the_policy_to_include_earlier_rbac_writes() {
+        let a = RbacAuthorizer::default();
+        a.install(Policy::default(), 5);
+        assert!(
+            a.settled().now_or_never().unwrap().is_ok(),
+            "nothing written yet"
+        );
+        a.note_write(7);
+        let mut waiting = Box::pin(a.settled());
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "the snapshot is older"
+        );
+        a.install(Policy::default(), 6);
+        assert!((&mut waiting).now_or_never().is_none(), "still older");
+        a.install(Policy::default(), 9);
+        assert!(waiting.await.is_ok());
+    }
+
+    #[test]
+    fn only_gc_owned_metadata_changes_are_gc_only() {
+        let old = serde_json::json!({
+            "kind": "Role", "metadata": { "name": "r", "uid": "u", "resourceVersion": "3", "generation": 1 },
+            "rules": [],
+        });
+        let mut new = old.clone();
+        new["metadata"]["finalizers"] = serde_json::json!(["x"]);
+        new["metadata"]["ownerReferences"] = serde_json::json!([{ "name": "o" }]);
+        new["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("generation");
+        assert!(is_only_mutating_gc_fields(&new, &old));
+        new["metadata"]["labels"] = serde_json::json!({ "a": "b" });
+        assert!(!is_only_mutating_gc_fields(&new, &old));
+        let mut rules = old.clone();
+        rules["rules"] = serde_json::json!([{ "verbs": ["*"] }]);
+        assert!(!is_only_mutating_gc_fields(&rules, &old));
+        let mut no_uid = old.clone();
+        no_uid["metadata"].as_object_mut().unwrap().remove("uid");
+        assert!(!is_only_mutating_gc_fields(&no_uid, &old));
+    }
 }

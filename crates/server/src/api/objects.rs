@@ -268,6 +268,7 @@ pub async fn create(
         o.remove("status");
     }
     // As the RBAC registry: escalation checks before validation. The request names nothing.
+    settle(t).await?;
     t.rt.codec
         .admit(
             t.user,
@@ -292,6 +293,7 @@ pub async fn create(
         .create(&target.key(), to_bytes(&obj)?)
         .await
         .map_err(|e| target.store_error(e))?;
+    target.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
 }
 
@@ -456,6 +458,7 @@ async fn write_update(
         }
     }
     // As the RBAC registry: escalation checks come before validation.
+    settle(t).await?;
     t.rt.codec
         .admit(
             t.user,
@@ -486,6 +489,7 @@ async fn write_update(
             .delete(&t.key(), Some(expected))
             .await
             .map_err(|e| t.store_error(e))?;
+        t.rt.codec.written(kv.mod_revision);
         return Ok(json_response(StatusCode::OK, &stored_object(&kv)?));
     }
     let kv = app
@@ -493,6 +497,7 @@ async fn write_update(
         .update(&t.key(), to_bytes(&new)?, expected)
         .await
         .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::OK, &stored_object(&kv)?))
 }
 
@@ -521,6 +526,7 @@ async fn create_on_update(
     for server_owned in ["resourceVersion", "deletionTimestamp", "selfLink"] {
         meta.remove(server_owned);
     }
+    settle(t).await?;
     t.rt.codec
         .admit(
             t.user,
@@ -560,7 +566,16 @@ async fn create_on_update(
         .create(&t.key(), to_bytes(&obj)?)
         .await
         .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
+}
+
+/// Waits, if the kind's admission needs it, until what admission reads includes earlier writes.
+async fn settle(t: &Target<'_>) -> Result<(), ApiError> {
+    match t.rt.codec.settle() {
+        Some(wait) => wait.await,
+        None => Ok(()),
+    }
 }
 
 /// The static admin may be disabled only once a `Connector` exists: otherwise no one could
@@ -664,12 +679,15 @@ pub async fn delete(
             .update(&t.key(), to_bytes(&marked)?, Some(expected))
             .await
             .map_err(|e| t.store_error(e))?;
+        t.rt.codec.written(kv.mod_revision);
         return Ok(json_response(StatusCode::ACCEPTED, &stored_object(&kv)?));
     }
-    app.store
+    let gone = app
+        .store
         .delete(&t.key(), Some(expected))
         .await
         .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(gone.mod_revision);
     Ok(json_response(
         StatusCode::OK,
         &json!({

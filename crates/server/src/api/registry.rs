@@ -56,6 +56,17 @@ pub trait Codec: Send + Sync {
         false
     }
 
+    /// A wait before admission, for kinds whose admission reads state that follows the store
+    /// asynchronously (RBAC: the policy must include this server's earlier RBAC writes).
+    fn settle(
+        &self,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), super::status::ApiError>>> {
+        None
+    }
+
+    /// Told the store revision of every write of this kind made through the API.
+    fn written(&self, _revision: u64) {}
+
     /// Admission: may `user` write `new` as `request` says? Runs after authorization of the
     /// verb, on the decoded object; for an update, `new` is the object as the request sent it
     /// (before server-owned metadata is carried over from `request.old`).

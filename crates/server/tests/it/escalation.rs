@@ -607,3 +607,28 @@ async fn escalation_messages_name_user_groups_and_the_compacted_missing_rules() 
     );
     w.stop().await;
 }
+
+/// As kube-apiserver's rule resolver, which reads storage: a role written a moment ago is
+/// there for the next write's escalation check (the policy reload is waited for).
+#[tokio::test]
+async fn a_role_just_written_is_seen_by_the_next_bindings_escalation_check() {
+    let w = Writes::start().await;
+    for i in 0..5 {
+        let name = format!("mine-{i}");
+        let rules = json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"] }]);
+        let a = w
+            .write_as("u-limited", &[], "create", &role("ns-a", &name, rules))
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = w
+            .write_as(
+                "u-limited",
+                &[],
+                "create",
+                &role_binding("ns-a", &name, "Role", &name),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    w.stop().await;
+}
