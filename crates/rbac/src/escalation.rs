@@ -384,9 +384,12 @@ pub fn confirm_no_escalation(
         go_quote_list(w.groups),
         lines.join("\n")
     );
-    if !errors.is_empty() {
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        message.push_str(&format!("; resolution errors: [{}]", errors.join(" ")));
+    // The resolver's errors arrive as one aggregate error in a list: `[e]`, or `[[e1, e2]]`.
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    match errors.as_slice() {
+        [] => {}
+        [one] => message.push_str(&format!("; resolution errors: [{one}]")),
+        many => message.push_str(&format!("; resolution errors: [[{}]]", many.join(", "))),
     }
     Err(message)
 }
@@ -475,6 +478,28 @@ mod tests {
                 r#"{APIGroups:["apps"], Resources:["deployments"], Verbs:["get"]}"#,
                 r#"{NonResourceURLs:["/healthz"], Verbs:["post"]}"#,
             ]
+        );
+    }
+
+    #[test]
+    fn roles_that_cannot_be_read_are_named_after_the_missing_rules() {
+        let p = Policy::from_documents([(
+            "p",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: d, namespace: ns}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: ghost-role}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: u}]\n",
+        )])
+        .unwrap();
+        let groups = vec!["system:authenticated".to_owned()];
+        let w = Writer {
+            user: "u",
+            groups: &groups,
+        };
+        let err = confirm_no_escalation(&p, &w, "ns", &[rule(&["get"], &[""], &["secrets"])])
+            .unwrap_err();
+        assert!(
+            err.ends_with(
+                "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}; resolution errors: [roles.rbac.authorization.k8s.io \"ghost-role\" not found]"
+            ),
+            "{err}"
         );
     }
 
