@@ -429,12 +429,47 @@ pub fn attributes(a: &RequestAttributes) -> Attributes {
     }
 }
 
+/// The reason of a denial, as kube-apiserver's RBAC authorizer gives it: empty, unless some
+/// binding that applies to the requester names a role that does not exist, then `RBAC: ` and
+/// the informer listers' not-found errors (`role.rbac.authorization.k8s.io "x" not found`).
+fn denial_reason(policy: &Policy, a: &RequestAttributes) -> String {
+    let (_, errors) = escalation::resolve_rules(policy, &a.user.name, &a.user.groups, &a.namespace);
+    let mut messages: Vec<String> = Vec::new();
+    for e in errors {
+        let m = match e {
+            escalation::RoleRefError::NotFound { resource, name } => format!(
+                "{}.{} {} not found",
+                resource.trim_end_matches('s'),
+                portcullis_rbac::v1::GROUP,
+                escalation::go_quote(&name)
+            ),
+            other => other.to_string(),
+        };
+        // An aggregate error prints each distinct message once.
+        if !messages.contains(&m) {
+            messages.push(m);
+        }
+    }
+    match messages.as_slice() {
+        [] => String::new(),
+        [one] => format!("RBAC: {one}"),
+        many => format!("RBAC: [{}]", many.join(", ")),
+    }
+}
+
 impl Authorizer for RbacAuthorizer {
     fn authorize(&self, a: &RequestAttributes) -> Decision {
-        let d = self.snapshot.load().compiled.authorize(&attributes(a));
+        let snapshot = self.snapshot.load();
+        let d = snapshot.compiled.authorize(&attributes(a));
+        if d.allowed {
+            return Decision {
+                allowed: true,
+                reason: d.reason,
+            };
+        }
         Decision {
-            allowed: d.allowed,
-            reason: d.reason,
+            allowed: false,
+            reason: denial_reason(&snapshot.policy, a),
         }
     }
 }

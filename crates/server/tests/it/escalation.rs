@@ -632,3 +632,57 @@ async fn a_role_just_written_is_seen_by_the_next_bindings_escalation_check() {
     }
     w.stop().await;
 }
+
+/// A requester bound to a role that does not exist: kube-apiserver's authorizer denies with the
+/// lookup error as its reason, and the escalation check lists it after the missing rules.
+#[tokio::test]
+async fn a_dangling_binding_is_named_in_denials_and_in_escalation_messages() {
+    let w = Writes::start().await;
+    // u-dangling holds `limited` in ns-a, plus a binding to the missing Role ghost-role.
+    let a = w
+        .write_as(
+            "u-dangling",
+            &[],
+            "create",
+            &cluster_role("nope", json!([])),
+        )
+        .await;
+    assert_eq!(
+        a.message,
+        "clusterroles.rbac.authorization.k8s.io is forbidden: User \"u-dangling\" cannot create resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
+    );
+    let a = w
+        .write_as(
+            "u-dangling",
+            &[],
+            "create",
+            &json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": { "name": "x", "namespace": "ns-a" }, "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" }, "subjects": [] }),
+        )
+        .await;
+    assert_eq!(a.status, 403, "{a:?}");
+    assert!(
+        a.message.ends_with(
+            "; resolution errors: [roles.rbac.authorization.k8s.io \"ghost-role\" not found]"
+        ),
+        "{a:?}"
+    );
+    // In ns-a, where the dangling binding is, a denial carries the authorizer's reason.
+    let a = w
+        .send(
+            &w.admin,
+            Some(("u-dangling", &[])),
+            Method::PATCH,
+            &format!("{RBAC}/namespaces/ns-a/roles/limited"),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.message.as_str()),
+        (
+            403,
+            "roles.rbac.authorization.k8s.io \"limited\" is forbidden: User \"u-dangling\" cannot patch resource \"roles\" in API group \"rbac.authorization.k8s.io\" in the namespace \"ns-a\": RBAC: role.rbac.authorization.k8s.io \"ghost-role\" not found"
+        )
+    );
+    w.stop().await;
+}
