@@ -237,6 +237,17 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_auth_whoamis_self_subject_review_decodes() {
+        // The body kubectl 1.32 sent for `kubectl auth whoami` (recorded).
+        let body = b"k8s\0\n-\n\x18authentication.k8s.io/v1\x12\x11SelfSubjectReview\x12\x1a\n\x10\n\0\x12\0\x1a\0\"\0*\x002\x008\0B\0\x12\x06\n\x04\n\0\x12\0\x1a\0\"\0";
+        let v = review_to_json("SelfSubjectReview", body).unwrap();
+        assert_eq!(v["apiVersion"], "authentication.k8s.io/v1");
+        assert_eq!(v["kind"], "SelfSubjectReview");
+        // An access review is not a SelfSubjectReview.
+        assert!(review_to_json("SelfSubjectReview", &kubectl_body()).is_err());
+    }
+
+    #[test]
     fn wrong_kind_missing_magic_and_garbage_are_bad_requests() {
         assert!(review_to_json("SubjectAccessReview", &kubectl_body()).is_err());
         assert!(review_to_json("SelfSubjectAccessReview", &kubectl_body()[4..]).is_err());
