@@ -292,16 +292,8 @@ impl Codec for RbacCodec {
                 {
                     return Ok(());
                 }
-                escalation::check_role_write(
-                    policy,
-                    compiled,
-                    &writer,
-                    resource,
-                    namespace,
-                    request.request_name,
-                    object.rules(),
-                )
-                .map_err(refused)?;
+                escalation::confirm_no_escalation(policy, &writer, namespace, object.rules())
+                    .map_err(DecodeFailure::Forbidden)?;
                 let aggregating = matches!(object, Object::ClusterRole(_))
                     && (has_aggregation_rule(new) || request.old.is_some_and(has_aggregation_rule));
                 if aggregating
