@@ -1,7 +1,10 @@
-//! Escalation prevention, as the RBAC registry enforces it: a user may write a Role or
-//! ClusterRole only with rules they already hold (in that namespace), unless they have
-//! `escalate` on it; and may bind a role only if they hold all its permissions, unless they have
-//! `bind` on it. [`covers`] is kube-apiserver's `validation.Covers`.
+//! Escalation prevention, as kube-apiserver's RBAC registry enforces it
+//! (`pkg/registry/rbac/*/policybased`, `pkg/registry/rbac/escalation_check.go`,
+//! `pkg/registry/rbac/validation`): a user may write a Role or ClusterRole only with rules they
+//! already hold (in that namespace), unless they are in `system:masters` or have `escalate` on
+//! it; and may bind a role only if they hold all its permissions, unless they have `bind` on
+//! it. [`covers`] is the registry's `Covers`, [`confirm_no_escalation`] its
+//! `ConfirmNoEscalation`, with its message.
 
 use crate::evaluate::applies_to;
 use crate::v1::{PolicyRule, RoleRef};
@@ -15,21 +18,30 @@ pub fn rules_for(
     groups: &[String],
     namespace: &str,
 ) -> Vec<PolicyRule> {
+    resolve_rules(policy, user, groups, namespace).0
+}
+
+/// As [`rules_for`], with the resolver's errors: one per applicable binding whose role does not
+/// exist (its rules are left out; as the apiserver's `RulesFor`, the list is still usable).
+pub fn resolve_rules(
+    policy: &Policy,
+    user: &str,
+    groups: &[String],
+    namespace: &str,
+) -> (Vec<PolicyRule>, Vec<RoleRefError>) {
     let who = Attributes {
         user: user.into(),
         groups: groups.to_vec(),
         ..Attributes::default()
     };
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for b in policy.cluster_role_bindings.values() {
         if b.subjects.iter().any(|s| applies_to(s, &who, "")) {
-            out.extend(
-                policy
-                    .role_rules("", &b.role_ref.kind, &b.role_ref.name)
-                    .unwrap_or_default()
-                    .iter()
-                    .cloned(),
-            );
+            match role_reference_rules(policy, &b.role_ref, "") {
+                Ok(rules) => out.extend(rules.iter().cloned()),
+                Err(e) => errors.push(e),
+            }
         }
     }
     if !namespace.is_empty() {
@@ -41,17 +53,64 @@ pub fn rules_for(
                 break;
             }
             if b.subjects.iter().any(|s| applies_to(s, &who, ns)) {
-                out.extend(
-                    policy
-                        .role_rules(ns, &b.role_ref.kind, &b.role_ref.name)
-                        .unwrap_or_default()
-                        .iter()
-                        .cloned(),
-                );
+                match role_reference_rules(policy, &b.role_ref, ns) {
+                    Ok(rules) => out.extend(rules.iter().cloned()),
+                    Err(e) => errors.push(e),
+                }
             }
         }
     }
-    out
+    (out, errors)
+}
+
+/// Why the rules of a `roleRef` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleRefError {
+    /// The role does not exist: `resource` is `roles` or `clusterroles`.
+    NotFound {
+        /// `roles` or `clusterroles`.
+        resource: &'static str,
+        /// The role's name.
+        name: String,
+    },
+    /// `roleRef.kind` is neither `Role` nor `ClusterRole`.
+    UnsupportedKind(String),
+}
+
+impl std::fmt::Display for RoleRefError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleRefError::NotFound { resource, name } => write!(
+                f,
+                "{resource}.{} {} not found",
+                crate::v1::GROUP,
+                go_quote(name)
+            ),
+            RoleRefError::UnsupportedKind(kind) => {
+                write!(f, "unsupported role reference kind: {}", go_quote(kind))
+            }
+        }
+    }
+}
+
+/// The rules of the role `role_ref` names, for a binding in `namespace` (`""`: a
+/// ClusterRoleBinding), as the apiserver's `GetRoleReferenceRules`: the error is the lookup's.
+pub fn role_reference_rules<'p>(
+    policy: &'p Policy,
+    role_ref: &RoleRef,
+    namespace: &str,
+) -> Result<&'p [PolicyRule], RoleRefError> {
+    let resource = match role_ref.kind.as_str() {
+        "Role" => "roles",
+        "ClusterRole" => "clusterroles",
+        other => return Err(RoleRefError::UnsupportedKind(other.to_owned())),
+    };
+    policy
+        .role_rules(namespace, &role_ref.kind, &role_ref.name)
+        .ok_or_else(|| RoleRefError::NotFound {
+            resource,
+            name: role_ref.name.clone(),
+        })
 }
 
 /// Splits a rule into rules of one verb, one group, one resource (and one name, or one URL).
@@ -139,8 +198,8 @@ pub fn covers(owner: &[PolicyRule], requested: &[PolicyRule]) -> (bool, Vec<Poli
     (missing.is_empty(), missing)
 }
 
-/// Who is writing, for the checks below.
-#[derive(Debug, Clone)]
+/// Who is writing: the identity the request acts as (after impersonation).
+#[derive(Debug, Clone, Copy)]
 pub struct Writer<'a> {
     /// User name.
     pub user: &'a str,
@@ -148,10 +207,19 @@ pub struct Writer<'a> {
     pub groups: &'a [String],
 }
 
-fn has_verb(
+/// The group whose members may do anything, escalation included (`user.SystemPrivilegedGroup`).
+pub const SYSTEM_MASTERS: &str = "system:masters";
+
+/// As the registry's `EscalationAllowed`: members of `system:masters` skip every check.
+pub fn escalation_allowed(w: &Writer<'_>) -> bool {
+    w.groups.iter().any(|g| g == SYSTEM_MASTERS)
+}
+
+fn authorized(
     compiled: &CompiledPolicy,
     w: &Writer<'_>,
     verb: &str,
+    api_group: &str,
     resource: &str,
     namespace: &str,
     name: &str,
@@ -162,7 +230,7 @@ fn has_verb(
             groups: w.groups.to_vec(),
             verb: verb.into(),
             resource_request: true,
-            api_group: crate::v1::GROUP.into(),
+            api_group: api_group.into(),
             resource: resource.into(),
             namespace: namespace.into(),
             name: name.into(),
@@ -171,96 +239,283 @@ fn has_verb(
         .allowed
 }
 
-fn describe_missing(missing: &[PolicyRule]) -> String {
-    let shown: Vec<String> = missing
-        .iter()
-        .take(5)
-        .map(|r| {
-            if r.non_resource_urls.is_empty() {
-                format!(
-                    "{{APIGroups:[{:?}], Resources:[{:?}], ResourceNames:{:?}, Verbs:[{:?}]}}",
-                    r.api_groups.join(""),
-                    r.resources.join(""),
-                    r.resource_names,
-                    r.verbs.join("")
-                )
-            } else {
-                format!(
-                    "{{NonResourceURLs:[{:?}], Verbs:[{:?}]}}",
-                    r.non_resource_urls.join(""),
-                    r.verbs.join("")
-                )
-            }
-        })
-        .collect();
-    let more = missing.len().saturating_sub(shown.len());
-    let tail = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
-    format!("{}{tail}", shown.join(", "))
+/// As the registry's `RoleEscalationAuthorized`: `escalate` on the request's own resource
+/// (`roles` or `clusterroles`), namespace and name, all taken from the request URL. A create
+/// (POST to the collection) names nothing, so an `escalate` rule limited by `resourceNames`
+/// never allows one.
+pub fn role_escalation_authorized(
+    compiled: &CompiledPolicy,
+    w: &Writer<'_>,
+    resource: &str,
+    namespace: &str,
+    request_name: &str,
+) -> bool {
+    (resource == "roles" || resource == "clusterroles")
+        && authorized(
+            compiled,
+            w,
+            "escalate",
+            crate::v1::GROUP,
+            resource,
+            namespace,
+            request_name,
+        )
 }
 
-/// May `w` create or update a Role (`namespace` set) or ClusterRole (`namespace` empty) named
-/// `name` with `rules`? `Err` says which permissions the writer lacks.
+/// As the registry's `BindingAuthorized`: `bind` on the referenced role, checked in the
+/// binding's namespace (`""` for a ClusterRoleBinding) with the roleRef's own API group.
+pub fn binding_authorized(
+    compiled: &CompiledPolicy,
+    w: &Writer<'_>,
+    role_ref: &RoleRef,
+    binding_namespace: &str,
+) -> bool {
+    let resource = match role_ref.kind.as_str() {
+        "Role" => "roles",
+        "ClusterRole" => "clusterroles",
+        _ => return false,
+    };
+    authorized(
+        compiled,
+        w,
+        "bind",
+        &role_ref.api_group,
+        resource,
+        binding_namespace,
+        &role_ref.name,
+    )
+}
+
+/// A string quoted as Go's `%q` quotes it (for messages in kube-apiserver's format).
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A list quoted as Go's `%q` prints a `[]string`: `["a" "b"]`.
+pub fn go_quote_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// As `CompactRules`: rules for one API group and one resource (and at most one name) with
+/// nothing else are merged into one rule with all their verbs, in order; others stay as they
+/// are.
+pub fn compact_rules(rules: &[PolicyRule]) -> Vec<PolicyRule> {
+    let mut out: Vec<PolicyRule> = Vec::new();
+    // Keyed by (group, resource, name), in the order first seen.
+    type Key = (String, String, Option<String>);
+    let mut simple: Vec<(Key, PolicyRule)> = Vec::new();
+    for rule in rules {
+        let is_simple = rule.resource_names.len() <= 1
+            && rule.non_resource_urls.is_empty()
+            && rule.api_groups.len() == 1
+            && rule.resources.len() == 1;
+        let key = match (is_simple, rule.api_groups.first(), rule.resources.first()) {
+            (true, Some(g), Some(r)) => {
+                (g.clone(), r.clone(), rule.resource_names.first().cloned())
+            }
+            _ => {
+                out.push(rule.clone());
+                continue;
+            }
+        };
+        match simple.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, merged)) => merged.verbs.extend(rule.verbs.iter().cloned()),
+            None => simple.push((key, rule.clone())),
+        }
+    }
+    out.extend(simple.into_iter().map(|(_, r)| r));
+    out
+}
+
+/// As `CompactString`: `{APIGroups:["apps"], Resources:["deployments"], Verbs:["get" "list"]}`,
+/// naming only the fields that are set.
+pub fn compact_string(r: &PolicyRule) -> String {
+    let mut parts = Vec::new();
+    for (label, items) in [
+        ("APIGroups", &r.api_groups),
+        ("Resources", &r.resources),
+        ("NonResourceURLs", &r.non_resource_urls),
+        ("ResourceNames", &r.resource_names),
+        ("Verbs", &r.verbs),
+    ] {
+        if !items.is_empty() {
+            parts.push(format!("{label}:{}", go_quote_list(items)));
+        }
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// As `ConfirmNoEscalation`: does `w` hold every rule of `rules` in `namespace` (`""`:
+/// cluster-wide rules only)? `Err` is kube-apiserver's message: who, with which groups, and the
+/// missing rules compacted, one a line, sorted; errors of the rule resolver follow when some
+/// held roles could not be read.
+pub fn confirm_no_escalation(
+    policy: &Policy,
+    w: &Writer<'_>,
+    namespace: &str,
+    rules: &[PolicyRule],
+) -> Result<(), String> {
+    let (held, errors) = resolve_rules(policy, w.user, w.groups, namespace);
+    let (ok, missing) = covers(&held, rules);
+    if ok {
+        return Ok(());
+    }
+    let mut lines: Vec<String> = compact_rules(&missing).iter().map(compact_string).collect();
+    lines.sort();
+    lines.dedup();
+    let mut message = format!(
+        "user {} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
+        go_quote(w.user),
+        go_quote_list(w.groups),
+        lines.join("\n")
+    );
+    // The resolver's errors arrive as one aggregate error in a list: `[e]`, or `[[e1, e2]]`.
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    match errors.as_slice() {
+        [] => {}
+        [one] => message.push_str(&format!("; resolution errors: [{one}]")),
+        many => message.push_str(&format!("; resolution errors: [[{}]]", many.join(", "))),
+    }
+    Err(message)
+}
+
+/// Why a role or binding write is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403 Forbidden with this message (after `... is forbidden: `).
+    Forbidden(String),
+    /// The referenced role could not be read: 404 NotFound, or 500 for an unknown kind.
+    RoleRef(RoleRefError),
+}
+
+/// May `w` write a Role (`resource` `roles`, in `namespace`) or ClusterRole (`clusterroles`,
+/// `namespace` empty) with `rules`? `request_name` is the name in the request URL: empty for a
+/// create. As the role registry: `system:masters` and `escalate` skip the check, everyone else
+/// must hold the rules.
 pub fn check_role_write(
     policy: &Policy,
     compiled: &CompiledPolicy,
     w: &Writer<'_>,
+    resource: &str,
     namespace: &str,
-    name: &str,
+    request_name: &str,
     rules: &[PolicyRule],
-) -> Result<(), String> {
-    let resource = if namespace.is_empty() {
-        "clusterroles"
-    } else {
-        "roles"
-    };
-    if has_verb(compiled, w, "escalate", resource, namespace, name) {
+) -> Result<(), Refusal> {
+    if escalation_allowed(w)
+        || role_escalation_authorized(compiled, w, resource, namespace, request_name)
+    {
         return Ok(());
     }
-    let (ok, missing) = covers(&rules_for(policy, w.user, w.groups, namespace), rules);
-    if ok {
-        return Ok(());
-    }
-    Err(format!(
-        "user {:?} is attempting to grant RBAC permissions not currently held: {}",
-        w.user,
-        describe_missing(&missing)
-    ))
+    confirm_no_escalation(policy, w, namespace, rules).map_err(Refusal::Forbidden)
 }
 
-/// May `w` create or update a binding in `namespace` (empty: a ClusterRoleBinding) to
-/// `role_ref`? `Err` says why not.
+/// May `w` write a binding in `namespace` (empty: a ClusterRoleBinding) to `role_ref`? As the
+/// binding registry: `system:masters` and `bind` on the role skip the check; everyone else must
+/// hold the role's rules, and a role that cannot be read is the lookup's error.
 pub fn check_binding_write(
     policy: &Policy,
     compiled: &CompiledPolicy,
     w: &Writer<'_>,
     namespace: &str,
     role_ref: &RoleRef,
-) -> Result<(), String> {
-    let resource = if role_ref.kind == "Role" {
-        "roles"
-    } else {
-        "clusterroles"
-    };
-    if has_verb(compiled, w, "bind", resource, namespace, &role_ref.name) {
+) -> Result<(), Refusal> {
+    if escalation_allowed(w) || binding_authorized(compiled, w, role_ref, namespace) {
         return Ok(());
     }
-    let Some(rules) = policy.role_rules(namespace, &role_ref.kind, &role_ref.name) else {
-        return Err(format!(
-            "{} {:?} not found: a binding may only reference an existing role unless the writer has bind on it",
-            role_ref.kind, role_ref.name
-        ));
-    };
-    let (ok, missing) = covers(&rules_for(policy, w.user, w.groups, namespace), rules);
-    if ok {
-        return Ok(());
+    let rules = role_reference_rules(policy, role_ref, namespace).map_err(Refusal::RoleRef)?;
+    confirm_no_escalation(policy, w, namespace, rules).map_err(Refusal::Forbidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect();
+        PolicyRule {
+            verbs: v(verbs),
+            api_groups: v(groups),
+            resources: v(resources),
+            ..PolicyRule::default()
+        }
     }
-    Err(format!(
-        "user {:?} is attempting to grant RBAC permissions not currently held: {}",
-        w.user,
-        describe_missing(&missing)
-    ))
+
+    #[test]
+    fn missing_rules_are_compacted_and_printed_as_kube_apiserver_prints_them() {
+        let missing: Vec<PolicyRule> = [
+            rule(&["get"], &[""], &["pods"]),
+            rule(&["list"], &[""], &["pods"]),
+            rule(&["get"], &["apps"], &["deployments"]),
+        ]
+        .into_iter()
+        .chain([PolicyRule {
+            verbs: vec!["post".into()],
+            non_resource_urls: vec!["/healthz".into()],
+            ..PolicyRule::default()
+        }])
+        .collect();
+        let mut lines: Vec<String> = compact_rules(&missing).iter().map(compact_string).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                r#"{APIGroups:[""], Resources:["pods"], Verbs:["get" "list"]}"#,
+                r#"{APIGroups:["apps"], Resources:["deployments"], Verbs:["get"]}"#,
+                r#"{NonResourceURLs:["/healthz"], Verbs:["post"]}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn roles_that_cannot_be_read_are_named_after_the_missing_rules() {
+        let p = Policy::from_documents([(
+            "p",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: d, namespace: ns}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: ghost-role}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: u}]\n",
+        )])
+        .unwrap();
+        let groups = vec!["system:authenticated".to_owned()];
+        let w = Writer {
+            user: "u",
+            groups: &groups,
+        };
+        let err = confirm_no_escalation(&p, &w, "ns", &[rule(&["get"], &[""], &["secrets"])])
+            .unwrap_err();
+        assert!(
+            err.ends_with(
+                "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}; resolution errors: [roles.rbac.authorization.k8s.io \"ghost-role\" not found]"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_message_names_the_user_and_groups_as_go_quotes_them() {
+        let p = Policy::default();
+        let groups = vec!["team-x".to_owned(), "system:authenticated".to_owned()];
+        let w = Writer {
+            user: "u",
+            groups: &groups,
+        };
+        let err = confirm_no_escalation(&p, &w, "ns", &[rule(&["get"], &[""], &["secrets"])])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "user \"u\" (groups=[\"team-x\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+        );
+    }
 }

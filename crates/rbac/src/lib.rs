@@ -13,6 +13,7 @@ pub mod index;
 pub mod policy;
 pub mod review;
 pub mod v1;
+pub mod validation;
 
 pub use attributes::{Attributes, Decision};
 pub use evaluate::authorize;

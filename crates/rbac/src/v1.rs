@@ -12,7 +12,9 @@ pub const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyRule {
-    /// Verbs, `*` for all.
+    /// Verbs, `*` for all. Missing decodes as empty (as kube-apiserver decodes it), which
+    /// validation then refuses with its own message.
+    #[serde(default)]
     pub verbs: Vec<String>,
     /// API groups (`""` is the core group), `*` for all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -224,7 +224,13 @@ fn authorize(app: &AppState, attrs: &RequestAttributes) -> Result<(), ApiError> 
             "forbidden"
         );
         app.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-        Err(ApiError::forbidden(forbidden_message(attrs)))
+        // As kube-apiserver: the authorizer's reason, if any, follows the message.
+        let message = if decision.reason.is_empty() {
+            forbidden_message(attrs)
+        } else {
+            format!("{}: {}", forbidden_message(attrs), decision.reason)
+        };
+        Err(ApiError::forbidden(message))
     }
 }
 

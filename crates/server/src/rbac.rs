@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use portcullis_rbac::escalation;
 use portcullis_rbac::v1::{ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use portcullis_rbac::validation::{FieldError, Object};
 use portcullis_rbac::{Attributes, CompiledPolicy, Policy};
 use portcullis_store::{ListOptions, Store, StoreError};
 use serde_json::Value;
 
-use crate::api::registry::{Codec, DecodeFailure, Registry, ResourceType};
-use crate::api::status::Cause;
+use crate::api::registry::{AdmitRequest, Codec, DecodeFailure, Registry, ResourceType};
+use crate::api::status::{ApiError, Cause};
 use crate::authz::{Authorizer, Decision, RequestAttributes};
 
 /// Store prefix of every RBAC object.
@@ -58,138 +60,276 @@ pub fn register(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer>) {
     }
 }
 
-/// Strict decoding and validation by the RBAC engine's own parser, and escalation prevention.
+/// Strict decoding, escalation prevention and validation, in kube-apiserver's order: the RBAC
+/// registry checks escalation before the object is validated.
 struct RbacCodec {
     authorizer: Option<Arc<RbacAuthorizer>>,
 }
 
-impl Codec for RbacCodec {
-    fn decode(&self, object: &Value) -> Result<Value, DecodeFailure> {
-        let mut scratch = Policy::default();
-        scratch
-            .add_object(object.clone())
-            .map_err(|(field, message)| {
-                let field = field.trim_end_matches(": ").to_owned();
-                let cause = Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: message.clone(),
-                    field: field.clone(),
-                };
-                if message.contains("unknown field") {
-                    DecodeFailure::BadRequest(
-                        format!("strict decoding error: {field}: {message}"),
-                        vec![cause],
-                    )
-                } else {
-                    DecodeFailure::Invalid(vec![cause])
-                }
-            })?;
-        // Re-serialise from the typed object: canonical form, unknown fields impossible.
-        let canonical = if let Some(r) = scratch.cluster_roles.values().next() {
-            serde_json::to_value(r)
-        } else if let Some(r) = scratch.roles.values().next() {
-            serde_json::to_value(r)
-        } else if let Some(b) = scratch.role_bindings.values().next() {
-            serde_json::to_value(b)
-        } else if let Some(b) = scratch.cluster_role_bindings.values().next() {
-            serde_json::to_value(b)
+fn invalid_causes(errors: &[FieldError]) -> DecodeFailure {
+    DecodeFailure::Invalid(
+        errors
+            .iter()
+            .map(|e| Cause {
+                reason: e.reason.into(),
+                message: e.message.clone(),
+                field: e.field.clone(),
+            })
+            .collect(),
+    )
+}
+
+fn typed(object: &Value) -> Result<Object, DecodeFailure> {
+    Object::decode(object).map_err(|e| {
+        let cause = Cause {
+            reason: "FieldValueInvalid".into(),
+            message: e.message.clone(),
+            field: e.field.clone(),
+        };
+        if e.message.contains("unknown field") {
+            DecodeFailure::BadRequest(
+                format!("strict decoding error: {}: {}", e.field, e.message),
+                vec![cause],
+            )
         } else {
+            DecodeFailure::Invalid(vec![cause])
+        }
+    })
+}
+
+/// The rules an aggregationRule needs its writer to hold: everything (it can gather anything).
+fn full_authority() -> [PolicyRule; 2] {
+    [
+        PolicyRule {
+            verbs: vec!["*".into()],
+            api_groups: vec!["*".into()],
+            resources: vec!["*".into()],
+            ..PolicyRule::default()
+        },
+        PolicyRule {
+            verbs: vec!["*".into()],
+            non_resource_urls: vec!["*".into()],
+            ..PolicyRule::default()
+        },
+    ]
+}
+
+/// As the ClusterRole registry's `hasAggregationRule`: present only with a selector that sets
+/// `matchLabels` or `matchExpressions` (an empty rule, or only empty selectors, counts as absent).
+fn has_aggregation_rule(object: &Value) -> bool {
+    object
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+        .is_some_and(|selectors| {
+            selectors.iter().any(|s| {
+                ["matchLabels", "matchExpressions"]
+                    .iter()
+                    .any(|k| s.get(*k).is_some_and(|v| !v.is_null()))
+            })
+        })
+}
+
+/// As `rbacregistry.IsOnlyMutatingGCFields`: `new` differs from `old` only in the metadata the
+/// garbage collector owns (finalizers, ownerReferences; selfLink and the deletion fields). The
+/// objects are compared whole, so a body without the stored uid and resourceVersion is a change.
+/// `generation` and `managedFields` are the server's (kube-apiserver never sets a generation on
+/// RBAC objects and fills managedFields itself before this check), so they do not count.
+fn is_only_mutating_gc_fields(new: &Value, old: &Value) -> bool {
+    const CARRIED: &[&str] = &[
+        "ownerReferences",
+        "finalizers",
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "managedFields",
+    ];
+    let mut copied = new.clone();
+    let old_meta = old.get("metadata").and_then(Value::as_object);
+    let Some(meta) = copied.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    for field in CARRIED {
+        match old_meta.and_then(|m| m.get(*field)) {
+            Some(v) => {
+                meta.insert((*field).into(), v.clone());
+            }
+            None => {
+                meta.remove(*field);
+            }
+        }
+    }
+    copied == *old
+}
+
+/// A refused write as the API answers it: 403 with the registry's message; a referenced role
+/// that does not exist is the rule resolver's 404; an unreadable roleRef kind cannot reach here
+/// (validation answers it first) and would be a 500, never an allow.
+fn refused(r: escalation::Refusal) -> DecodeFailure {
+    match r {
+        escalation::Refusal::Forbidden(message) => DecodeFailure::Forbidden(message),
+        escalation::Refusal::RoleRef(escalation::RoleRefError::NotFound { resource, name }) => {
+            DecodeFailure::Status(ApiError::from_store(
+                StoreError::NotFound(name.clone()),
+                portcullis_rbac::v1::GROUP,
+                resource,
+                &name,
+            ))
+        }
+        escalation::Refusal::RoleRef(e) => {
+            DecodeFailure::Status(ApiError::internal(format!("RBAC escalation check: {e}")))
+        }
+    }
+}
+
+impl Codec for RbacCodec {
+    /// Decodes strictly (unknown fields are a 400) and applies the v1 defaults; validation
+    /// comes after admission, in [`Codec::validate`].
+    fn decode(&self, object: &Value) -> Result<Value, DecodeFailure> {
+        if object.get("apiVersion").and_then(Value::as_str)
+            != Some(portcullis_rbac::v1::API_VERSION)
+        {
             return Err(DecodeFailure::BadRequest(
                 "not an RBAC object".into(),
                 Vec::new(),
             ));
-        };
-        canonical.map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))
+        }
+        typed(object)?
+            .to_json()
+            .map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))
     }
 
-    /// As the RBAC registry: roles only with rules the writer holds (or `escalate`), bindings
-    /// only to roles whose rules the writer holds (or `bind`); an aggregationRule needs full
-    /// authority, since it can gather anything.
+    /// kube-apiserver's validation, then the engine's own parser (which also refuses verbs
+    /// that can never match, such as `Get`).
+    fn validate(&self, object: &Value) -> Result<(), DecodeFailure> {
+        let errors = typed(object)?.validate();
+        if !errors.is_empty() {
+            return Err(invalid_causes(&errors));
+        }
+        let mut scratch = Policy::default();
+        scratch
+            .add_object(object.clone())
+            .map_err(|(field, message)| {
+                DecodeFailure::Invalid(vec![Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message,
+                    field: field.trim_end_matches(": ").to_owned(),
+                }])
+            })
+    }
+
+    /// `roleRef` cannot change: a binding is deleted and recreated instead.
+    fn validate_update(&self, old: &Value, new: &Value) -> Result<(), DecodeFailure> {
+        let (Ok(old), Ok(new)) = (Object::decode(old), Object::decode(new)) else {
+            return Ok(());
+        };
+        if let (Some(o), Some(n)) = (old.role_ref(), new.role_ref()) {
+            let errors = portcullis_rbac::validation::validate_role_ref_update(o, n);
+            if !errors.is_empty() {
+                return Err(invalid_causes(&errors));
+            }
+        }
+        Ok(())
+    }
+
+    fn allow_create_on_update(&self) -> bool {
+        // Only the four stored RBAC kinds (the reviews share this codec but are never stored).
+        self.authorizer.is_some()
+    }
+
+    fn settle(&self) -> Option<BoxFuture<'static, Result<(), ApiError>>> {
+        let authorizer = self.authorizer.clone()?;
+        Some(Box::pin(async move { authorizer.settled().await }))
+    }
+
+    fn written(&self, revision: u64) {
+        if let Some(a) = &self.authorizer {
+            a.note_write(revision);
+        }
+    }
+
+    /// As the RBAC registry (`pkg/registry/rbac/*/policybased`): `system:masters` may write
+    /// anything. Roles: `escalate` on the role (named by the URL: never on a create), or
+    /// holding every rule; an update that changes only what the garbage collector owns is not
+    /// checked; a ClusterRole with an aggregationRule (now or before) needs full authority from
+    /// writers without `escalate`. Bindings: `bind` on the role, or holding its rules; a role
+    /// that does not exist is a 404, as the rule resolver's lookup.
     fn admit(
         &self,
         user: &crate::authn::UserInfo,
-        namespace: &str,
-        _old: Option<&Value>,
+        request: &AdmitRequest<'_>,
         new: &Value,
     ) -> Result<(), DecodeFailure> {
         let Some(authorizer) = &self.authorizer else {
             return Ok(());
         };
         let snapshot = authorizer.snapshot();
+        let (policy, compiled) = (&snapshot.policy, &snapshot.compiled);
         let writer = escalation::Writer {
             user: &user.name,
             groups: &user.groups,
         };
-        let name = new
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = new.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let result = match kind {
-            "ClusterRole" | "Role" => {
-                let rules: Vec<PolicyRule> = new
-                    .get("rules")
-                    .cloned()
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))?
-                    .unwrap_or_default();
-                let ns = if kind == "Role" { namespace } else { "" };
-                escalation::check_role_write(
-                    &snapshot.policy,
-                    &snapshot.compiled,
+        if escalation::escalation_allowed(&writer) {
+            return Ok(());
+        }
+        let object = typed(new)?;
+        let gc_only = request
+            .old
+            .is_some_and(|old| is_only_mutating_gc_fields(new, old));
+        match &object {
+            Object::Role(_) | Object::ClusterRole(_) => {
+                let (resource, namespace) = match object {
+                    Object::Role(_) => ("roles", request.namespace),
+                    _ => ("clusterroles", ""),
+                };
+                if escalation::role_escalation_authorized(
+                    compiled,
                     &writer,
-                    ns,
-                    name,
-                    &rules,
-                )
-                .and_then(|()| {
-                    if new.get("aggregationRule").is_some_and(|a| !a.is_null()) {
-                        let full = [
-                            PolicyRule {
-                                verbs: vec!["*".into()],
-                                api_groups: vec!["*".into()],
-                                resources: vec!["*".into()],
-                                ..PolicyRule::default()
-                            },
-                            PolicyRule {
-                                verbs: vec!["*".into()],
-                                non_resource_urls: vec!["*".into()],
-                                ..PolicyRule::default()
-                            },
-                        ];
-                        let held =
-                            escalation::rules_for(&snapshot.policy, &user.name, &user.groups, "");
-                        if !escalation::covers(&held, &full).0 {
-                            return Err(
-                                "must have cluster-admin privileges to use the aggregationRule"
-                                    .into(),
-                            );
-                        }
-                    }
-                    Ok(())
-                })
+                    resource,
+                    namespace,
+                    request.request_name,
+                ) || gc_only
+                {
+                    return Ok(());
+                }
+                escalation::confirm_no_escalation(policy, &writer, namespace, object.rules())
+                    .map_err(DecodeFailure::Forbidden)?;
+                let aggregating = matches!(object, Object::ClusterRole(_))
+                    && (has_aggregation_rule(new) || request.old.is_some_and(has_aggregation_rule));
+                if aggregating
+                    && escalation::confirm_no_escalation(policy, &writer, "", &full_authority())
+                        .is_err()
+                {
+                    return Err(DecodeFailure::Forbidden(
+                        "must have cluster-admin privileges to use the aggregationRule".into(),
+                    ));
+                }
+                Ok(())
             }
-            "ClusterRoleBinding" | "RoleBinding" => {
-                let role_ref: RoleRef = new
-                    .get("roleRef")
-                    .cloned()
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .map_err(|e| DecodeFailure::BadRequest(e.to_string(), Vec::new()))?
-                    .unwrap_or_default();
-                let ns = if kind == "RoleBinding" { namespace } else { "" };
-                escalation::check_binding_write(
-                    &snapshot.policy,
-                    &snapshot.compiled,
-                    &writer,
-                    ns,
-                    &role_ref,
-                )
+            Object::RoleBinding(_) | Object::ClusterRoleBinding(_) => {
+                if gc_only {
+                    return Ok(());
+                }
+                let namespace = match object {
+                    Object::RoleBinding(_) => request.namespace,
+                    _ => "",
+                };
+                let Some(role_ref) = object.role_ref() else {
+                    // Bindings always decode with a roleRef; should one not, refuse.
+                    return Err(DecodeFailure::Status(ApiError::internal(
+                        "RBAC escalation check: a binding without roleRef",
+                    )));
+                };
+                if !matches!(role_ref.kind.as_str(), "Role" | "ClusterRole") {
+                    // kube-apiserver answers an unknown roleRef.kind with a 500 (its rule
+                    // resolver's error); validation's 422 names the field and is better, and
+                    // refuses all the same.
+                    return Err(invalid_causes(&object.validate()));
+                }
+                escalation::check_binding_write(policy, compiled, &writer, namespace, role_ref)
+                    .map_err(refused)
             }
-            _ => Ok(()),
-        };
-        result.map_err(DecodeFailure::Forbidden)
+        }
     }
 }
 
@@ -202,22 +342,65 @@ pub struct Snapshot {
     pub compiled: CompiledPolicy,
 }
 
+/// How long an RBAC write waits for the policy to include this server's earlier RBAC writes
+/// before it is refused (503) rather than checked against an older policy.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The authorizer: the RBAC engine's compiled index over the newest policy snapshot.
-#[derive(Default)]
 pub struct RbacAuthorizer {
     snapshot: ArcSwap<Snapshot>,
+    /// The store revision the installed snapshot was loaded at.
+    installed: tokio::sync::watch::Sender<u64>,
+    /// The revision of the newest RBAC write made through this server's API.
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RbacAuthorizer {
+    fn default() -> Self {
+        RbacAuthorizer {
+            snapshot: ArcSwap::default(),
+            installed: tokio::sync::watch::Sender::new(0),
+            written: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl RbacAuthorizer {
-    /// Compiles and installs a new snapshot; readers switch to it at their next request.
-    pub fn install(&self, policy: Policy) {
+    /// Compiles and installs a new snapshot of the store at `revision`; readers switch to it at
+    /// their next request.
+    pub fn install(&self, policy: Policy, revision: u64) {
         let compiled = CompiledPolicy::new(&policy);
         self.snapshot.store(Arc::new(Snapshot { policy, compiled }));
+        self.installed.send_modify(|r| *r = (*r).max(revision));
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Records an RBAC write at `revision`, which later escalation checks must see.
+    pub fn note_write(&self, revision: u64) {
+        self.written
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Waits until the snapshot includes every RBAC write noted so far. kube-apiserver's rule
+    /// resolver reads its storage directly, so a role written a moment ago is seen by the next
+    /// write's escalation check; here the policy is reloaded in the background, and a write
+    /// waits for it (at most [`SETTLE_TIMEOUT`], then refuses: never checked against a policy
+    /// that is known to be stale).
+    pub async fn settled(&self) -> Result<(), ApiError> {
+        let wanted = self.written.load(std::sync::atomic::Ordering::Acquire);
+        let mut installed = self.installed.subscribe();
+        match tokio::time::timeout(SETTLE_TIMEOUT, installed.wait_for(|r| *r >= wanted)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the RBAC policy is still being reloaded after a recent change; retry",
+            )),
+        }
     }
 }
 
@@ -238,18 +421,54 @@ pub fn attributes(a: &RequestAttributes) -> Attributes {
     }
 }
 
+/// The reason of a denial, as kube-apiserver's RBAC authorizer gives it: empty, unless some
+/// binding that applies to the requester names a role that does not exist, then `RBAC: ` and
+/// the informer listers' not-found errors (`role.rbac.authorization.k8s.io "x" not found`).
+fn denial_reason(policy: &Policy, a: &RequestAttributes) -> String {
+    let (_, errors) = escalation::resolve_rules(policy, &a.user.name, &a.user.groups, &a.namespace);
+    let mut messages: Vec<String> = Vec::new();
+    for e in errors {
+        let m = match e {
+            escalation::RoleRefError::NotFound { resource, name } => format!(
+                "{}.{} {} not found",
+                resource.trim_end_matches('s'),
+                portcullis_rbac::v1::GROUP,
+                escalation::go_quote(&name)
+            ),
+            other => other.to_string(),
+        };
+        // An aggregate error prints each distinct message once.
+        if !messages.contains(&m) {
+            messages.push(m);
+        }
+    }
+    match messages.as_slice() {
+        [] => String::new(),
+        [one] => format!("RBAC: {one}"),
+        many => format!("RBAC: [{}]", many.join(", ")),
+    }
+}
+
 impl Authorizer for RbacAuthorizer {
     fn authorize(&self, a: &RequestAttributes) -> Decision {
-        let d = self.snapshot.load().compiled.authorize(&attributes(a));
+        let snapshot = self.snapshot.load();
+        let d = snapshot.compiled.authorize(&attributes(a));
+        if d.allowed {
+            return Decision {
+                allowed: true,
+                reason: d.reason,
+            };
+        }
         Decision {
-            allowed: d.allowed,
-            reason: d.reason,
+            allowed: false,
+            reason: denial_reason(&snapshot.policy, a),
         }
     }
 }
 
-/// Creates the bootstrap roles and bindings that are missing (existing ones are left as the
-/// operator changed them), and binds `portcullis:admins` to `cluster-admin`.
+/// Creates the bootstrap roles and bindings (those of the Kubernetes version
+/// `portcullis_rbac::bootstrap::KUBERNETES_VERSION` names) that are missing (existing ones are
+/// left as the operator changed them), and binds `portcullis:admins` to `cluster-admin`.
 pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
     let base = portcullis_rbac::bootstrap::policy();
     let mut objects: Vec<(String, Value)> = Vec::new();
@@ -298,6 +517,13 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
             key("clusterrolebindings", "", &b.metadata.name),
             object(b, "ClusterRoleBinding"),
         ));
+    }
+    // The namespaced part of the policy (kube-system's and kube-public's controller roles).
+    for ((ns, name), r) in &base.roles {
+        objects.push((key("roles", ns, name), object(r, "Role")));
+    }
+    for ((ns, name), b) in &base.role_bindings {
+        objects.push((key("rolebindings", ns, name), object(b, "RoleBinding")));
     }
     for (k, mut v) in objects {
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -370,7 +596,7 @@ pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut re
                     while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
                     match load(&*store).await {
                         Ok((policy, rev)) => {
-                            authorizer.install(policy);
+                            authorizer.install(policy, rev);
                             revision = rev;
                         }
                         Err(e) => tracing::warn!(error = %e, "reloading RBAC policy failed"),
@@ -382,7 +608,7 @@ pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut re
         // The watch ended or failed: reload from scratch and watch again.
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok((policy, rev)) = load(&*store).await {
-            authorizer.install(policy);
+            authorizer.install(policy, rev);
             revision = rev;
         }
     }
@@ -485,8 +711,55 @@ impl crate::api::registry::Review for RulesReview {
     }
 }
 
-/// Adds the access and rules reviews to the served registry.
+/// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): the requester's
+/// identity as the server sees it, after impersonation. `system:basic-user` grants `create` on
+/// it to every authenticated user.
+pub struct SelfReview;
+
+impl crate::api::registry::Review for SelfReview {
+    fn review(
+        &self,
+        user: &crate::authn::UserInfo,
+        object: Value,
+    ) -> Result<Value, crate::api::status::ApiError> {
+        if object.get("kind").and_then(Value::as_str) != Some("SelfSubjectReview") {
+            return Err(crate::api::status::ApiError::bad_request(
+                "the body must be a SelfSubjectReview",
+            ));
+        }
+        // As kube-apiserver: an empty uid and no extra are left out.
+        let mut info = serde_json::Map::new();
+        info.insert("username".into(), Value::String(user.name.clone()));
+        if !user.uid.is_empty() {
+            info.insert("uid".into(), Value::String(user.uid.clone()));
+        }
+        info.insert("groups".into(), serde_json::json!(user.groups));
+        if !user.extra.is_empty() {
+            info.insert("extra".into(), serde_json::json!(user.extra));
+        }
+        Ok(serde_json::json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": { "creationTimestamp": crate::api::objects::now_rfc3339() },
+            "status": { "userInfo": info },
+        }))
+    }
+}
+
+/// Adds the access and rules reviews, and the SelfSubjectReview, to the served registry.
 pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer>) {
+    registry.register(ResourceType {
+        group: "authentication.k8s.io".into(),
+        version: "v1".into(),
+        kind: "SelfSubjectReview".into(),
+        plural: "selfsubjectreviews".into(),
+        singular: "selfsubjectreview".into(),
+        namespaced: false,
+        short_names: Vec::new(),
+        has_status: false,
+        codec: Arc::new(RbacCodec { authorizer: None }),
+        review: Some(Arc::new(SelfReview)),
+    });
     for (kind, plural, about_self) in [
         ("SubjectAccessReview", "subjectaccessreviews", false),
         ("SelfSubjectAccessReview", "selfsubjectaccessreviews", true),
@@ -521,4 +794,54 @@ pub fn register_reviews(registry: &mut Registry, authorizer: &Arc<RbacAuthorizer
             authorizer: authorizer.clone(),
         })),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[tokio::test]
+    async fn a_write_waits_for_the_policy_to_include_earlier_rbac_writes() {
+        let a = RbacAuthorizer::default();
+        a.install(Policy::default(), 5);
+        assert!(
+            a.settled().now_or_never().unwrap().is_ok(),
+            "nothing written yet"
+        );
+        a.note_write(7);
+        let mut waiting = Box::pin(a.settled());
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "the snapshot is older"
+        );
+        a.install(Policy::default(), 6);
+        assert!((&mut waiting).now_or_never().is_none(), "still older");
+        a.install(Policy::default(), 9);
+        assert!(waiting.await.is_ok());
+    }
+
+    #[test]
+    fn only_gc_owned_metadata_changes_are_gc_only() {
+        let old = serde_json::json!({
+            "kind": "Role", "metadata": { "name": "r", "uid": "u", "resourceVersion": "3", "generation": 1 },
+            "rules": [],
+        });
+        let mut new = old.clone();
+        new["metadata"]["finalizers"] = serde_json::json!(["x"]);
+        new["metadata"]["ownerReferences"] = serde_json::json!([{ "name": "o" }]);
+        new["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("generation");
+        assert!(is_only_mutating_gc_fields(&new, &old));
+        new["metadata"]["labels"] = serde_json::json!({ "a": "b" });
+        assert!(!is_only_mutating_gc_fields(&new, &old));
+        let mut rules = old.clone();
+        rules["rules"] = serde_json::json!([{ "verbs": ["*"] }]);
+        assert!(!is_only_mutating_gc_fields(&rules, &old));
+        let mut no_uid = old.clone();
+        no_uid["metadata"].as_object_mut().unwrap().remove("uid");
+        assert!(!is_only_mutating_gc_fields(&no_uid, &old));
+    }
 }

@@ -151,7 +151,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let (policy, revision) = crate::rbac::load(&*store)
         .await
         .context("loading the RBAC policy")?;
-    authorizer.install(policy);
+    authorizer.install(policy, revision);
     let rbac_sync = tokio::spawn(crate::rbac::sync(
         store.clone(),
         authorizer.clone(),

@@ -1,8 +1,11 @@
 //! `covers` as kube-apiserver's `validation.Covers`: named cases, and properties (reflexive,
 //! transitive, and agreeing with per-request decisions).
 
-use portcullis_rbac::escalation::covers;
-use portcullis_rbac::v1::PolicyRule;
+use portcullis_rbac::escalation::{
+    Refusal, RoleRefError, Writer, check_binding_write, check_role_write, covers,
+};
+use portcullis_rbac::v1::{PolicyRule, RoleRef};
+use portcullis_rbac::{CompiledPolicy, Policy};
 use proptest::prelude::*;
 
 fn r(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
@@ -119,6 +122,90 @@ fn non_resource_urls_cover_by_prefix_star() {
         )
         .0
     );
+}
+
+/// u holds pods get in ns, escalate on roles named special only, and bind on ClusterRole view.
+fn writer_policy() -> (Policy, CompiledPolicy) {
+    let p = Policy::from_documents([(
+        "p",
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: w, namespace: ns}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [get]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [escalate], resourceNames: [special]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], verbs: [bind], resourceNames: [view]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: w, namespace: ns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: w}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: u}]
+"#,
+    )])
+    .unwrap();
+    let compiled = CompiledPolicy::new(&p);
+    (p, compiled)
+}
+
+#[test]
+fn escalate_is_authorized_by_the_request_name_so_never_on_a_create() {
+    let (p, c) = writer_policy();
+    let groups = vec!["system:authenticated".to_owned()];
+    let w = Writer {
+        user: "u",
+        groups: &groups,
+    };
+    let all = [r(&["*"], &["*"], &["*"], &[])];
+    // A create names nothing: the named escalate rule does not apply, the rules are checked.
+    let refused = check_role_write(&p, &c, &w, "roles", "ns", "", &all).unwrap_err();
+    assert!(
+        matches!(refused, Refusal::Forbidden(m) if m.contains("{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}"))
+    );
+    // An update of that name does.
+    assert!(check_role_write(&p, &c, &w, "roles", "ns", "special", &all).is_ok());
+    assert!(check_role_write(&p, &c, &w, "roles", "ns", "other", &all).is_err());
+    // Held rules need nothing else.
+    let held = [r(&["get"], &[""], &["pods"], &[])];
+    assert!(check_role_write(&p, &c, &w, "roles", "ns", "", &held).is_ok());
+    // system:masters skips every check.
+    let masters = vec!["system:masters".to_owned()];
+    let m = Writer {
+        user: "root",
+        groups: &masters,
+    };
+    assert!(check_role_write(&p, &c, &m, "roles", "ns", "", &all).is_ok());
+}
+
+#[test]
+fn a_missing_role_is_the_lookups_error_unless_the_writer_may_bind_it() {
+    let (p, c) = writer_policy();
+    let groups = vec!["system:authenticated".to_owned()];
+    let w = Writer {
+        user: "u",
+        groups: &groups,
+    };
+    let role_ref = |kind: &str, name: &str| RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    assert_eq!(
+        check_binding_write(&p, &c, &w, "ns", &role_ref("Role", "ghost")),
+        Err(Refusal::RoleRef(RoleRefError::NotFound {
+            resource: "roles",
+            name: "ghost".into()
+        }))
+    );
+    // bind on view (which does not exist in this policy) allows binding it anyway.
+    assert!(check_binding_write(&p, &c, &w, "ns", &role_ref("ClusterRole", "view")).is_ok());
+    // bind is checked with the roleRef's own API group.
+    let mut other_group = role_ref("ClusterRole", "view");
+    other_group.api_group = "example.com".into();
+    assert!(check_binding_write(&p, &c, &w, "ns", &other_group).is_err());
+    // A role whose rules the writer holds needs no bind.
+    assert!(check_binding_write(&p, &c, &w, "ns", &role_ref("Role", "w")).is_ok());
 }
 
 fn rule() -> impl Strategy<Value = PolicyRule> {

@@ -11,10 +11,11 @@ use portcullis_store::{KeyValue, ListOptions, Revision, StoreError, WatchEvent};
 use serde_json::{Map, Value, json};
 
 use super::body::{self, WRITE_TYPES};
-use super::registry::{DecodeFailure, ResourceType};
+use super::registry::{AdmitRequest, DecodeFailure, ResourceType};
 use super::status::{self, ApiError, Cause};
 use super::{AppState, Query, selector};
 use crate::authn::UserInfo;
+use crate::authz::RequestAttributes;
 
 /// Most attempts of a patch whose read-modify-write raced with another writer.
 const PATCH_RETRIES: usize = 5;
@@ -266,9 +267,20 @@ pub async fn create(
     {
         o.remove("status");
     }
+    // As the RBAC registry: escalation checks before validation. The request names nothing.
+    settle(t).await?;
     t.rt.codec
-        .admit(t.user, &t.namespace, None, &obj)
+        .admit(
+            t.user,
+            &AdmitRequest {
+                namespace: &t.namespace,
+                request_name: "",
+                old: None,
+            },
+            &obj,
+        )
         .map_err(|f| failure(t, f))?;
+    t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
     let target = Target {
         rt: t.rt,
         name: name.clone(),
@@ -281,6 +293,7 @@ pub async fn create(
         .create(&target.key(), to_bytes(&obj)?)
         .await
         .map_err(|e| target.store_error(e))?;
+    target.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
 }
 
@@ -292,7 +305,18 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, ApiError> {
     let value = read_object(app, headers, body).await?;
-    let current = current(app, t).await?;
+    let stored = app
+        .store
+        .get(&t.key())
+        .await
+        .map_err(|e| t.store_error(e))?;
+    let current = match stored {
+        Some(kv) => kv,
+        None if t.subresource.is_empty() && t.rt.codec.allow_create_on_update() => {
+            return create_on_update(app, t, value).await;
+        }
+        None => return Err(t.store_error(StoreError::NotFound(t.key()))),
+    };
     let expected = match value
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -366,6 +390,8 @@ async fn write_update(
     let mut value = value;
     check_namespace(t, metadata_mut(&mut value)?)?;
     let mut new = decode(t, &value)?;
+    // Admission sees the object as sent (GC-only changes are judged against it).
+    let sent = new.clone();
     let meta = metadata_mut(&mut new)?;
     let body_name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     if body_name != t.name {
@@ -431,12 +457,23 @@ async fn write_update(
             }
         }
     }
+    // As the RBAC registry: escalation checks come before validation.
+    settle(t).await?;
+    t.rt.codec
+        .admit(
+            t.user,
+            &AdmitRequest {
+                namespace: &t.namespace,
+                request_name: &t.name,
+                old: Some(&old),
+            },
+            &sent,
+        )
+        .map_err(|f| failure(t, f))?;
+    t.rt.codec.validate(&new).map_err(|f| failure(t, f))?;
     // Immutable fields are checked once server-owned metadata is carried over.
     t.rt.codec
         .validate_update(&old, &new)
-        .map_err(|f| failure(t, f))?;
-    t.rt.codec
-        .admit(t.user, &t.namespace, Some(&old), &new)
         .map_err(|f| failure(t, f))?;
     keep_a_way_in(app, t, &new).await?;
     // An object being deleted goes once its last finalizer is removed.
@@ -452,6 +489,7 @@ async fn write_update(
             .delete(&t.key(), Some(expected))
             .await
             .map_err(|e| t.store_error(e))?;
+        t.rt.codec.written(kv.mod_revision);
         return Ok(json_response(StatusCode::OK, &stored_object(&kv)?));
     }
     let kv = app
@@ -459,7 +497,85 @@ async fn write_update(
         .update(&t.key(), to_bytes(&new)?, expected)
         .await
         .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::OK, &stored_object(&kv)?))
+}
+
+/// PUT to a missing object of a kind that allows it (RBAC): a create, in kube-apiserver's
+/// order: the escalation checks (the request names the object), validation, then the `create`
+/// verb, whose denial carries the authorizer's (empty) reason.
+async fn create_on_update(
+    app: &AppState,
+    t: &Target<'_>,
+    value: Value,
+) -> Result<Response, ApiError> {
+    let mut value = value;
+    check_namespace(t, metadata_mut(&mut value)?)?;
+    let mut obj = decode(t, &value)?;
+    let meta = metadata_mut(&mut obj)?;
+    let body_name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    if body_name != t.name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            t.name
+        )));
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    meta.insert("generation".into(), json!(1));
+    for server_owned in ["resourceVersion", "deletionTimestamp", "selfLink"] {
+        meta.remove(server_owned);
+    }
+    settle(t).await?;
+    t.rt.codec
+        .admit(
+            t.user,
+            &AdmitRequest {
+                namespace: &t.namespace,
+                request_name: &t.name,
+                old: None,
+            },
+            &obj,
+        )
+        .map_err(|f| failure(t, f))?;
+    t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
+    let create = RequestAttributes {
+        user: t.user.clone(),
+        verb: "create".into(),
+        resource_request: true,
+        api_group: t.rt.group.clone(),
+        api_version: t.rt.version.clone(),
+        resource: t.rt.plural.clone(),
+        subresource: String::new(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        path: String::new(),
+    };
+    let decision = app.authz.authorize(&create);
+    if !decision.allowed {
+        return Err(ApiError::forbidden(format!(
+            "{} {} is forbidden: {}",
+            status::qualified(&t.rt.plural, &t.rt.group),
+            portcullis_rbac::escalation::go_quote(&t.name),
+            decision.reason
+        ))
+        .with_details(&t.rt.group, &t.rt.plural, &t.name));
+    }
+    let kv = app
+        .store
+        .create(&t.key(), to_bytes(&obj)?)
+        .await
+        .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(kv.mod_revision);
+    Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
+}
+
+/// Waits, if the kind's admission needs it, until what admission reads includes earlier writes.
+async fn settle(t: &Target<'_>) -> Result<(), ApiError> {
+    match t.rt.codec.settle() {
+        Some(wait) => wait.await,
+        None => Ok(()),
+    }
 }
 
 /// The static admin may be disabled only once a `Connector` exists: otherwise no one could
@@ -563,12 +679,15 @@ pub async fn delete(
             .update(&t.key(), to_bytes(&marked)?, Some(expected))
             .await
             .map_err(|e| t.store_error(e))?;
+        t.rt.codec.written(kv.mod_revision);
         return Ok(json_response(StatusCode::ACCEPTED, &stored_object(&kv)?));
     }
-    app.store
+    let gone = app
+        .store
         .delete(&t.key(), Some(expected))
         .await
         .map_err(|e| t.store_error(e))?;
+    t.rt.codec.written(gone.mod_revision);
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -623,11 +742,12 @@ fn failure(t: &Target<'_>, f: DecodeFailure) -> ApiError {
             .with_causes(causes),
         DecodeFailure::Invalid(causes) => invalid(t, &t.name, causes),
         DecodeFailure::Forbidden(message) => ApiError::forbidden(format!(
-            "{} {:?} is forbidden: {message}",
+            "{} {} is forbidden: {message}",
             status::qualified(&t.rt.plural, &t.rt.group),
-            t.name
+            portcullis_rbac::escalation::go_quote(&t.name)
         ))
         .with_details(&t.rt.group, &t.rt.plural, &t.name),
+        DecodeFailure::Status(e) => e,
     }
 }
 

@@ -137,11 +137,20 @@ pub fn review_to_json(kind: &str, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     let type_meta = unknown.type_meta.unwrap_or_default();
-    if type_meta.kind != kind || type_meta.api_version != "authorization.k8s.io/v1" {
+    // SelfSubjectReview (`kubectl auth whoami`) has no spec: who asks is the whole question.
+    let api_version = if kind == "SelfSubjectReview" {
+        "authentication.k8s.io/v1"
+    } else {
+        "authorization.k8s.io/v1"
+    };
+    if type_meta.kind != kind || type_meta.api_version != api_version {
         return Err(bad(format!(
-            "it holds {:?} of {:?}, but the URL is for {kind} of \"authorization.k8s.io/v1\"",
+            "it holds {:?} of {:?}, but the URL is for {kind} of {api_version:?}",
             type_meta.kind, type_meta.api_version
         )));
+    }
+    if kind == "SelfSubjectReview" {
+        return Ok(json!({ "apiVersion": api_version, "kind": kind, "metadata": {} }));
     }
     let review = Review::decode(unknown.raw.as_slice()).map_err(bad)?;
     let spec = match kind {
@@ -225,6 +234,17 @@ mod tests {
         assert_eq!(v["spec"]["resourceAttributes"]["group"], "portcullis.dev");
         assert_eq!(v["spec"]["resourceAttributes"]["namespace"], "default");
         assert!(v["spec"].get("user").is_none());
+    }
+
+    #[test]
+    fn kubectl_auth_whoamis_self_subject_review_decodes() {
+        // The body kubectl 1.32 sent for `kubectl auth whoami` (recorded).
+        let body = b"k8s\0\n-\n\x18authentication.k8s.io/v1\x12\x11SelfSubjectReview\x12\x1a\n\x10\n\0\x12\0\x1a\0\"\0*\x002\x008\0B\0\x12\x06\n\x04\n\0\x12\0\x1a\0\"\0";
+        let v = review_to_json("SelfSubjectReview", body).unwrap();
+        assert_eq!(v["apiVersion"], "authentication.k8s.io/v1");
+        assert_eq!(v["kind"], "SelfSubjectReview");
+        // An access review is not a SelfSubjectReview.
+        assert!(review_to_json("SelfSubjectReview", &kubectl_body()).is_err());
     }
 
     #[test]

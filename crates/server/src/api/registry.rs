@@ -16,6 +16,21 @@ pub enum DecodeFailure {
     Invalid(Vec<Cause>),
     /// Refused by an admission rule, e.g. RBAC escalation prevention (403 Forbidden).
     Forbidden(String),
+    /// Refused with a complete error of its own (e.g. 404 for a role a binding references that
+    /// does not exist, as kube-apiserver's rule resolver answers).
+    Status(super::status::ApiError),
+}
+
+/// What admission is told about a write besides the object.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmitRequest<'a> {
+    /// Namespace from the request URL (empty: cluster scope).
+    pub namespace: &'a str,
+    /// Object name from the request URL: empty for a create (POST to the collection), as
+    /// kube-apiserver's request attributes have it.
+    pub request_name: &'a str,
+    /// The stored object an update replaces (`None` for a create, also a create by PUT).
+    pub old: Option<&'a Value>,
 }
 
 /// Strict decoding and validation of one kind.
@@ -29,13 +44,36 @@ pub trait Codec: Send + Sync {
         Ok(())
     }
 
-    /// Admission: may `user` write `new` (replacing `old`, if any) in `namespace`? Runs after
-    /// authorization of the verb, on the decoded object.
+    /// Validation that runs after admission (kinds whose `decode` only decodes, as RBAC's: the
+    /// registry checks escalation before it validates).
+    fn validate(&self, _object: &Value) -> Result<(), DecodeFailure> {
+        Ok(())
+    }
+
+    /// Whether a PUT to a missing object creates it (as kube-apiserver's RBAC storage allows);
+    /// such a create needs the `create` verb too.
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
+    /// A wait before admission, for kinds whose admission reads state that follows the store
+    /// asynchronously (RBAC: the policy must include this server's earlier RBAC writes).
+    fn settle(
+        &self,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), super::status::ApiError>>> {
+        None
+    }
+
+    /// Told the store revision of every write of this kind made through the API.
+    fn written(&self, _revision: u64) {}
+
+    /// Admission: may `user` write `new` as `request` says? Runs after authorization of the
+    /// verb, on the decoded object; for an update, `new` is the object as the request sent it
+    /// (before server-owned metadata is carried over from `request.old`).
     fn admit(
         &self,
         _user: &UserInfo,
-        _namespace: &str,
-        _old: Option<&Value>,
+        _request: &AdmitRequest<'_>,
         _new: &Value,
     ) -> Result<(), DecodeFailure> {
         Ok(())

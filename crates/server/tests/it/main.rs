@@ -7,6 +7,8 @@
 )]
 
 mod api;
+mod escalation;
+mod kubectl;
 mod oidc;
 mod rbac;
 mod support;

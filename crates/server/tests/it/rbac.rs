@@ -448,3 +448,50 @@ async fn impersonation_needs_the_impersonate_verb_and_then_acts_as_the_other_use
     assert_eq!(resp.status(), 400);
     s.stop().await;
 }
+
+/// The management plane's bootstrap policy is that of the Kubernetes version the rbac crate
+/// names (v1.28): its system:basic-user lets everyone review themselves, its edit no longer
+/// writes endpoints, and its namespaced controller roles are there too.
+#[tokio::test]
+async fn the_bootstrap_policy_is_kubernetes_v1_28s() {
+    assert_eq!(portcullis_rbac::bootstrap::KUBERNETES_VERSION, "v1.28");
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    let get = async |path: &str| -> Value {
+        admin
+            .get(format!("{}{RBAC}/{path}", s.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let basic = get("clusterroles/system:basic-user").await;
+    assert!(
+        basic["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["apiGroups"] == json!(["authentication.k8s.io"])
+                && r["resources"] == json!(["selfsubjectreviews"])),
+        "{basic}"
+    );
+    let edit = get("clusterroles/system:aggregate-to-edit").await;
+    for rule in edit["rules"].as_array().unwrap() {
+        let writes = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "update" || v == "create");
+        let endpoints = rule["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "endpoints");
+        assert!(!(writes && endpoints), "{rule}");
+    }
+    let leader = get("namespaces/kube-system/roles/system::leader-locking-kube-scheduler").await;
+    assert_eq!(leader["kind"], "Role", "{leader}");
+    s.stop().await;
+}
