@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use portcullis_server::kubeconfig::{Kubeconfig, decode_data};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 /// A resource type found by discovery.
@@ -131,7 +132,9 @@ impl Client {
             user.client_certificate_data
                 .as_deref()
                 .and_then(decode_data),
-            user.client_key_data.as_deref().and_then(decode_data),
+            user.client_key_data
+                .as_ref()
+                .and_then(|k| decode_data(k.expose_secret())),
         ) {
             (Some(cert), Some(key)) => {
                 let chain = CertificateDer::pem_slice_iter(&cert)
@@ -145,8 +148,11 @@ impl Client {
         };
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &user.token {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .context("the kubeconfig token is not a valid header value")?;
+            let mut v = reqwest::header::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                token.expose_secret()
+            ))
+            .context("the kubeconfig token is not a valid header value")?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }

@@ -33,7 +33,10 @@ fn admin_client(dir: &std::path::Path) -> reqwest::Client {
     .unwrap();
     let user = &kc.users[0].user;
     let cert = decode_data(user.client_certificate_data.as_ref().unwrap()).unwrap();
-    let key = decode_data(user.client_key_data.as_ref().unwrap()).unwrap();
+    let key = decode_data(secrecy::ExposeSecret::expose_secret(
+        user.client_key_data.as_ref().unwrap(),
+    ))
+    .unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(&ca).unwrap())

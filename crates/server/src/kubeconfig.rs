@@ -4,12 +4,13 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::pki::{self, CertifiedKey, PkiError};
 
 /// A kubeconfig file. Only the fields portcullis writes and reads are modelled; others are ignored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Kubeconfig {
     /// Always `v1`.
@@ -32,7 +33,7 @@ pub struct Kubeconfig {
 }
 
 /// `clusters[]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NamedCluster {
     /// Name referenced by contexts.
     pub name: String,
@@ -41,7 +42,7 @@ pub struct NamedCluster {
 }
 
 /// A cluster's endpoint and trust.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Cluster {
     /// `https://host:port`.
@@ -52,7 +53,7 @@ pub struct Cluster {
 }
 
 /// `users[]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NamedUser {
     /// Name referenced by contexts.
     pub name: String,
@@ -60,23 +61,40 @@ pub struct NamedUser {
     pub user: AuthInfo,
 }
 
-/// Credentials of a user.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Credentials of a user. The private key and the token are secrets: they print as
+/// `[REDACTED]` in `Debug` and are exposed only where they are used or written to the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AuthInfo {
     /// Base64 of the client certificate PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate_data: Option<String>,
     /// Base64 of the client key PEM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_data: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub client_key_data: Option<SecretString>,
     /// A bearer token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub token: Option<SecretString>,
+}
+
+/// Writes a secret's value: only when the kubeconfig file itself is written.
+fn expose<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => s.serialize_str(v.expose_secret()),
+        None => s.serialize_none(),
+    }
 }
 
 /// `contexts[]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NamedContext {
     /// Name of the context.
     pub name: String,
@@ -85,7 +103,7 @@ pub struct NamedContext {
 }
 
 /// A context: which cluster with which user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Context {
     /// Cluster name.
     pub cluster: String,
@@ -150,7 +168,7 @@ impl Kubeconfig {
                 name: user_name.into(),
                 user: AuthInfo {
                     client_certificate_data: Some(STANDARD.encode(&client.cert_pem)),
-                    client_key_data: Some(STANDARD.encode(&client.key_pem)),
+                    client_key_data: Some(STANDARD.encode(&client.key_pem).into()),
                     token: None,
                 },
             }],

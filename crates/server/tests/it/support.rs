@@ -56,7 +56,10 @@ impl TestServer {
         let kc = Kubeconfig::read(&self.dir.path().join("admin.conf")).unwrap();
         let user = &kc.users[0].user;
         let cert = decode_data(user.client_certificate_data.as_ref().unwrap()).unwrap();
-        let key = decode_data(user.client_key_data.as_ref().unwrap()).unwrap();
+        let key = decode_data(secrecy::ExposeSecret::expose_secret(
+            user.client_key_data.as_ref().unwrap(),
+        ))
+        .unwrap();
         client(&self.ca_pem(), Some((&cert, &key)))
     }
 
