@@ -11,7 +11,7 @@ use crate::provider::Provider;
 
 /// Store key of a local user.
 pub fn user_key(name: &str) -> String {
-    format!("/registry/portcullis.dev/users/{name}")
+    portcullis_store::keys::object(portcullis_model::GROUP, "users", "", name)
 }
 
 /// A new random password: 144 bits, 24 URL-safe characters.

@@ -27,7 +27,7 @@ async fn read<T: serde::de::DeserializeOwned>(
     if !valid_name(name) {
         return Ok(None);
     }
-    let key = format!("/registry/portcullis.dev/{plural}/{name}");
+    let key = portcullis_store::keys::object(portcullis_model::GROUP, plural, "", name);
     let Some(kv) = provider.store().get(&key).await? else {
         return Ok(None);
     };

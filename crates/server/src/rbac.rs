@@ -21,7 +21,9 @@ use crate::api::status::{ApiError, Cause};
 use crate::authz::{Authorizer, Decision, RequestAttributes};
 
 /// Store prefix of every RBAC object.
-pub const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+fn prefix() -> String {
+    portcullis_store::keys::group(portcullis_rbac::v1::GROUP)
+}
 
 /// Name of the bootstrap binding of `portcullis:admins` to `cluster-admin`.
 pub const ADMINS_BINDING: &str = "portcullis:admins";
@@ -558,17 +560,13 @@ fn object<T: serde::Serialize>(o: &T, kind: &str) -> Value {
 }
 
 fn key(plural: &str, namespace: &str, name: &str) -> String {
-    if namespace.is_empty() {
-        format!("{PREFIX}{plural}/{name}")
-    } else {
-        format!("{PREFIX}{plural}/{namespace}/{name}")
-    }
+    portcullis_store::keys::object(portcullis_rbac::v1::GROUP, plural, namespace, name)
 }
 
 /// Reads every RBAC object into a policy (aggregated). Objects that fail to parse are skipped
 /// with a log line: they grant nothing, which is the safe direction.
 pub async fn load(store: &dyn Store) -> Result<(Policy, u64), StoreError> {
-    let page = store.list(PREFIX, ListOptions::default()).await?;
+    let page = store.list(&prefix(), ListOptions::default()).await?;
     let mut policy = Policy::default();
     for kv in &page.items {
         let parsed = serde_json::from_slice::<Value>(&kv.value)
@@ -582,11 +580,11 @@ pub async fn load(store: &dyn Store) -> Result<(Policy, u64), StoreError> {
     Ok((policy, page.revision))
 }
 
-/// Keeps `authorizer` in step with the store for ever: on every change under [`PREFIX`] the
+/// Keeps `authorizer` in step with the store for ever: on every change under [`prefix`] the
 /// policy is reloaded (changes that arrive together are handled by one reload).
 pub async fn sync(store: Arc<dyn Store>, authorizer: Arc<RbacAuthorizer>, mut revision: u64) {
     loop {
-        match store.watch(PREFIX, revision).await {
+        match store.watch(&prefix(), revision).await {
             Ok(mut events) => {
                 while let Some(first) = events.next().await {
                     if first.is_err() {

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod keys;
 pub mod memory;
 mod paging;
 pub mod redb;

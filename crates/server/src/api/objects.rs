@@ -591,7 +591,7 @@ async fn keep_a_way_in(app: &AppState, t: &Target<'_>, new: &Value) -> Result<()
     let connectors = app
         .store
         .list(
-            "/registry/portcullis.dev/connectors/",
+            &portcullis_store::keys::collection(portcullis_model::GROUP, "connectors", ""),
             portcullis_store::ListOptions {
                 limit: Some(1),
                 ..Default::default()

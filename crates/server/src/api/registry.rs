@@ -135,23 +135,14 @@ impl ResourceType {
 
     /// Store key of one object.
     pub fn key(&self, namespace: &str, name: &str) -> String {
-        if self.namespaced {
-            format!(
-                "/registry/{}/{}/{namespace}/{name}",
-                self.group, self.plural
-            )
-        } else {
-            format!("/registry/{}/{}/{name}", self.group, self.plural)
-        }
+        let namespace = if self.namespaced { namespace } else { "" };
+        portcullis_store::keys::object(&self.group, &self.plural, namespace, name)
     }
 
     /// Store prefix of a collection (one namespace, or all when `namespace` is empty).
     pub fn prefix(&self, namespace: &str) -> String {
-        if self.namespaced && !namespace.is_empty() {
-            format!("/registry/{}/{}/{namespace}/", self.group, self.plural)
-        } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
-        }
+        let namespace = if self.namespaced { namespace } else { "" };
+        portcullis_store::keys::collection(&self.group, &self.plural, namespace)
     }
 }
 
