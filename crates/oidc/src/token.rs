@@ -237,6 +237,13 @@ async fn grant(
             format!("the client may not use the {} grant", grant_type.as_str()),
         ));
     }
+    // Before a code or refresh token is used up: a client whose ID tokens cannot be signed now
+    // gets nothing.
+    let alg =
+        id_token_algorithm(provider, client).map_err(|e| oauth_error("unauthorized_client", e))?;
+    if let Some(from) = provider.signs_from(alg) {
+        return Err(not_signing_yet(alg, from));
+    }
     let param = |name: &'static str| {
         params
             .get(name)
@@ -279,6 +286,7 @@ async fn grant(
             .await?;
             mint(
                 provider,
+                client,
                 &grant_id,
                 &grant,
                 None,
@@ -353,6 +361,7 @@ async fn redeem_code(
     .await?;
     mint(
         provider,
+        client,
         &grant_id,
         &grant,
         None,
@@ -520,6 +529,7 @@ async fn refresh(
                 .map_err(|_| Error::Crypto("sealed refresh token is not text"))?;
             return mint(
                 provider,
+                client,
                 grant_id,
                 &grant,
                 Some(&scopes),
@@ -545,6 +555,7 @@ async fn refresh(
         if state::replace(provider.store(), &key, &grant, revision).await? {
             return mint(
                 provider,
+                client,
                 grant_id,
                 &grant,
                 Some(&scopes),
@@ -556,6 +567,44 @@ async fn refresh(
         // Someone refreshed concurrently: read again (the grace window applies now).
     }
     Err(OAuthError::from(Error::Busy))
+}
+
+/// The algorithm of `client`'s ID tokens: its `idTokenSignedResponseAlg`, RS256 when it has
+/// none (OpenID Connect Dynamic Client Registration 1.0 §2). One the issuer does not publish
+/// is refused, never replaced by another.
+pub(crate) fn id_token_algorithm(
+    provider: &Provider,
+    client: &Client,
+) -> Result<Algorithm, String> {
+    let registered = client.spec.id_token_signing_alg();
+    let published = provider.signing_algorithms();
+    published
+        .iter()
+        .copied()
+        .find(|a| a.as_str() == registered.as_str())
+        .ok_or_else(|| {
+            let published: Vec<&str> = published.iter().map(|a| a.as_str()).collect();
+            format!(
+                "the client's ID tokens are to be signed with {} (idTokenSignedResponseAlg, \
+                 RS256 when absent), which this issuer does not publish; it publishes {} \
+                 (oidc.signingKey)",
+                registered.as_str(),
+                published.join(", ")
+            )
+        })
+}
+
+/// The answer while `alg` was just added to the configuration: its first key is published
+/// before it signs (until `from`), so that verifiers caching the JWKS hold it by then.
+fn not_signing_yet(alg: Algorithm, from: u64) -> OAuthError {
+    OAuthError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        error: "server_error",
+        description: format!(
+            "no {alg} key signs yet: its first key is published until Unix time {from} before \
+             it signs; try again then"
+        ),
+    }
 }
 
 /// `at_hash` (OpenID Connect Core 1.0 §3.1.3.6): the left half of the hash of the access
@@ -593,8 +642,10 @@ pub(crate) fn scoped_claims(
 
 /// Signs the access token and ID token of a grant (and returns the refresh token given).
 /// `scopes` narrows the grant's scopes for this response.
+#[allow(clippy::too_many_arguments)]
 fn mint(
     provider: &Provider,
+    client: &Client,
     grant_id: &str,
     grant: &GrantRecord,
     scopes: Option<&[String]>,
@@ -623,7 +674,7 @@ fn mint(
         "gid": grant_id,
         "preferred_username": identity.username,
     });
-    let (access_token, _) = provider.sign_typed(ACCESS_TOKEN_TYP, &access_claims)?;
+    let access_token = provider.sign_typed(ACCESS_TOKEN_TYP, &access_claims)?;
 
     let mut id_claims = Map::new();
     id_claims.insert("iss".into(), json!(issuer));
@@ -656,13 +707,15 @@ fn mint(
         id_claims.insert("sid".into(), json!(sid));
     }
     scoped_claims(&mut id_claims, scopes, identity);
-    let alg = provider.signing_algorithm();
+    let alg =
+        id_token_algorithm(provider, client).map_err(|e| oauth_error("unauthorized_client", e))?;
     id_claims.insert("at_hash".into(), json!(at_hash(&access_token, alg)));
-    let (id_token, signed_with) = provider.sign_typed("JWT", &Value::Object(id_claims))?;
-    if signed_with != alg {
-        // The active key rotated between the two signatures; at_hash would be wrong.
-        return Err(Error::Config("signing key changed while issuing; retry".into()).into());
-    }
+    let Some(id_token) = provider.sign_with(alg, &Value::Object(id_claims))? else {
+        return Err(not_signing_yet(
+            alg,
+            provider.signs_from(alg).unwrap_or_default(),
+        ));
+    };
 
     let mut body = json!({
         "access_token": access_token,
