@@ -16,9 +16,16 @@ fn bearer_error(status: StatusCode, error: Option<&'static str>, description: &s
     let challenge = match error {
         // §3.1: a request without any authentication gets no error code in the challenge.
         None => "Bearer realm=\"userinfo\"".to_owned(),
-        Some(error) => format!(
-            "Bearer realm=\"userinfo\", error=\"{error}\", error_description=\"{description}\""
-        ),
+        Some(error) => {
+            // §3: error_description holds only %x20-21 / %x23-5B / %x5D-7E.
+            let header_description: String = description
+                .chars()
+                .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+                .collect();
+            format!(
+                "Bearer realm=\"userinfo\", error=\"{error}\", error_description=\"{header_description}\""
+            )
+        }
     };
     let body = json!({
         "error": error.unwrap_or("invalid_request"),
