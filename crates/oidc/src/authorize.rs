@@ -326,8 +326,15 @@ async fn authorization_request(
         );
     }
     // Before the user logs in for nothing: the client's ID tokens must be signable here.
-    if let Err(e) = crate::token::id_token_algorithm(&provider, &client) {
-        return fail("unauthorized_client", &e);
+    match crate::token::id_token_algorithm(&provider, &client) {
+        Ok(_) => {}
+        Err(e @ crate::token::IdTokenAlgError::NotPublished(_)) => {
+            return fail("unauthorized_client", &e.description());
+        }
+        // RFC 6749 §4.1.2.1: a temporary condition.
+        Err(e @ crate::token::IdTokenAlgError::NotYet(..)) => {
+            return fail("temporarily_unavailable", &e.description());
+        }
     }
     let (scopes, audiences) = match check_scopes(&provider, &client, get("scope")).await {
         Ok(Ok(s)) => s,

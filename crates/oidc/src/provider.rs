@@ -320,6 +320,16 @@ impl Provider {
         self.keys().set.signs_from(alg)
     }
 
+    /// Whether a key of `alg` signs now.
+    pub(crate) fn can_sign(&self, alg: Algorithm) -> bool {
+        self.keys().set.signing_key_for(alg).is_some()
+    }
+
+    /// The algorithm of the default key (access tokens).
+    pub(crate) fn default_signing_algorithm(&self) -> Result<Algorithm, Error> {
+        Ok(self.keys().set.signing_key()?.algorithm())
+    }
+
     /// Signs `claims` with the default key (the first configured algorithm's active key;
     /// compact JWS, `kid`, `typ: JWT`).
     pub fn sign<T: serde::Serialize + ?Sized>(&self, claims: &T) -> Result<String, Error> {

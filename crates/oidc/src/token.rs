@@ -239,11 +239,7 @@ async fn grant(
     }
     // Before a code or refresh token is used up: a client whose ID tokens cannot be signed now
     // gets nothing.
-    let alg =
-        id_token_algorithm(provider, client).map_err(|e| oauth_error("unauthorized_client", e))?;
-    if let Some(from) = provider.signs_from(alg) {
-        return Err(not_signing_yet(alg, from));
-    }
+    id_token_algorithm(provider, client)?;
     let param = |name: &'static str| {
         params
             .get(name)
@@ -569,41 +565,76 @@ async fn refresh(
     Err(OAuthError::from(Error::Busy))
 }
 
-/// The algorithm of `client`'s ID tokens: its `idTokenSignedResponseAlg`, RS256 when it has
-/// none (OpenID Connect Dynamic Client Registration 1.0 §2). One the issuer does not publish
-/// is refused, never replaced by another.
+/// Why a client's ID tokens cannot be signed now.
+pub(crate) enum IdTokenAlgError {
+    /// The client registered an algorithm the issuer does not publish.
+    NotPublished(String),
+    /// The client's algorithm was just added to the configuration: its first key is
+    /// published before it signs (until the given Unix time), so that verifiers caching the
+    /// JWKS hold it by then.
+    NotYet(Algorithm, u64),
+}
+
+impl IdTokenAlgError {
+    pub(crate) fn description(&self) -> String {
+        match self {
+            IdTokenAlgError::NotPublished(why) => why.clone(),
+            IdTokenAlgError::NotYet(alg, from) => format!(
+                "no {alg} key signs yet: its first key is published until Unix time {from} \
+                 before it signs; try again then"
+            ),
+        }
+    }
+}
+
+impl From<IdTokenAlgError> for OAuthError {
+    fn from(e: IdTokenAlgError) -> Self {
+        match e {
+            IdTokenAlgError::NotPublished(_) => oauth_error("unauthorized_client", e.description()),
+            IdTokenAlgError::NotYet(..) => OAuthError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "server_error",
+                description: e.description(),
+            },
+        }
+    }
+}
+
+/// The algorithm that signs `client`'s ID tokens now: its `idTokenSignedResponseAlg`, which
+/// the issuer must publish (never replaced by another); for a client that registered none,
+/// RS256 (OpenID Connect Dynamic Client Registration 1.0 §2), or the issuer's default while
+/// RS256 does not sign here (an operator listed only other algorithms in `oidc.signingKey`,
+/// or just added RS256, whose first key is still only published: such a client keeps the
+/// tokens it got before).
 pub(crate) fn id_token_algorithm(
     provider: &Provider,
     client: &Client,
-) -> Result<Algorithm, String> {
-    let registered = client.spec.id_token_signing_alg();
+) -> Result<Algorithm, IdTokenAlgError> {
+    let Some(registered) = client.spec.id_token_signed_response_alg else {
+        if provider.can_sign(Algorithm::RS256) {
+            return Ok(Algorithm::RS256);
+        }
+        return provider
+            .default_signing_algorithm()
+            .map_err(|_| IdTokenAlgError::NotPublished("the issuer has no signing key".into()));
+    };
     let published = provider.signing_algorithms();
-    published
+    let Some(alg) = published
         .iter()
         .copied()
         .find(|a| a.as_str() == registered.as_str())
-        .ok_or_else(|| {
-            let published: Vec<&str> = published.iter().map(|a| a.as_str()).collect();
-            format!(
-                "the client's ID tokens are to be signed with {} (idTokenSignedResponseAlg, \
-                 RS256 when absent), which this issuer does not publish; it publishes {} \
-                 (oidc.signingKey)",
-                registered.as_str(),
-                published.join(", ")
-            )
-        })
-}
-
-/// The answer while `alg` was just added to the configuration: its first key is published
-/// before it signs (until `from`), so that verifiers caching the JWKS hold it by then.
-fn not_signing_yet(alg: Algorithm, from: u64) -> OAuthError {
-    OAuthError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        error: "server_error",
-        description: format!(
-            "no {alg} key signs yet: its first key is published until Unix time {from} before \
-             it signs; try again then"
-        ),
+    else {
+        let published: Vec<&str> = published.iter().map(|a| a.as_str()).collect();
+        return Err(IdTokenAlgError::NotPublished(format!(
+            "the client's ID tokens are to be signed with {} (idTokenSignedResponseAlg), which \
+             this issuer does not publish; it publishes {} (oidc.signingKey)",
+            registered.as_str(),
+            published.join(", ")
+        )));
+    };
+    match provider.signs_from(alg) {
+        Some(from) => Err(IdTokenAlgError::NotYet(alg, from)),
+        None => Ok(alg),
     }
 }
 
@@ -707,14 +738,11 @@ fn mint(
         id_claims.insert("sid".into(), json!(sid));
     }
     scoped_claims(&mut id_claims, scopes, identity);
-    let alg =
-        id_token_algorithm(provider, client).map_err(|e| oauth_error("unauthorized_client", e))?;
+    let alg = id_token_algorithm(provider, client)?;
     id_claims.insert("at_hash".into(), json!(at_hash(&access_token, alg)));
     let Some(id_token) = provider.sign_with(alg, &Value::Object(id_claims))? else {
-        return Err(not_signing_yet(
-            alg,
-            provider.signs_from(alg).unwrap_or_default(),
-        ));
+        // The key set changed between the choice and the signature (another replica).
+        return Err(Error::Config(format!("no {alg} key signs; retry")).into());
     };
 
     let mut body = json!({

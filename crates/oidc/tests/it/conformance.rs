@@ -591,3 +591,84 @@ async fn userinfo_takes_the_access_token_in_a_form_body_but_never_in_the_query()
     assert_eq!(response.status(), 200);
     served.stop().await;
 }
+
+// === 7. a changed oidc.signingKey, seen by relying parties ===
+
+#[tokio::test]
+async fn an_installation_gaining_rs256_keeps_answering_while_its_first_rs256_key_is_only_published()
+{
+    let clock = TestClock::new();
+    let store = crate::support::memory_store();
+    crate::flow::seed(&store).await;
+    let start = |specs: Vec<KeySpec>| {
+        let store = std::sync::Arc::clone(&store);
+        let clock = clock.clock();
+        async move {
+            Served::start_full(
+                "/dex",
+                store,
+                |c| portcullis_oidc::ProviderConfig {
+                    signing_keys: specs,
+                    ..c
+                },
+                clock,
+            )
+            .await
+        }
+    };
+    let id_token_alg = |served: &Served| {
+        let served_issuer = served.issuer.clone();
+        async move {
+            let served_metadata = CoreProviderMetadata::discover_async(
+                openidconnect::IssuerUrl::new(served_issuer).unwrap(),
+                &Http::new(),
+            )
+            .await
+            .unwrap();
+            let dashboard = rp(
+                &served_metadata,
+                "dashboard",
+                DASHBOARD_SECRET,
+                DASHBOARD_REDIRECT,
+            );
+            let (tokens, _) = log_in(&dashboard, &Browser::new(), "alice", &[]).await;
+            header_alg(&tokens.id_token().unwrap().to_string())
+        }
+    };
+
+    // Installed with ES256 only: a client without idTokenSignedResponseAlg gets the issuer's
+    // default, as before RS256 was offered.
+    let served = start(vec![KeySpec::Es256]).await;
+    add_client(&served, "rs-app", |s| {
+        s.id_token_signed_response_alg = Some(IdTokenSigningAlg::RS256)
+    })
+    .await;
+    assert_eq!(id_token_alg(&served).await, "ES256");
+    served.stop().await;
+
+    // Restarted with RS256 added: while the RS256 key is only published, that client still
+    // gets ES256, and one that registered RS256 is told to come back later.
+    let served = start(vec![KeySpec::Es256, KeySpec::Rs256Bits2048]).await;
+    assert_eq!(id_token_alg(&served).await, "ES256");
+    let metadata = served.discover().await;
+    let rs_app = rp(&metadata, "rs-app", APP_SECRET, APP_REDIRECT);
+    let (url, _, _) = authorization(&rs_app, &[], &[], false);
+    let page = Browser::new().get(url.as_str()).await;
+    assert_eq!(page.redirect_query()["error"], "temporarily_unavailable");
+    let from = served.provider.signs_from(Algorithm::RS256).unwrap();
+    served.stop().await;
+
+    // Once it signs: RS256 for both.
+    clock.advance(from - clock.now());
+    let served = start(vec![KeySpec::Es256, KeySpec::Rs256Bits2048]).await;
+    assert_eq!(id_token_alg(&served).await, "RS256");
+    let metadata = served.discover().await;
+    let rs_app = rp(&metadata, "rs-app", APP_SECRET, APP_REDIRECT);
+    let (tokens, nonce) = log_in(&rs_app, &Browser::new(), "alice", &[]).await;
+    tokens
+        .id_token()
+        .unwrap()
+        .claims(&rs256_only(&rs_app), &nonce)
+        .unwrap();
+    served.stop().await;
+}
