@@ -7,6 +7,7 @@
 )]
 
 mod api;
+mod kube_apiserver;
 mod oidc;
 mod rbac;
 mod support;

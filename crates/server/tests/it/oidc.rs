@@ -120,11 +120,29 @@ async fn signing_keys_survive_a_restart() {
 
 /// Logs in at the issuer's own login page as a public client with PKCE and returns the token
 /// response (a scripted browser keeping the CSRF cookie by hand).
-async fn password_login(
+pub(crate) async fn password_login(
     s: &TestServer,
     client_id: &str,
     login: &str,
     password: &str,
+) -> (u16, Value) {
+    password_login_with_scope(
+        s,
+        client_id,
+        login,
+        password,
+        "openid email groups offline_access",
+    )
+    .await
+}
+
+/// [`password_login`] asking for `scope`.
+pub(crate) async fn password_login_with_scope(
+    s: &TestServer,
+    client_id: &str,
+    login: &str,
+    password: &str,
+    scope: &str,
 ) -> (u16, Value) {
     use base64::Engine as _;
     let verifier = "a-fixed-but-long-enough-pkce-verifier-for-this-test-0123456789";
@@ -137,7 +155,7 @@ async fn password_login(
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect)
         .append_pair("response_type", "code")
-        .append_pair("scope", "openid email groups offline_access")
+        .append_pair("scope", scope)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
     let browser = s.anonymous();
@@ -235,7 +253,7 @@ async fn the_management_api_verifies_id_tokens_of_every_published_algorithm() {
     s.stop().await;
 }
 
-fn cli_client() -> portcullis_model::Client {
+pub(crate) fn cli_client() -> portcullis_model::Client {
     portcullis_model::Client::new(
         "portcullis",
         portcullis_model::ClientSpec {
