@@ -208,7 +208,8 @@ impl ClientSpec {
     }
 
     /// The algorithm of the client's ID tokens: the registered one, RS256 when none is
-    /// (OpenID Connect Dynamic Client Registration 1.0 §2).
+    /// (OpenID Connect Dynamic Client Registration 1.0 §2). (An issuer that does not sign RS256
+    /// uses its default algorithm for a client that registered none.)
     pub fn id_token_signing_alg(&self) -> IdTokenSigningAlg {
         self.id_token_signed_response_alg
             .unwrap_or(IdTokenSigningAlg::RS256)
