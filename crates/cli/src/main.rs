@@ -382,6 +382,7 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
     let kubeconfig = running.admin_kubeconfig.display().to_string();
     println!("portcullis is running at {}", running.url);
     println!("  issuer:           {}", running.url);
+    println!("  signing keys:     {}", signing_summary(&running.provider));
     println!(
         "  CA certificate:   {}  (trust it: curl --cacert {0} {}/healthz)",
         running.ca_path.display(),
@@ -424,4 +425,25 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
         }
     })
+}
+
+/// The published signing algorithms for the startup banner: `ES256, RS256`, and for an
+/// algorithm just added to the configuration when its first key starts signing.
+fn signing_summary(provider: &portcullis_oidc::Provider) -> String {
+    let now = portcullis_jose::unix_now();
+    let algs: Vec<String> = provider
+        .signing_algorithms()
+        .into_iter()
+        .map(|alg| match provider.signs_from(alg) {
+            Some(from) => format!(
+                "{alg} (published; signs in {} min)",
+                from.saturating_sub(now).div_ceil(60)
+            ),
+            None => alg.to_string(),
+        })
+        .collect();
+    format!(
+        "{}  (ID tokens: RS256 unless a client sets idTokenSignedResponseAlg)",
+        algs.join(", ")
+    )
 }

@@ -9,7 +9,8 @@
 //! - [`Verifier`]: strict JWT verification (RFC 7519, RFC 8725): size bound, `alg` pinned to the
 //!   key's algorithm, `kid`, signature, `iss`, `aud`, `exp`/`nbf`/`iat` with bounded skew.
 //!   Success is a [`VerifiedToken`]; anything else is an [`Error`].
-//! - [`KeySet`]: keys with a rotation schedule (next → active → retired → removed).
+//! - [`KeySet`]: keys of several algorithms at once (ES256 and RS256 by default), each with a
+//!   rotation schedule (next → active → retired → removed).
 //! - [`JwksCache`]: a remote JWKS for verifiers, refreshed on an unknown `kid`, rate-limited.
 //!
 //! Time is always passed in as Unix seconds (`now`), so every schedule is deterministic in tests;

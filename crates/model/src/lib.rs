@@ -25,7 +25,9 @@ pub mod validation;
 pub use common::{Condition, ConditionStatus, LocalObjectReference, SecretKeySelector};
 pub use decode::{decode_json, decode_value, decode_yaml_documents};
 pub use error::Error;
-pub use kinds::client::{Client, ClientSpec, GrantType, check_redirect_uri, hash_client_secret};
+pub use kinds::client::{
+    Client, ClientSpec, GrantType, IdTokenSigningAlg, check_redirect_uri, hash_client_secret,
+};
 pub use kinds::cluster::{Cluster, ClusterSpec};
 pub use kinds::connector::{Connector, ConnectorSpec, ConnectorType};
 pub use kinds::group::{Group, GroupSpec};

@@ -141,7 +141,10 @@ pub(crate) fn pkce_chars(s: &str) -> bool {
 }
 
 /// Splits and checks a `scope` parameter: known scopes, and audience scopes naming clients
-/// that trust `client` (their `trustedPeers` lists it). Returns the scopes and audiences.
+/// that trust `client` (their `trustedPeers` lists it). Returns the granted scopes and the
+/// audiences. Values not understood are left out (OpenID Connect Core 1.0 §3.1.2.1: they
+/// "SHOULD be ignored"); `offline_access` from a client that may not use refresh tokens and
+/// an audience that does not trust the client are refused.
 pub(crate) async fn check_scopes(
     provider: &Provider,
     client: &Client,
@@ -149,12 +152,13 @@ pub(crate) async fn check_scopes(
 ) -> Result<Result<(Vec<String>, Vec<String>), String>, Error> {
     let mut scopes: Vec<String> = Vec::new();
     let mut audiences = Vec::new();
-    for s in scope
+    for (i, s) in scope
         .unwrap_or_default()
         .split(' ')
         .filter(|s| !s.is_empty())
+        .enumerate()
     {
-        if scopes.len() >= MAX_SCOPES {
+        if i >= MAX_SCOPES {
             return Ok(Err("too many scopes".into()));
         }
         if scopes.iter().any(|x| x == s) {
@@ -173,8 +177,15 @@ pub(crate) async fn check_scopes(
                 }
             }
             audiences.push(peer.to_owned());
+        } else if s == "offline_access" && !client.spec.allows_grant(GrantType::RefreshToken) {
+            // Refused rather than dropped: the client asked for a refresh token it cannot get.
+            return Ok(Err(
+                "the client may not use refresh tokens (offline_access); add refresh_token to \
+                 its grantTypes or leave offline_access out"
+                    .into(),
+            ));
         } else if !SCOPES.contains(&s) {
-            return Ok(Err(format!("unsupported scope {s:?}")));
+            continue;
         }
         scopes.push(s.to_owned());
     }
@@ -218,6 +229,32 @@ pub(crate) async fn authorize(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    authorization_request(&provider, &headers, pairs).await
+}
+
+/// `POST /auth`: the same request with its parameters form-serialised in the body (OpenID
+/// Connect Core 1.0 §3.1.2.1: the authorization endpoint must support GET and POST).
+pub(crate) async fn authorize_post(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(pairs)) = form else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "An authorization request sent with POST must be an \
+             application/x-www-form-urlencoded form.",
+        );
+    };
+    authorization_request(&provider, &headers, pairs).await
+}
+
+async fn authorization_request(
+    provider: &Provider,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+) -> Response {
+    let provider = provider.clone();
     let params = match page_params(pairs) {
         Ok(p) => p,
         Err(response) => return *response,
@@ -288,6 +325,17 @@ pub(crate) async fn authorize(
             "the client may not use the authorization code grant",
         );
     }
+    // Before the user logs in for nothing: the client's ID tokens must be signable here.
+    match crate::token::id_token_algorithm(&provider, &client) {
+        Ok(_) => {}
+        Err(e @ crate::token::IdTokenAlgError::NotPublished(_)) => {
+            return fail("unauthorized_client", &e.description());
+        }
+        // RFC 6749 §4.1.2.1: a temporary condition.
+        Err(e @ crate::token::IdTokenAlgError::NotYet(..)) => {
+            return fail("temporarily_unavailable", &e.description());
+        }
+    }
     let (scopes, audiences) = match check_scopes(&provider, &client, get("scope")).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return fail("invalid_scope", &e),
@@ -340,16 +388,38 @@ pub(crate) async fn authorize(
         }
     };
 
+    // OpenID Connect Core 1.0 §3.1.2.1: id_token_hint names the End-User the client expects;
+    // it must be an ID token of this issuer (expired ones are fine).
+    let hinted_subject = match get("id_token_hint") {
+        None => None,
+        Some(hint) => match crate::logout::verify_id_token_hint(&provider, hint)
+            .and_then(|verified| verified.subject)
+        {
+            Some(subject) => Some(subject),
+            None => {
+                return fail(
+                    "invalid_request",
+                    "id_token_hint is not an ID token issued by this issuer",
+                );
+            }
+        },
+    };
+
     let now = provider.now();
-    let session = match session::current(&provider, &headers, now).await {
-        Ok(s) => s,
+    let session = match session::current(&provider, headers, now).await {
+        // A session of another End-User than the hinted one does not answer the request.
+        Ok(s) => s.filter(|(_, s)| {
+            hinted_subject
+                .as_ref()
+                .is_none_or(|h| *h == s.authn.identity.subject)
+        }),
         Err(e) => return internal(&e),
     };
     // OpenID Connect Core 1.0 §3.1.2.1: max_age forces a new login once the last one is older.
     let fresh = |s: &state::BrowserSession| {
         max_age.is_none_or(|age| now.saturating_sub(s.authn.auth_time) <= age)
     };
-    let (csrf, csrf_cookie) = match session::csrf(&headers) {
+    let (csrf, csrf_cookie) = match session::csrf(headers) {
         Ok(c) => c,
         Err(e) => return internal(&e),
     };
@@ -365,6 +435,7 @@ pub(crate) async fn authorize(
         consent: prompt.consent,
         csrf,
         device: None,
+        hinted_subject,
         expires_at: now + PENDING_LIFETIME_SECS,
     };
 
@@ -523,6 +594,26 @@ async fn issue_code(
     let redirect_uri = request.redirect_uri.clone();
     let state = request.state.clone();
     let form_post = request.form_post;
+    if request
+        .hinted_subject
+        .as_ref()
+        .is_some_and(|h| *h != authn.identity.subject)
+    {
+        // §3.1.2.1: the End-User who logged in is not the one id_token_hint names.
+        return respond_to_client(
+            provider,
+            &redirect_uri,
+            form_post,
+            state.as_deref(),
+            &[
+                ("error", "login_required"),
+                (
+                    "error_description",
+                    "the logged-in user is not the one id_token_hint names",
+                ),
+            ],
+        );
+    }
     let record = CodeRecord {
         request,
         authn: authn.clone(),

@@ -50,6 +50,10 @@ pub(crate) struct PendingAuthorization {
     /// What the login is for, when it is not an authorization request: a device approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) device: Option<String>,
+    /// `sub` of a verified `id_token_hint`: the code is issued for that End-User only
+    /// (OpenID Connect Core 1.0 §3.1.2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hinted_subject: Option<String>,
     pub(crate) expires_at: u64,
 }
 
@@ -153,6 +157,7 @@ mod tests {
             consent: false,
             csrf: String::new(),
             device: None,
+            hinted_subject: None,
             expires_at,
         }
     }

@@ -5,16 +5,21 @@
 //! every endpoint relative to the issuer's path; [`Provider::run_key_rotation`] keeps the key
 //! schedule and [`Provider::run_maintenance`] removes expired records.
 //!
-//! - Authorization (`/auth`): registered client, exact `redirect_uri`, `response_type=code`,
-//!   PKCE S256 (required for public clients, `plain` refused), `prompt`, `max_age`,
-//!   `login_hint`, `response_mode=query|form_post`; answered from the browser session
+//! - Signing keys: one rotation schedule per published algorithm (ES256 and RS256 by default);
+//!   access tokens are signed with the first, each client's ID tokens with its
+//!   `idTokenSignedResponseAlg` (RS256 when it registered none).
+//! - Authorization (`/auth`, GET or form POST): registered client, exact `redirect_uri`,
+//!   `response_type=code`, PKCE S256 (required for public clients, `plain` refused), `prompt`,
+//!   `max_age`, `login_hint`, `id_token_hint` (an ID token of this issuer, naming the End-User
+//!   the code may be issued for), `response_mode=query|form_post`, unknown scopes ignored; answered from the browser session
 //!   (single sign-on) or after the login form (local `User`s, argon2id, CSRF cookie, backoff
 //!   per account and address), with a consent page when asked for.
 //! - Token (`/token`): authorization code (single use, 60 s, bound to client, redirect URI
 //!   and PKCE; a replay revokes what it issued), refresh token (rotated on every use, reuse
 //!   revokes the family, a grace window for concurrent refreshes), device code (RFC 8628).
-//! - Revocation (RFC 7009), introspection (RFC 7662), userinfo, device verification page,
-//!   RP-initiated logout.
+//! - Revocation (RFC 7009; another client's token is refused with `unauthorized_client`),
+//!   introspection (RFC 7662), userinfo (bearer token in the header, or in a form POST body),
+//!   device verification page, RP-initiated logout.
 //!
 //! What must outlive a restart or be seen by another replica lives in the store: browser
 //! sessions, codes, grants with their refresh token families, device codes (module `state`).

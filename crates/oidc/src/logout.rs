@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_jose::VerifiedToken;
 use portcullis_model::Client;
 
 use crate::authorize::{page_params, see_other, with_cookies};
@@ -58,6 +59,24 @@ fn audience_of_hint(token: &str) -> Option<String> {
     }
 }
 
+/// Verifies an `id_token_hint`: an ID token signed by this issuer, for any of its clients,
+/// expired up to a week ago at most (hints are accepted after they expire). The audience is
+/// read unverified only to choose the verifier's expected audience; signature and issuer are
+/// then verified, and an access token is refused.
+pub(crate) fn verify_id_token_hint(provider: &Provider, hint: &str) -> Option<VerifiedToken> {
+    let audience = audience_of_hint(hint)?;
+    hinted_token(provider, hint, audience)
+}
+
+fn hinted_token(provider: &Provider, hint: &str, audience: String) -> Option<VerifiedToken> {
+    let verifier = portcullis_jose::Verifier::new(provider.endpoints().issuer.clone(), audience)
+        .with_leeway(HINT_MAX_AGE_SECS);
+    let verified = verifier
+        .verify(hint, &provider.shared_verification_keys(), provider.now())
+        .ok()?;
+    (verified.typ.as_deref() != Some(crate::token::ACCESS_TOKEN_TYP)).then_some(verified)
+}
+
 async fn check(
     provider: &Provider,
     params: &HashMap<String, String>,
@@ -71,17 +90,9 @@ async fn check(
         let Some(audience) = client_id.clone().or_else(|| audience_of_hint(hint)) else {
             return Ok(Err("The id_token_hint is not valid."));
         };
-        let verifier =
-            portcullis_jose::Verifier::new(provider.endpoints().issuer.clone(), audience.clone())
-                .with_leeway(HINT_MAX_AGE_SECS);
-        let Ok(verified) =
-            verifier.verify(hint, &provider.shared_verification_keys(), provider.now())
-        else {
-            return Ok(Err("The id_token_hint is not valid."));
+        let Some(verified) = hinted_token(provider, hint, audience.clone()) else {
+            return Ok(Err("The id_token_hint is not a valid ID token."));
         };
-        if verified.typ.as_deref() == Some(crate::token::ACCESS_TOKEN_TYP) {
-            return Ok(Err("The id_token_hint is not an ID token."));
-        }
         hinted_sid = verified.claim_str("sid").map(str::to_owned);
         client_id = Some(audience);
     }

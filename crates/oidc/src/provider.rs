@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use portcullis_jose::{KeySet, KeySpec, RotationPolicy, unix_now};
+use portcullis_jose::{Algorithm, KeySet, KeySpec, RotationPolicy, unix_now};
 use portcullis_store::{Revision, Store, StoreError};
 
 use crate::Error;
@@ -26,6 +26,10 @@ const MAX_BODY_LEN: usize = 16 * 1024;
 /// Verifiers' clock skew the key schedule allows for (as the jose verifier's default).
 const LEEWAY_SECS: u64 = portcullis_jose::DEFAULT_LEEWAY_SECS;
 
+/// Longest time verifiers are told they may cache the JWKS (`Cache-Control: max-age`); a key of
+/// an algorithm added to an existing installation is published this long before it signs.
+const JWKS_MAX_AGE_SECS: u64 = 3600;
+
 /// How the provider is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
@@ -34,8 +38,13 @@ pub struct ProviderConfig {
     /// accepted for loopback hosts only, for development and tests. Every endpoint URL is the
     /// issuer followed by the endpoint's path.
     pub issuer: String,
-    /// Kind of signing keys generated (ES256 by default).
-    pub signing_key: KeySpec,
+    /// The signing keys published, one per algorithm (by default ES256 and RS256). The first
+    /// signs access tokens; each client's ID tokens are signed with its registered
+    /// `idTokenSignedResponseAlg`, RS256 when it registered none (OpenID Connect Dynamic Client
+    /// Registration 1.0 §2), which must be listed here. A change applies at the next start,
+    /// through the key schedule: new keys are published before they sign, and keys of a
+    /// dropped algorithm stay published until their tokens have expired.
+    pub signing_keys: Vec<KeySpec>,
     /// How long each key signs before the next one takes over.
     pub key_rotation_period: Duration,
     /// Lifetime of ID tokens.
@@ -57,13 +66,14 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
-    /// A configuration for `issuer` with the defaults: ES256 keys rotated daily, one-hour ID
+    /// A configuration for `issuer` with the defaults: ES256 and RS256 keys rotated daily
+    /// (OpenID Connect Core 1.0 §15.1: RS256 must be supported), one-hour ID
     /// and access tokens, one-day browser sessions, refresh tokens for 30 days (7 idle) with a
     /// 10-second grace for concurrent refreshes.
     pub fn new(issuer: impl Into<String>) -> Self {
         ProviderConfig {
             issuer: issuer.into(),
-            signing_key: KeySpec::Es256,
+            signing_keys: vec![KeySpec::Es256, KeySpec::Rs256Bits2048],
             key_rotation_period: Duration::from_secs(24 * 3600),
             id_token_lifetime: Duration::from_secs(3600),
             access_token_lifetime: Duration::from_secs(3600),
@@ -99,12 +109,17 @@ impl ProviderConfig {
                 "the refresh reuse grace may be at most five minutes: a longer one weakens reuse detection".into(),
             ));
         }
-        Ok(RotationPolicy {
-            spec: self.signing_key,
+        let policy = RotationPolicy {
+            specs: self.signing_keys.clone(),
             rotation_period,
+            publish_lead: rotation_period.min(JWKS_MAX_AGE_SECS),
             token_lifetime,
             leeway: LEEWAY_SECS,
-        })
+        };
+        policy
+            .check()
+            .map_err(|e| Error::Config(format!("signing keys: {e}")))?;
+        Ok(policy)
     }
 }
 
@@ -232,7 +247,7 @@ impl Provider {
     }
 
     /// The routes of the provider, relative to the issuer path:
-    /// `/.well-known/openid-configuration`, `/keys`, `/auth` (GET: authorization endpoint),
+    /// `/.well-known/openid-configuration`, `/keys`, `/auth` (GET, POST: authorization endpoint),
     /// `/auth/login`, `/auth/continue`, `/auth/consent` (POST: its forms), `/token`,
     /// `/token/revoke`, `/token/introspect`, `/device/code` (POST), `/device` (GET, POST:
     /// verification page), `/userinfo` (GET, POST) and `/logout` (GET, POST). Mount it with
@@ -244,7 +259,10 @@ impl Provider {
         Router::new()
             .route("/.well-known/openid-configuration", get(discovery_handler))
             .route("/keys", get(jwks_handler))
-            .route("/auth", get(crate::authorize::authorize))
+            .route(
+                "/auth",
+                get(crate::authorize::authorize).post(crate::authorize::authorize_post),
+            )
             .route("/auth/login", post(crate::authorize::login))
             .route("/auth/continue", post(crate::authorize::continue_as))
             .route("/auth/consent", post(crate::authorize::consent))
@@ -258,7 +276,7 @@ impl Provider {
             )
             .route(
                 "/userinfo",
-                get(crate::userinfo::userinfo).post(crate::userinfo::userinfo),
+                get(crate::userinfo::userinfo).post(crate::userinfo::userinfo_post),
             )
             .route(
                 "/logout",
@@ -289,7 +307,31 @@ impl Provider {
         self.keys().set.jwks()
     }
 
-    /// Signs `claims` with the active key (compact JWS, `kid`, `typ: JWT`).
+    /// The algorithms of the published keys that sign ID tokens, or will once their first key
+    /// has been published long enough: the configured ones, then any still signing while it
+    /// is phased out.
+    pub fn signing_algorithms(&self) -> Vec<Algorithm> {
+        self.keys().set.algorithms()
+    }
+
+    /// When the first key of `alg` starts signing, if `alg` was just added and its key is only
+    /// published yet.
+    pub fn signs_from(&self, alg: Algorithm) -> Option<u64> {
+        self.keys().set.signs_from(alg)
+    }
+
+    /// Whether a key of `alg` signs now.
+    pub(crate) fn can_sign(&self, alg: Algorithm) -> bool {
+        self.keys().set.signing_key_for(alg).is_some()
+    }
+
+    /// The algorithm of the default key (access tokens).
+    pub(crate) fn default_signing_algorithm(&self) -> Result<Algorithm, Error> {
+        Ok(self.keys().set.signing_key()?.algorithm())
+    }
+
+    /// Signs `claims` with the default key (the first configured algorithm's active key;
+    /// compact JWS, `kid`, `typ: JWT`).
     pub fn sign<T: serde::Serialize + ?Sized>(&self, claims: &T) -> Result<String, Error> {
         Ok(self.keys().set.sign(claims)?)
     }
@@ -310,15 +352,25 @@ impl Provider {
         (self.inner.clock)()
     }
 
-    /// Signs with the active key and a `typ` header; returns the token and its algorithm.
+    /// Signs with the default key and a `typ` header (access tokens).
     pub(crate) fn sign_typed(
         &self,
         typ: &str,
         claims: &serde_json::Value,
-    ) -> Result<(String, portcullis_jose::Algorithm), Error> {
-        let keys = self.keys();
-        let token = keys.set.sign_with_typ(typ, claims)?;
-        Ok((token, keys.set.signing_key().algorithm()))
+    ) -> Result<String, Error> {
+        Ok(self.keys().set.sign_with_typ(typ, claims)?)
+    }
+
+    /// Signs an ID token with the active key of `alg`; `None` when no key of `alg` signs.
+    pub(crate) fn sign_with(
+        &self,
+        alg: Algorithm,
+        claims: &serde_json::Value,
+    ) -> Result<Option<String>, Error> {
+        match self.keys().set.signing_key_for(alg) {
+            Some(key) => Ok(Some(key.sign_with_typ("JWT", claims)?)),
+            None => Ok(None),
+        }
     }
 
     /// Verifies an access token of this issuer (RFC 9068: `typ: at+jwt`, audience the issuer).
@@ -337,11 +389,6 @@ impl Provider {
             return Err(Error::Config("not an access token".into()));
         }
         Ok(verified)
-    }
-
-    /// Algorithm of the active signing key.
-    pub(crate) fn signing_algorithm(&self) -> portcullis_jose::Algorithm {
-        self.keys().set.signing_key().algorithm()
     }
 
     pub(crate) fn endpoints(&self) -> &Endpoints {
@@ -424,8 +471,14 @@ impl Provider {
             .await
         {
             Ok(kv) => {
+                let published: Vec<String> = loaded
+                    .set
+                    .keys()
+                    .into_iter()
+                    .map(|(key, state)| format!("{} {} {state:?}", key.algorithm(), key.kid()))
+                    .collect();
                 tracing::info!(
-                    active_kid = loaded.set.signing_key().kid(),
+                    keys = %published.join(", "),
                     "OpenID provider signing keys rotated"
                 );
                 self.install(LoadedKeys::new(loaded.set, kv.mod_revision)?);
@@ -473,17 +526,11 @@ async fn load(
 // === handlers ===
 
 async fn discovery_handler(State(provider): State<Provider>) -> Response {
-    let keys = provider.keys();
-    let algs: Vec<&'static str> = {
-        let mut algs: Vec<&'static str> = Vec::new();
-        for (key, _) in keys.set.keys() {
-            let alg = key.algorithm().as_str();
-            if !algs.contains(&alg) {
-                algs.push(alg);
-            }
-        }
-        algs
-    };
+    let algs: Vec<&'static str> = provider
+        .signing_algorithms()
+        .into_iter()
+        .map(Algorithm::as_str)
+        .collect();
     let doc = discovery::document(&provider.inner.endpoints, &algs);
     (
         [(
@@ -503,7 +550,7 @@ async fn jwks_handler(State(provider): State<Provider>) -> Response {
         .set
         .next_change_at()
         .saturating_sub(provider.now())
-        .clamp(0, 3600);
+        .clamp(0, JWKS_MAX_AGE_SECS);
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
     (

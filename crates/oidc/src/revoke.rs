@@ -98,7 +98,9 @@ async fn refresh_grant(
 }
 
 /// `POST /token/revoke` (RFC 7009 §2.1): the client revokes one of its own tokens. The
-/// answer is 200 whether or not the token was valid (§2.2), so it tells nothing.
+/// answer is 200 for an invalid, expired or already revoked token (§2.2), and
+/// `unauthorized_client` for a live token issued to another client, which is not revoked
+/// (§2.1: the client is informed when the token was not issued to it).
 pub(crate) async fn revoke(
     State(provider): State<Provider>,
     headers: HeaderMap,
@@ -106,7 +108,12 @@ pub(crate) async fn revoke(
 ) -> Response {
     let result = async {
         let (params, client) = client_request(&provider, &headers, form).await?;
-        revoke_token(&provider, &client, token_param(&params)?).await?;
+        if !revoke_token(&provider, &client, token_param(&params)?).await? {
+            return Err(oauth_error(
+                "unauthorized_client",
+                "the token was not issued to this client; a client revokes only its own tokens",
+            ));
+        }
         Ok(None)
     };
     answer(result.await)
@@ -119,7 +126,9 @@ fn token_param(params: &std::collections::HashMap<String, String>) -> Result<&st
         .ok_or_else(|| oauth_error("invalid_request", "token is missing"))
 }
 
-async fn revoke_token(provider: &Provider, client: &Client, token: &str) -> Result<(), Error> {
+/// Revokes `token`'s grant if it is `client`'s. Returns false for a live token of another
+/// client (left alone), true otherwise (revoked, or not a live token at all).
+async fn revoke_token(provider: &Provider, client: &Client, token: &str) -> Result<bool, Error> {
     let now = provider.now();
     // The hint (§2.1) only says where to look first; both kinds are tried.
     let grant = if let Some((grant_id, grant)) = refresh_grant(provider, token, now).await? {
@@ -129,18 +138,25 @@ async fn revoke_token(provider: &Provider, client: &Client, token: &str) -> Resu
             .await?
             .map(|(_, grant_id, grant)| (grant_id, grant))
     };
-    if let Some((grant_id, grant)) = grant {
-        // A client revokes only its own tokens (§2.1: "the token was issued to the client").
-        if grant.client_id == client.metadata.name {
-            state::remove(provider.store(), &format!("{GRANTS}{grant_id}")).await?;
-            tracing::info!(
-                client = %grant.client_id,
-                user = %grant.authn.identity.username,
-                "grant revoked"
-            );
-        }
+    let Some((grant_id, grant)) = grant else {
+        return Ok(true);
+    };
+    // A client revokes only its own tokens (§2.1: "the token was issued to the client").
+    if grant.client_id != client.metadata.name {
+        tracing::info!(
+            client = %client.metadata.name,
+            owner = %grant.client_id,
+            "revocation of another client's token refused"
+        );
+        return Ok(false);
     }
-    Ok(())
+    state::remove(provider.store(), &format!("{GRANTS}{grant_id}")).await?;
+    tracing::info!(
+        client = %grant.client_id,
+        user = %grant.authn.identity.username,
+        "grant revoked"
+    );
+    Ok(true)
 }
 
 /// `POST /token/introspect` (RFC 7662): a confidential client (a resource server) asks

@@ -237,6 +237,9 @@ async fn grant(
             format!("the client may not use the {} grant", grant_type.as_str()),
         ));
     }
+    // Before a code or refresh token is used up: a client whose ID tokens cannot be signed now
+    // gets nothing.
+    id_token_algorithm(provider, client)?;
     let param = |name: &'static str| {
         params
             .get(name)
@@ -279,6 +282,7 @@ async fn grant(
             .await?;
             mint(
                 provider,
+                client,
                 &grant_id,
                 &grant,
                 None,
@@ -353,6 +357,7 @@ async fn redeem_code(
     .await?;
     mint(
         provider,
+        client,
         &grant_id,
         &grant,
         None,
@@ -520,6 +525,7 @@ async fn refresh(
                 .map_err(|_| Error::Crypto("sealed refresh token is not text"))?;
             return mint(
                 provider,
+                client,
                 grant_id,
                 &grant,
                 Some(&scopes),
@@ -545,6 +551,7 @@ async fn refresh(
         if state::replace(provider.store(), &key, &grant, revision).await? {
             return mint(
                 provider,
+                client,
                 grant_id,
                 &grant,
                 Some(&scopes),
@@ -556,6 +563,79 @@ async fn refresh(
         // Someone refreshed concurrently: read again (the grace window applies now).
     }
     Err(OAuthError::from(Error::Busy))
+}
+
+/// Why a client's ID tokens cannot be signed now.
+pub(crate) enum IdTokenAlgError {
+    /// The client registered an algorithm the issuer does not publish.
+    NotPublished(String),
+    /// The client's algorithm was just added to the configuration: its first key is
+    /// published before it signs (until the given Unix time), so that verifiers caching the
+    /// JWKS hold it by then.
+    NotYet(Algorithm, u64),
+}
+
+impl IdTokenAlgError {
+    pub(crate) fn description(&self) -> String {
+        match self {
+            IdTokenAlgError::NotPublished(why) => why.clone(),
+            IdTokenAlgError::NotYet(alg, from) => format!(
+                "no {alg} key signs yet: its first key is published until Unix time {from} \
+                 before it signs; try again then"
+            ),
+        }
+    }
+}
+
+impl From<IdTokenAlgError> for OAuthError {
+    fn from(e: IdTokenAlgError) -> Self {
+        match e {
+            IdTokenAlgError::NotPublished(_) => oauth_error("unauthorized_client", e.description()),
+            IdTokenAlgError::NotYet(..) => OAuthError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "server_error",
+                description: e.description(),
+            },
+        }
+    }
+}
+
+/// The algorithm that signs `client`'s ID tokens now: its `idTokenSignedResponseAlg`, which
+/// the issuer must publish (never replaced by another); for a client that registered none,
+/// RS256 (OpenID Connect Dynamic Client Registration 1.0 §2), or the issuer's default while
+/// RS256 does not sign here (an operator listed only other algorithms in `oidc.signingKey`,
+/// or just added RS256, whose first key is still only published: such a client keeps the
+/// tokens it got before).
+pub(crate) fn id_token_algorithm(
+    provider: &Provider,
+    client: &Client,
+) -> Result<Algorithm, IdTokenAlgError> {
+    let Some(registered) = client.spec.id_token_signed_response_alg else {
+        if provider.can_sign(Algorithm::RS256) {
+            return Ok(Algorithm::RS256);
+        }
+        return provider
+            .default_signing_algorithm()
+            .map_err(|_| IdTokenAlgError::NotPublished("the issuer has no signing key".into()));
+    };
+    let published = provider.signing_algorithms();
+    let Some(alg) = published
+        .iter()
+        .copied()
+        .find(|a| a.as_str() == registered.as_str())
+    else {
+        let published: Vec<&str> = published.iter().map(|a| a.as_str()).collect();
+        return Err(IdTokenAlgError::NotPublished(format!(
+            "the client's ID tokens are to be signed with {} (idTokenSignedResponseAlg), which \
+             this issuer does not publish; it publishes {} (oidc.signingKey)",
+            registered.as_str(),
+            published.join(", ")
+        )));
+    };
+    match provider.signs_from(alg) {
+        Some(from) => Err(IdTokenAlgError::NotYet(alg, from)),
+        None => Ok(alg),
+    }
 }
 
 /// `at_hash` (OpenID Connect Core 1.0 §3.1.3.6): the left half of the hash of the access
@@ -593,8 +673,10 @@ pub(crate) fn scoped_claims(
 
 /// Signs the access token and ID token of a grant (and returns the refresh token given).
 /// `scopes` narrows the grant's scopes for this response.
+#[allow(clippy::too_many_arguments)]
 fn mint(
     provider: &Provider,
+    client: &Client,
     grant_id: &str,
     grant: &GrantRecord,
     scopes: Option<&[String]>,
@@ -623,7 +705,7 @@ fn mint(
         "gid": grant_id,
         "preferred_username": identity.username,
     });
-    let (access_token, _) = provider.sign_typed(ACCESS_TOKEN_TYP, &access_claims)?;
+    let access_token = provider.sign_typed(ACCESS_TOKEN_TYP, &access_claims)?;
 
     let mut id_claims = Map::new();
     id_claims.insert("iss".into(), json!(issuer));
@@ -656,13 +738,12 @@ fn mint(
         id_claims.insert("sid".into(), json!(sid));
     }
     scoped_claims(&mut id_claims, scopes, identity);
-    let alg = provider.signing_algorithm();
+    let alg = id_token_algorithm(provider, client)?;
     id_claims.insert("at_hash".into(), json!(at_hash(&access_token, alg)));
-    let (id_token, signed_with) = provider.sign_typed("JWT", &Value::Object(id_claims))?;
-    if signed_with != alg {
-        // The active key rotated between the two signatures; at_hash would be wrong.
-        return Err(Error::Config("signing key changed while issuing; retry".into()).into());
-    }
+    let Some(id_token) = provider.sign_with(alg, &Value::Object(id_claims))? else {
+        // The key set changed between the choice and the signature (another replica).
+        return Err(Error::Config(format!("no {alg} key signs; retry")).into());
+    };
 
     let mut body = json!({
         "access_token": access_token,

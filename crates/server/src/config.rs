@@ -44,8 +44,12 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct OidcConfig {
-    /// Signing key algorithm: `ES256` (default), `RS256` (2048-bit), `RS256-3072` or `EdDSA`.
-    pub signing_key: String,
+    /// The signing algorithms published, each with its own keys: a list of `ES256`, `RS256`
+    /// (2048-bit), `RS256-3072` and `EdDSA`, or one of them alone (the form of earlier
+    /// versions). Default `[ES256, RS256]`. The first signs access tokens; each client's ID
+    /// tokens use its `idTokenSignedResponseAlg` (RS256 when absent), which must be listed.
+    /// A change applies at the next start through the key rotation.
+    pub signing_key: SigningKeys,
     /// Seconds each signing key signs before the next takes over.
     pub key_rotation_seconds: u64,
     /// Lifetime of ID tokens.
@@ -68,7 +72,7 @@ impl Default for OidcConfig {
     fn default() -> Self {
         let d = portcullis_oidc::ProviderConfig::new("https://127.0.0.1");
         OidcConfig {
-            signing_key: "ES256".into(),
+            signing_key: SigningKeys::default(),
             key_rotation_seconds: d.key_rotation_period.as_secs(),
             id_token_seconds: d.id_token_lifetime.as_secs(),
             access_token_seconds: d.access_token_lifetime.as_secs(),
@@ -86,17 +90,7 @@ impl OidcConfig {
     /// static client.
     pub fn provider_config(&self, issuer: &str) -> Result<portcullis_oidc::ProviderConfig, String> {
         use std::time::Duration;
-        let signing_key = match self.signing_key.as_str() {
-            "ES256" => portcullis_jose::KeySpec::Es256,
-            "RS256" => portcullis_jose::KeySpec::Rs256Bits2048,
-            "RS256-3072" => portcullis_jose::KeySpec::Rs256Bits3072,
-            "EdDSA" => portcullis_jose::KeySpec::Ed25519,
-            other => {
-                return Err(format!(
-                    "oidc.signingKey: {other:?} is not one of ES256, RS256, RS256-3072, EdDSA"
-                ));
-            }
-        };
+        let signing_keys = self.signing_key.specs()?;
         for (i, client) in self.static_clients.iter().enumerate() {
             let resource = portcullis_model::Resource::from(client.clone());
             if let Err(errors) = portcullis_model::validate(&resource) {
@@ -112,7 +106,7 @@ impl OidcConfig {
             }
         }
         let mut c = portcullis_oidc::ProviderConfig::new(issuer);
-        c.signing_key = signing_key;
+        c.signing_keys = signing_keys;
         c.key_rotation_period = Duration::from_secs(self.key_rotation_seconds);
         c.id_token_lifetime = Duration::from_secs(self.id_token_seconds);
         c.access_token_lifetime = Duration::from_secs(self.access_token_seconds);
@@ -122,6 +116,61 @@ impl OidcConfig {
         c.refresh_reuse_grace = Duration::from_secs(self.refresh_reuse_grace_seconds);
         c.static_clients = self.static_clients.clone();
         Ok(c)
+    }
+}
+
+/// `oidc.signingKey`: one algorithm (the form of earlier versions) or a list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SigningKeys {
+    /// One algorithm, e.g. `signingKey: ES256`.
+    One(String),
+    /// Several, e.g. `signingKey: [ES256, RS256]`; the first is the default.
+    Several(Vec<String>),
+}
+
+impl Default for SigningKeys {
+    /// ES256 (signs access tokens) and RS256 (OpenID Connect Core 1.0 §15.1: an OP must
+    /// support it, and kube-apiserver accepts only RS256 unless told otherwise).
+    fn default() -> Self {
+        SigningKeys::Several(vec!["ES256".into(), "RS256".into()])
+    }
+}
+
+impl SigningKeys {
+    /// The key kinds, in order; fails on an unknown name, an empty list or an algorithm twice.
+    pub fn specs(&self) -> Result<Vec<portcullis_jose::KeySpec>, String> {
+        let names: &[String] = match self {
+            SigningKeys::One(name) => std::slice::from_ref(name),
+            SigningKeys::Several(names) => names,
+        };
+        if names.is_empty() {
+            return Err(
+                "oidc.signingKey: list at least one of ES256, RS256, RS256-3072, EdDSA".into(),
+            );
+        }
+        let mut specs: Vec<portcullis_jose::KeySpec> = Vec::with_capacity(names.len());
+        for name in names {
+            let spec = match name.as_str() {
+                "ES256" => portcullis_jose::KeySpec::Es256,
+                "RS256" => portcullis_jose::KeySpec::Rs256Bits2048,
+                "RS256-3072" => portcullis_jose::KeySpec::Rs256Bits3072,
+                "EdDSA" => portcullis_jose::KeySpec::Ed25519,
+                other => {
+                    return Err(format!(
+                        "oidc.signingKey: {other:?} is not one of ES256, RS256, RS256-3072, EdDSA"
+                    ));
+                }
+            };
+            if specs.iter().any(|s| s.algorithm() == spec.algorithm()) {
+                return Err(format!(
+                    "oidc.signingKey: {} is listed twice; list each algorithm once",
+                    spec.algorithm()
+                ));
+            }
+            specs.push(spec);
+        }
+        Ok(specs)
     }
 }
 
@@ -245,7 +294,8 @@ mod tests {
             .oidc
             .provider_config("https://mgmt.example.com")
             .unwrap();
-        assert_eq!(provider.signing_key, portcullis_jose::KeySpec::Ed25519);
+        // The single-value form of earlier versions still loads.
+        assert_eq!(provider.signing_keys, [portcullis_jose::KeySpec::Ed25519]);
         assert_eq!(provider.id_token_lifetime.as_secs(), 600);
         assert_eq!(provider.refresh_reuse_grace.as_secs(), 5);
         assert_eq!(provider.static_clients[0].metadata.name, "kubectl");
@@ -254,15 +304,41 @@ mod tests {
     }
 
     #[test]
+    fn signing_keys_default_to_es256_and_rs256_and_take_a_list() {
+        use portcullis_jose::KeySpec;
+        let default = Config::default()
+            .oidc
+            .provider_config("https://x.example")
+            .unwrap();
+        assert_eq!(
+            default.signing_keys,
+            [KeySpec::Es256, KeySpec::Rs256Bits2048]
+        );
+        let config = parse("oidc: { signingKey: [RS256-3072, EdDSA] }").unwrap();
+        let provider = config.oidc.provider_config("https://x.example").unwrap();
+        assert_eq!(
+            provider.signing_keys,
+            [KeySpec::Rs256Bits3072, KeySpec::Ed25519]
+        );
+    }
+
+    #[test]
     fn bad_oidc_settings_are_refused_with_their_field() {
         let err = parse("oidc: { idTokenLifetime: 5 }").unwrap_err();
         assert!(err.contains("idTokenLifetime"), "{err}");
-        let config = parse("oidc: { signingKey: HS256 }").unwrap();
-        let err = config
-            .oidc
-            .provider_config("https://x.example")
-            .unwrap_err();
-        assert!(err.contains("oidc.signingKey"), "{err}");
+        for bad in [
+            "oidc: { signingKey: HS256 }",
+            "oidc: { signingKey: [ES256, HS256] }",
+            "oidc: { signingKey: [] }",
+            "oidc: { signingKey: [RS256, RS256-3072] }",
+        ] {
+            let config = parse(bad).unwrap();
+            let err = config
+                .oidc
+                .provider_config("https://x.example")
+                .unwrap_err();
+            assert!(err.contains("oidc.signingKey"), "{bad}: {err}");
+        }
         let config = parse(
             "oidc:
   staticClients:

@@ -12,6 +12,8 @@ pub(crate) struct Up {
     child: Child,
     pub(crate) url: String,
     pub(crate) dir: tempfile::TempDir,
+    /// The startup banner, from the URL line to the `try:` line.
+    pub(crate) banner: Vec<String>,
 }
 
 impl Up {
@@ -48,9 +50,23 @@ impl Up {
                 break url.trim().to_owned();
             }
         };
+        let mut banner = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let last = line.starts_with("  try:");
+            banner.push(line);
+            if last {
+                break;
+            }
+        }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Up { child, url, dir }
+        Up {
+            child,
+            url,
+            dir,
+            banner,
+        }
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -480,6 +496,55 @@ fn admin_reset_password_rotates_the_static_admins_password() {
         String::from_utf8_lossy(&out.stderr).contains("not found"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    up.terminate();
+}
+
+/// `up` says which algorithms it publishes; a changed `oidc.signingKey` applies at the next
+/// start, with the new algorithm's key published before it signs.
+#[test]
+fn up_says_which_signing_algorithms_it_publishes_and_a_changed_setting_applies_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = |signing_key: &str| {
+        let config = write(
+            dir.path(),
+            "portcullis.yaml",
+            &format!(
+                "dataDir: {}\nlisten: 127.0.0.1:0\nstore: {{ type: redb }}\noidc: {{ signingKey: {signing_key} }}\n",
+                data.display()
+            ),
+        );
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--config").arg(&config);
+        Up::spawn(cmd, tempfile::tempdir().unwrap())
+    };
+    let signing = |up: &Up| {
+        up.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("  signing keys:"))
+            .unwrap_or_else(|| panic!("no signing keys line in {:?}", up.banner))
+            .trim()
+            .to_owned()
+    };
+    // The form of earlier versions: one algorithm.
+    let up = start("ES256");
+    assert!(signing(&up).starts_with("ES256  ("), "{}", signing(&up));
+    up.terminate();
+    let up = start("[ES256, RS256]");
+    assert!(
+        signing(&up).starts_with("ES256, RS256 (published; signs in 60 min)"),
+        "{}",
+        signing(&up)
+    );
+    up.terminate();
+
+    // A fresh installation with the default signs with both at once.
+    let up = Up::start();
+    assert!(
+        signing(&up).starts_with("ES256, RS256  ("),
+        "{}",
+        signing(&up)
     );
     up.terminate();
 }

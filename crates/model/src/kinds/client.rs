@@ -46,6 +46,29 @@ impl GrantType {
     }
 }
 
+/// A JWS algorithm the issuer can sign ID tokens with (OpenID Connect Dynamic Client
+/// Registration 1.0 §2 `id_token_signed_response_alg`; `none` and `HS*` are not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum IdTokenSigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256: the default, and what kube-apiserver accepts by default.
+    RS256,
+    /// ECDSA over P-256 with SHA-256.
+    ES256,
+    /// Ed25519 (RFC 8037).
+    EdDSA,
+}
+
+impl IdTokenSigningAlg {
+    /// The `alg` value on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenSigningAlg::RS256 => "RS256",
+            IdTokenSigningAlg::ES256 => "ES256",
+            IdTokenSigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
 fn default_grant_types() -> Vec<GrantType> {
     vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
 }
@@ -88,6 +111,15 @@ pub struct ClientSpec {
     /// suffices; compare in constant time). Never the secret itself; absent for public clients.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret_hash: String,
+    /// Algorithm of the client's ID tokens: `RS256`, `ES256` or `EdDSA`, one the issuer
+    /// publishes (its `oidc.signingKey`). RS256 when absent (OpenID Connect Dynamic Client
+    /// Registration 1.0 §2).
+    #[serde(
+        rename = "idTokenSignedResponseAlg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id_token_signed_response_alg: Option<IdTokenSigningAlg>,
 }
 
 impl Default for ClientSpec {
@@ -100,6 +132,7 @@ impl Default for ClientSpec {
             grant_types: default_grant_types(),
             trusted_peers: Vec::new(),
             secret_hash: String::new(),
+            id_token_signed_response_alg: None,
         }
     }
 }
@@ -172,6 +205,14 @@ impl ClientSpec {
         }
         let presented = hash_client_secret(presented);
         bool::from(presented.as_bytes().ct_eq(self.secret_hash.as_bytes()))
+    }
+
+    /// The algorithm of the client's ID tokens: the registered one, RS256 when none is
+    /// (OpenID Connect Dynamic Client Registration 1.0 §2). (An issuer that does not sign RS256
+    /// uses its default algorithm for a client that registered none.)
+    pub fn id_token_signing_alg(&self) -> IdTokenSigningAlg {
+        self.id_token_signed_response_alg
+            .unwrap_or(IdTokenSigningAlg::RS256)
     }
 
     /// Whether the client may use this grant.

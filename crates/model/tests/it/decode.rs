@@ -254,6 +254,7 @@ fn resources_serialise_as_their_objects() {
     assert_eq!(json[2], rs[2].to_json_value());
 }
 
+<<<<<<< HEAD
 // === local files ===
 
 /// A YAML list of `n` small mappings: about 3 nodes and 12 bytes each.
@@ -324,4 +325,36 @@ fn local_json_files_are_read_as_json() {
         "{err}"
     );
     assert!(err.contains("nor YAML"), "{err}");
+=======
+#[test]
+fn a_clients_id_token_algorithm_is_one_the_issuer_can_sign_with() {
+    let clients = decode_yaml_documents("client.yaml", &data("client.yaml")).unwrap();
+    let Resource::Client(dashboard) = &clients[1] else {
+        panic!("{:?}", clients[1])
+    };
+    assert_eq!(
+        dashboard.spec.id_token_signing_alg(),
+        portcullis_model::IdTokenSigningAlg::ES256
+    );
+    let Resource::Client(kubectl) = &clients[0] else {
+        panic!("{:?}", clients[0])
+    };
+    // OpenID Connect Dynamic Client Registration 1.0 §2: RS256 when not registered.
+    assert_eq!(kubectl.spec.id_token_signed_response_alg, None);
+    assert_eq!(
+        kubectl.spec.id_token_signing_alg(),
+        portcullis_model::IdTokenSigningAlg::RS256
+    );
+    for bad in ["HS256", "none", "rs256"] {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: Client\nmetadata: {{name: c}}\nspec:\n  \
+             public: true\n  redirectURIs: [http://127.0.0.1]\n  idTokenSignedResponseAlg: {bad}\n"
+        );
+        let (_, field, message) = decode_err("c.yaml", &text);
+        assert!(
+            field.contains("idTokenSignedResponseAlg") || message.contains("RS256"),
+            "{bad}: {field}: {message}"
+        );
+    }
+>>>>>>> issue-23
 }

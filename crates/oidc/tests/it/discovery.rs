@@ -23,9 +23,13 @@ async fn discovery_and_jwks_at_a_path_prefixed_issuer() {
     );
     assert_eq!(
         metadata.id_token_signing_alg_values_supported(),
-        &vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]
+        &vec![
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
+        ],
+        "OpenID Connect Discovery 1.0 §3: RS256 must be listed"
     );
-    // Active and next keys are published, with the provider's kids.
+    // Active and next keys of each algorithm are published, with the provider's kids.
     let published: Vec<String> = metadata
         .jwks()
         .keys()
@@ -39,7 +43,7 @@ async fn discovery_and_jwks_at_a_path_prefixed_issuer() {
         .into_iter()
         .map(|k| k.kid.unwrap())
         .collect();
-    assert_eq!(published.len(), 2);
+    assert_eq!(published.len(), 4);
     assert_eq!(published, ours);
     served.stop().await;
 }
@@ -70,7 +74,7 @@ async fn wrong_prefix_is_not_served() {
 
 async fn openidconnect_verifies_tokens_signed_with(spec: KeySpec, alg: CoreJwsSigningAlgorithm) {
     let served = Served::start_with("/dex", memory_store(), |c| ProviderConfig {
-        signing_key: spec,
+        signing_keys: vec![spec],
         ..c
     })
     .await;

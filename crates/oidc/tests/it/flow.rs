@@ -114,6 +114,9 @@ impl TestClock {
         let now = Arc::clone(&self.0);
         Arc::new(move || now.load(Ordering::SeqCst))
     }
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
     pub(crate) fn advance(&self, seconds: u64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }

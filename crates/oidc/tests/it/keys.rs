@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use portcullis_jose::unix_now;
+use portcullis_jose::{Algorithm, KeySpec, unix_now};
 use portcullis_oidc::{KEYS_STORE_KEY, Provider, ProviderConfig};
 use portcullis_store::Store;
 use portcullis_store::redb::RedbStore;
@@ -90,7 +90,11 @@ async fn a_different_encryption_key_cannot_open_the_keys() {
 #[tokio::test]
 async fn rotation_is_stored_and_seen_by_another_replica() {
     let store = memory_store();
-    let config = ProviderConfig::new("https://mgmt.example.com/dex");
+    // One algorithm, so that the key order is the schedule's.
+    let config = ProviderConfig {
+        signing_keys: vec![KeySpec::Es256],
+        ..ProviderConfig::new("https://mgmt.example.com/dex")
+    };
     let a = Provider::new(config.clone(), Arc::clone(&store), ENCRYPTION_KEY)
         .await
         .unwrap();
@@ -166,4 +170,117 @@ async fn tokens_of_a_rotated_out_key_verify_until_its_grace_ends() {
         err.to_string().contains("kid") || err.to_string().contains("key"),
         "{err}"
     );
+}
+
+/// The `alg` of every key the relying party finds at the discovered `jwks_uri`.
+async fn published_algs(served: &Served) -> Vec<String> {
+    served
+        .discover()
+        .await
+        .jwks()
+        .keys()
+        .iter()
+        .map(|k| {
+            serde_json::to_value(k).unwrap()["alg"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn discovered_algs(served: &Served) -> Vec<String> {
+    served
+        .discover()
+        .await
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .map(|a| {
+            serde_json::to_value(a)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_changed_signing_key_setting_takes_effect_at_the_next_start_through_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let clock = crate::flow::TestClock::new();
+    let start = |specs: Vec<KeySpec>| {
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).unwrap());
+        let clock = clock.clock();
+        async move {
+            Served::start_full(
+                "/dex",
+                store,
+                |c| ProviderConfig {
+                    signing_keys: specs,
+                    ..c
+                },
+                clock,
+            )
+            .await
+        }
+    };
+
+    // An installation made with ES256 only.
+    let served = start(vec![KeySpec::Es256]).await;
+    assert_eq!(published_algs(&served).await, ["ES256", "ES256"]);
+    served.stop().await;
+
+    // Restarted with ES256 and RS256: the stored ES256 keys stay, an RS256 key is published at
+    // once and signs only after a lead, so that verifiers caching the JWKS hold it by then.
+    let served = start(vec![KeySpec::Es256, KeySpec::Rs256Bits2048]).await;
+    assert_eq!(published_algs(&served).await, ["ES256", "ES256", "RS256"]);
+    assert_eq!(discovered_algs(&served).await, ["ES256", "RS256"]);
+    let from = served.provider.signs_from(Algorithm::RS256).unwrap();
+    assert!(from > clock.now(), "published before it signs");
+    served.stop().await;
+
+    // After the lead, the next start (or the rotation loop) lets it sign.
+    clock.advance(from - clock.now());
+    let served = start(vec![KeySpec::Es256, KeySpec::Rs256Bits2048]).await;
+    assert_eq!(served.provider.signs_from(Algorithm::RS256), None);
+    assert_eq!(
+        published_algs(&served).await,
+        ["ES256", "ES256", "RS256", "RS256"]
+    );
+    let es256_issuer = served.issuer.clone();
+    let es256_token = served
+        .provider
+        .sign(
+            &serde_json::json!({"iss": served.issuer, "aud": "kubectl", "sub": "alice",
+            "iat": clock.now(), "exp": clock.now() + 3600}),
+        )
+        .unwrap();
+    served.stop().await;
+
+    // Restarted with RS256 only: RS256 signs by default at once (it already does), ES256 stops
+    // signing and stays published until its tokens have expired.
+    let served = start(vec![KeySpec::Rs256Bits2048]).await;
+    assert_eq!(discovered_algs(&served).await, ["RS256"]);
+    assert_eq!(
+        published_algs(&served).await,
+        ["ES256", "RS256", "RS256"],
+        "the retired ES256 key is still published; its never-used next key is gone"
+    );
+    // (Each start listens on a new port: the token names the issuer of its start.)
+    let verifier = portcullis_jose::Verifier::new(es256_issuer, "kubectl");
+    verifier
+        .verify(
+            &es256_token,
+            &served.provider.verification_keys(),
+            clock.now(),
+        )
+        .unwrap();
+    served.stop().await;
+
+    clock.advance(3600 + 60);
+    let served = start(vec![KeySpec::Rs256Bits2048]).await;
+    assert_eq!(published_algs(&served).await, ["RS256", "RS256"]);
+    served.stop().await;
 }

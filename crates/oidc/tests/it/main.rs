@@ -8,6 +8,7 @@
 )]
 
 mod browser;
+mod conformance;
 mod discovery;
 mod flow;
 mod keys;

@@ -652,13 +652,17 @@ async fn another_client_cannot_revoke_a_token() {
     let tokens = kubectl(&served)
         .login(&Browser::new(), "openid offline_access")
         .await;
-    let (status, _) = dashboard(&served)
-        .post(
-            "/token/revoke",
-            &[("token", str_of(&tokens, "refresh_token"))],
-        )
-        .await;
-    assert_eq!(status, 200);
+    // RFC 7009 §2.1: the client is told the token was not issued to it, and it stays valid.
+    for token in ["refresh_token", "access_token"] {
+        let (status, body) = dashboard(&served)
+            .post("/token/revoke", &[("token", str_of(&tokens, token))])
+            .await;
+        assert_eq!(
+            (status, str_of(&body, "error")),
+            (400, "unauthorized_client"),
+            "{token}: {body}"
+        );
+    }
     let (status, _) = kubectl(&served)
         .refresh(str_of(&tokens, "refresh_token"))
         .await;

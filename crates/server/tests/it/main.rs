@@ -8,6 +8,7 @@
 
 mod api;
 mod escalation;
+mod kube_apiserver;
 mod kubectl;
 mod oidc;
 mod rbac;

@@ -120,11 +120,29 @@ async fn signing_keys_survive_a_restart() {
 
 /// Logs in at the issuer's own login page as a public client with PKCE and returns the token
 /// response (a scripted browser keeping the CSRF cookie by hand).
-async fn password_login(
+pub(crate) async fn password_login(
     s: &TestServer,
     client_id: &str,
     login: &str,
     password: &str,
+) -> (u16, Value) {
+    password_login_with_scope(
+        s,
+        client_id,
+        login,
+        password,
+        "openid email groups offline_access",
+    )
+    .await
+}
+
+/// [`password_login`] asking for `scope`.
+pub(crate) async fn password_login_with_scope(
+    s: &TestServer,
+    client_id: &str,
+    login: &str,
+    password: &str,
+    scope: &str,
 ) -> (u16, Value) {
     use base64::Engine as _;
     let verifier = "a-fixed-but-long-enough-pkce-verifier-for-this-test-0123456789";
@@ -137,7 +155,7 @@ async fn password_login(
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect)
         .append_pair("response_type", "code")
-        .append_pair("scope", "openid email groups offline_access")
+        .append_pair("scope", scope)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
     let browser = s.anonymous();
@@ -201,7 +219,41 @@ async fn password_login(
     (tokens.status().as_u16(), tokens.json().await.unwrap())
 }
 
-fn cli_client() -> portcullis_model::Client {
+fn header_alg(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["alg"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_management_api_verifies_id_tokens_of_every_published_algorithm() {
+    let mut es256 = cli_client();
+    es256.spec.id_token_signed_response_alg = Some(portcullis_model::IdTokenSigningAlg::ES256);
+    let s = TestServer::start_with(|c| c.oidc.static_clients = vec![es256]).await;
+    let password = s.running.as_ref().unwrap().admin_password.clone().unwrap();
+    let (status, tokens) = password_login(&s, "portcullis", "admin", &password).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap();
+    assert_eq!(header_alg(id_token), "ES256");
+    let workspaces = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
+    let resp = s
+        .anonymous()
+        .get(&workspaces)
+        .bearer_auth(id_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    s.stop().await;
+}
+
+pub(crate) fn cli_client() -> portcullis_model::Client {
     portcullis_model::Client::new(
         "portcullis",
         portcullis_model::ClientSpec {
@@ -226,6 +278,8 @@ async fn the_static_admin_logs_in_is_cluster_admin_and_its_password_can_be_reset
     let (status, tokens) = password_login(&s, "portcullis", "admin", &password).await;
     assert_eq!(status, 200, "{tokens}");
     let id_token = tokens["id_token"].as_str().unwrap();
+    // A client without idTokenSignedResponseAlg gets RS256, which the API verifies too.
+    assert_eq!(header_alg(id_token), "RS256");
     // The bootstrap binding makes the static admin cluster-admin on the management API.
     let workspaces = format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url);
     let resp = s
