@@ -254,7 +254,6 @@ fn resources_serialise_as_their_objects() {
     assert_eq!(json[2], rs[2].to_json_value());
 }
 
-<<<<<<< HEAD
 // === local files ===
 
 /// A YAML list of `n` small mappings: about 3 nodes and 12 bytes each.
@@ -325,7 +324,8 @@ fn local_json_files_are_read_as_json() {
         "{err}"
     );
     assert!(err.contains("nor YAML"), "{err}");
-=======
+}
+
 #[test]
 fn a_clients_id_token_algorithm_is_one_the_issuer_can_sign_with() {
     let clients = decode_yaml_documents("client.yaml", &data("client.yaml")).unwrap();
@@ -356,5 +356,4 @@ fn a_clients_id_token_algorithm_is_one_the_issuer_can_sign_with() {
             "{bad}: {field}: {message}"
         );
     }
->>>>>>> issue-23
 }
