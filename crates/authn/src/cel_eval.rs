@@ -33,11 +33,12 @@ impl Expression {
         }
         let program = cel::Program::compile(source)
             .map_err(|e| Error::config(path, format!("compilation failed: {e}")))?;
+        let bound = macro_variables(source);
         if let Some(other) = program
             .references()
             .variables()
             .into_iter()
-            .find(|v| *v != variable)
+            .find(|v| *v != variable && !bound.contains(v))
         {
             return Err(Error::config(
                 path,
@@ -118,6 +119,25 @@ impl Expression {
             )),
         }
     }
+}
+
+/// The variables that comprehension macros bind (`x` in `list.map(x, …)`), which the program's
+/// references list beside the free ones.
+fn macro_variables(source: &str) -> Vec<&str> {
+    let mut bound = Vec::new();
+    for name in ["map", "all", "exists", "exists_one", "filter"] {
+        let call = format!(".{name}(");
+        for (at, _) in source.match_indices(&call) {
+            let args = source.get(at + call.len()..).unwrap_or_default();
+            if let Some((first, _)) = args.split_once(',') {
+                let ident = first.trim();
+                if !ident.is_empty() && ident.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    bound.push(ident);
+                }
+            }
+        }
+    }
+    bound
 }
 
 /// A JSON value as a CEL value.

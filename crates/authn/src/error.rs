@@ -25,7 +25,7 @@ pub enum Error {
         reason: String,
     },
     /// The authentication configuration is invalid; the path names the field.
-    #[error("authentication configuration: {path}: {message}")]
+    #[error("authentication configuration: {}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
     Config {
         /// Where in the file (`jwt[0].issuer.url`), or the file itself.
         path: String,
