@@ -263,12 +263,21 @@ impl AuthenticationConfiguration {
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
+        let mut seen_discovery = std::collections::BTreeSet::new();
         for (i, jwt) in self.jwt.iter().enumerate() {
             let path = format!("jwt[{i}]");
             if !seen.insert(jwt.issuer.url.as_str()) {
                 return Err(Error::config(
                     format!("{path}.issuer.url"),
                     format!("duplicate issuer {:?}", jwt.issuer.url),
+                ));
+            }
+            if let Some(d) = non_empty(&jwt.issuer.discovery_url)
+                && !seen_discovery.insert(d)
+            {
+                return Err(Error::config(
+                    format!("{path}.issuer.discoveryURL"),
+                    format!("duplicate discoveryURL {d:?}"),
                 ));
             }
             jwt.compile(&path)?;
@@ -415,6 +424,16 @@ impl JwtAuthenticatorConfig {
                     }
                 }
                 (None, Some(expression)) => {
+                    if self.claim_validation_rules.get(..i).is_some_and(|before| {
+                        before
+                            .iter()
+                            .any(|b| b.expression.as_deref() == Some(expression))
+                    }) {
+                        return Err(Error::config(
+                            format!("{rpath}.expression"),
+                            format!("duplicate expression {expression:?}"),
+                        ));
+                    }
                     if r.required_value.is_some() {
                         return Err(Error::config(
                             format!("{rpath}.requiredValue"),
@@ -437,6 +456,16 @@ impl JwtAuthenticatorConfig {
             let rpath = format!("{path}.userValidationRules[{i}].expression");
             if r.expression.is_empty() {
                 return Err(Error::config(rpath, "required"));
+            }
+            if self
+                .user_validation_rules
+                .get(..i)
+                .is_some_and(|before| before.iter().any(|b| b.expression == r.expression))
+            {
+                return Err(Error::config(
+                    rpath,
+                    format!("duplicate expression {:?}", r.expression),
+                ));
             }
             user_rules.push((
                 Expression::compile(&r.expression, "user", &rpath)?,
@@ -461,7 +490,7 @@ impl JwtAuthenticatorConfig {
                     format!("{mpath}.username.expression"),
                     "claims.email_verified must be used in claimMappings.username.expression or \
                      claimMappings.extra[*].valueExpression or claimValidationRules[*].expression \
-                     when claimMappings.username.expression uses claims.email",
+                     when claims.email is used in claimMappings.username.expression",
                 ));
             }
         }
@@ -477,10 +506,14 @@ impl JwtAuthenticatorConfig {
     }
 }
 
-/// Whether `source` reads `claims.NAME` (the whole identifier, not a longer one).
+/// Whether `source` reads `claims.NAME` or `claims.?NAME` (the whole identifier, not a longer
+/// one), as kube-apiserver's check of the expression's select expressions.
 fn uses_claim(source: &str, name: &str) -> bool {
-    let needle = format!("claims.{name}");
-    source.match_indices(&needle).any(|(at, _)| {
+    selects(source, &format!("claims.{name}")) || selects(source, &format!("claims.?{name}"))
+}
+
+fn selects(source: &str, needle: &str) -> bool {
+    source.match_indices(needle).any(|(at, _)| {
         let before_ok = source
             .get(..at)
             .and_then(|b| b.chars().next_back())
@@ -618,15 +651,7 @@ fn prefixed(
             "claim and expression can't both be set",
         )),
         (None, None) if required => Err(Error::config(path, "claim or expression is required")),
-        (None, None) => {
-            if m.prefix.is_some() {
-                return Err(Error::config(
-                    format!("{path}.prefix"),
-                    "may not be specified without claim",
-                ));
-            }
-            Ok(None)
-        }
+        (None, None) => Ok(None),
         (Some(claim), None) => {
             let prefix = m.prefix.clone().ok_or_else(|| {
                 Error::config(
@@ -864,6 +889,7 @@ mod tests {
         assert!(!uses_claim("claims.email_verified", "email"));
         assert!(!uses_claim("claims.emails", "email"));
         assert!(!uses_claim("xclaims.email", "email"));
+        assert!(uses_claim("claims.?email.orValue('')", "email"));
         assert!(uses_claim(
             "claims.email_verified == true",
             "email_verified"

@@ -108,6 +108,23 @@ fn check(
     }
 }
 
+/// Go's `url.PathUnescape`, as kube-apiserver's `unescapeExtraKey`: `%XX` decoded; a malformed
+/// escape (or bytes that are not UTF-8) keeps the key as sent.
+fn path_unescape(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return raw.to_owned();
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_or_else(|_| raw.to_owned(), |k| k.into_owned())
+}
+
 /// The identity a request acts as: `requester` itself without `Impersonate-*` headers, or the
 /// impersonated identity once every part of it is authorized for `requester` (user or service
 /// account first, then each group, each extra value, the uid; the first denial refuses).
@@ -117,7 +134,7 @@ fn check(
 /// `system:serviceaccounts` and `system:serviceaccounts:NS`; `system:authenticated` is added
 /// unless the user is `system:anonymous` (which gets `system:unauthenticated`) or a group
 /// given is already one of the two; groups, uid and extra need a user; extra keys are
-/// lower-cased and percent-decoded. Several `Impersonate-User` or `Impersonate-Uid` headers
+/// lower-cased, then percent-decoded. Several `Impersonate-User` or `Impersonate-Uid` headers
 /// are refused rather than reading only the first.
 ///
 /// # Errors
@@ -222,11 +239,9 @@ pub fn impersonate(
         let raw = header
             .get(IMPERSONATE_EXTRA_PREFIX.len()..)
             .unwrap_or_default();
-        // As kube-apiserver: the key is path-unescaped; an invalid escape keeps the raw key.
-        let key = percent_encoding::percent_decode_str(raw)
-            .decode_utf8()
-            .map_or_else(|_| raw.to_owned(), |k| k.into_owned())
-            .to_lowercase();
+        // Header names arrive lower-cased: as kube-apiserver, the key is lower-cased before
+        // it is unescaped.
+        let key = path_unescape(raw);
         for value in values(headers, header)? {
             check(
                 authz,
@@ -277,4 +292,18 @@ pub fn impersonate(
         user: impersonated,
         original: Some(requester),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_unescape;
+
+    #[test]
+    fn extra_keys_are_unescaped_as_go_path_unescape() {
+        assert_eq!(path_unescape("example.com%2fteam"), "example.com/team");
+        assert_eq!(path_unescape("a%41"), "aA");
+        assert_eq!(path_unescape("a%2fb%zz"), "a%2fb%zz");
+        assert_eq!(path_unescape("a%2"), "a%2");
+        assert_eq!(path_unescape("plain"), "plain");
+    }
 }

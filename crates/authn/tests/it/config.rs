@@ -216,6 +216,22 @@ fn validation_as_kube_apiserver() {
             "undeclared reference",
         ),
         (
+            "duplicate claim rule expression",
+            format!(
+                "- {issuer}\n  claimValidationRules: [{{expression: 'true'}}, {{expression: 'true'}}]\n  claimMappings: {{{username}}}"
+            ),
+            "jwt[0].claimValidationRules[1].expression",
+            "duplicate",
+        ),
+        (
+            "duplicate discoveryURL",
+            format!(
+                "- issuer: {{url: https://a.example, discoveryURL: https://d.example/x, audiences: [a]}}\n  claimMappings: {{{username}}}\n- issuer: {{url: https://b.example, discoveryURL: https://d.example/x, audiences: [a]}}\n  claimMappings: {{{username}}}"
+            ),
+            "jwt[1].issuer.discoveryURL",
+            "duplicate",
+        ),
+        (
             "duplicate issuer",
             format!(
                 "- {issuer}\n  claimMappings: {{{username}}}\n- {issuer}\n  claimMappings: {{{username}}}"
