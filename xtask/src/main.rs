@@ -8,6 +8,8 @@
 //!   server, portcullis; or a crate directory's, such as cli) with its competitor in the same run
 //!   and writes `docs/benchmarks.md` (with names, replacing only their sections).
 //! - `deps`: only the install step of `test`.
+//! - `fuzz [TARGET] [--seconds N]`: runs one fuzz target of `fuzz/`, or each in turn, for N
+//!   seconds with cargo-fuzz on the nightly toolchain, and prints how many inputs each tried.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +58,14 @@ enum Task {
     },
     /// Install the test dependencies only.
     Deps,
+    /// Run fuzz targets with cargo-fuzz (nightly): one, or each in turn.
+    Fuzz {
+        /// The target (see `fuzz/Cargo.toml`); all of them when absent.
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -94,7 +104,77 @@ fn main() -> Result<()> {
                 .env("RUSTDOCFLAGS", "-D warnings"))
         }
         Task::Bench { only } => bench(&root, &only),
+        Task::Fuzz { target, seconds } => fuzz(&root, target.as_deref(), seconds),
     }
+}
+
+// === fuzz ===
+
+/// Runs `target` (or every target) for `seconds` each and prints the inputs tried.
+fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        bail!("fuzzing needs a nightly toolchain: run `rustup toolchain install nightly`");
+    }
+    let cargo_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !cargo_fuzz {
+        bail!("fuzzing needs cargo-fuzz: run `cargo install cargo-fuzz`");
+    }
+    let dir = root.join("fuzz");
+    let targets: Vec<String> = match target {
+        Some(t) => vec![t.to_owned()],
+        None => {
+            let out = Command::new("cargo")
+                .args(["+nightly", "fuzz", "list"])
+                .current_dir(&dir)
+                .output()
+                .context("cargo fuzz list")?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    let mut summary = Vec::new();
+    for t in &targets {
+        eprintln!("xtask: fuzzing {t} for {seconds} s");
+        // The workspace forbids unsafe code: the sanitizer would only slow the search down.
+        let out = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "--sanitizer", "none", t, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .current_dir(&dir)
+            .output()
+            .with_context(|| format!("cargo fuzz run {t}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map_or("?", str::trim)
+            .to_owned();
+        if !out.status.success() {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            bail!(
+                "fuzz target {t} failed after {runs} inputs; the crashing input is under fuzz/artifacts/{t}/"
+            );
+        }
+        summary.push(format!("{t}: {runs} inputs in {seconds} s, no failure"));
+    }
+    for line in summary {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn workspace_root() -> Result<PathBuf> {

@@ -1,0 +1,143 @@
+//! X.509 client certificates, as kube-apiserver's x509 authenticator: the chain is verified
+//! against a CA pool for client authentication at the current time, then the user is the
+//! leaf's subject CN and the groups its O attributes.
+
+use std::collections::BTreeMap;
+
+use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject as _};
+use webpki::{EndEntityCert, KeyUsage};
+
+use crate::authenticator::{Authenticated, Authenticator, Credentials, Outcome};
+use crate::{Error, UserInfo};
+
+/// Most certificates accepted in a presented chain (leaf and intermediates).
+const MAX_CHAIN_LEN: usize = 8;
+
+/// The client-certificate authenticator.
+///
+/// The chain is verified here, not assumed verified by the TLS layer, so a front end that
+/// terminated TLS elsewhere, or accepted any client certificate in the handshake, can still
+/// rely on it. A request without a client certificate is not this authenticator's; one with a
+/// certificate that does not verify (other CA, expired, not for client auth, no CN) fails.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertificate {
+    /// An authenticator trusting the CA certificates of a PEM bundle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Certificate`] when the bundle holds no certificate or one that is not a CA
+    /// certificate webpki can use as a trust anchor.
+    pub fn from_pem(pem: &[u8]) -> Result<ClientCertificate, Error> {
+        let roots = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Certificate(format!("CA bundle does not parse as PEM: {e}")))?;
+        ClientCertificate::new(roots)
+    }
+
+    /// An authenticator trusting these CA certificates (DER).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Certificate`] when `roots` is empty or holds an unusable certificate.
+    pub fn new(roots: Vec<CertificateDer<'static>>) -> Result<ClientCertificate, Error> {
+        if roots.is_empty() {
+            return Err(Error::Certificate(
+                "the client CA bundle holds no certificate; give a PEM file with the CA".into(),
+            ));
+        }
+        for root in &roots {
+            webpki::anchor_from_trusted_cert(root)
+                .map_err(|e| Error::Certificate(format!("CA certificate is unusable: {e}")))?;
+        }
+        Ok(ClientCertificate { roots })
+    }
+
+    /// Verifies `chain` (leaf first) at `now` and maps the leaf to a user.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Certificate`] when the chain does not verify or the leaf has no CN.
+    pub fn verify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<UserInfo, Error> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| Error::Certificate("no certificate presented".into()))?;
+        if chain.len() > MAX_CHAIN_LEN {
+            return Err(Error::Certificate(format!(
+                "chain of {} certificates is longer than the {MAX_CHAIN_LEN} accepted",
+                chain.len()
+            )));
+        }
+        let anchors = self
+            .roots
+            .iter()
+            .map(webpki::anchor_from_trusted_cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Certificate(format!("CA certificate is unusable: {e}")))?;
+        let end_entity = EndEntityCert::try_from(leaf)
+            .map_err(|e| Error::Certificate(format!("leaf does not parse: {e}")))?;
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                intermediates,
+                now,
+                KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| Error::Certificate(format!("chain does not verify: {e}")))?;
+        user_from_certificate(leaf)
+    }
+}
+
+#[async_trait::async_trait]
+impl Authenticator for ClientCertificate {
+    async fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
+        if credentials.peer_certificates.is_empty() {
+            return Outcome::NotMine;
+        }
+        match self.verify(credentials.peer_certificates, UnixTime::now()) {
+            Ok(user) => Outcome::Authenticated(Authenticated {
+                user,
+                expires_at: None,
+            }),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+}
+
+/// The user of a (verified) certificate: CN → name, each O → a group, plus
+/// `system:authenticated` and, as kube-apiserver 1.32+, the credential id for audit.
+fn user_from_certificate(der: &CertificateDer<'_>) -> Result<UserInfo, Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| Error::Certificate(format!("leaf does not parse: {e}")))?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| Error::Certificate("the leaf has no subject common name".into()))?
+        .to_owned();
+    let mut user = UserInfo {
+        name,
+        groups: subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_owned))
+            .collect(),
+        ..UserInfo::default()
+    };
+    user.add_authenticated();
+    user.extra = BTreeMap::from([(
+        "authentication.kubernetes.io/credential-id".to_owned(),
+        vec![format!(
+            "X509SHA256={}",
+            crate::hex(&crate::sha256(der.as_ref()))
+        )],
+    )]);
+    Ok(user)
+}
