@@ -24,6 +24,7 @@
 mod authenticator;
 mod cache;
 mod cel_eval;
+pub mod chain;
 pub mod config;
 mod error;
 mod impersonation;

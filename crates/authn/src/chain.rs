@@ -1,0 +1,724 @@
+//! The filter chain of every front end, as tower [`Layer`]s in kube-apiserver's order
+//! (k8s.io/apiserver `DefaultBuildHandlerChain`):
+//!
+//! request info → authentication → audit → impersonation → max-in-flight → authorization →
+//! handler.
+//!
+//! [`Chain::layer`] builds them in that order. A handler behind them finds the request's
+//! [`RequestInfo`] and the [`UserInfo`] it acts as in the request's extensions (and the
+//! authenticated requester as [`OriginalUser`] when it impersonated someone): no route is
+//! reachable without passing authentication and authorization. Every refusal is a Kubernetes
+//! `Status` (401, 403, 429, 400) as kube-apiserver writes it. [`MetricsLayer`] goes around
+//! everything a front end serves, the chain's routes and others alike.
+
+pub mod audit;
+pub mod metrics;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use portcullis_rbac::Attributes;
+use rustls_pki_types::CertificateDer;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::{
+    AuthenticatorChain, Authorize, Credentials, ImpersonationError, RequestInfo, UserInfo, Verb,
+    impersonate,
+};
+use audit::{AuditLog, AuditRecord};
+use metrics::Metrics;
+
+/// The client certificate chain of a request's connection, as the TLS layer verified it at
+/// the handshake; the accept loop inserts it into every request's extensions. Never read from
+/// headers.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+
+/// The peer's address, for audit's `sourceIPs`; inserted by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
+/// The authenticated requester of a request that impersonated someone (the [`UserInfo`] in the
+/// extensions is then the impersonated identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalUser(pub UserInfo);
+
+/// The authorizer the chain asks (the front end's RBAC engine), shared by every request.
+pub type SharedAuthorizer = Arc<dyn Authorize + Send + Sync>;
+
+/// The filter chain's settings.
+#[derive(Clone)]
+pub struct Chain {
+    /// Who is asking.
+    pub authenticator: AuthenticatorChain,
+    /// May they.
+    pub authorizer: SharedAuthorizer,
+    /// Requests without credentials go on as `system:anonymous` (kube-apiserver's
+    /// `--anonymous-auth`); otherwise they get 401.
+    pub anonymous: bool,
+    /// Where audit events go, if anywhere.
+    pub audit: Option<Arc<AuditLog>>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Most read-only requests served at once (`--max-requests-inflight`); long-running ones
+    /// (watches) are not counted.
+    pub max_read_only: usize,
+    /// Most mutating requests served at once (`--max-mutating-requests-inflight`).
+    pub max_mutating: usize,
+}
+
+impl Chain {
+    /// The chain's layers, in kube-apiserver's order (the first is the outermost).
+    pub fn layer<S>(&self) -> impl Layer<S, Service = ChainService<S>> + Clone + use<S> {
+        let read_only = Arc::new(Semaphore::new(self.max_read_only));
+        let mutating = Arc::new(Semaphore::new(self.max_mutating));
+        ServiceBuilder::new()
+            .layer(RequestInfoLayer)
+            .layer(AuthenticationLayer {
+                authenticator: self.authenticator.clone(),
+                anonymous: self.anonymous,
+                metrics: self.metrics.clone(),
+            })
+            .layer(AuditLayer {
+                log: self.audit.clone(),
+            })
+            .layer(ImpersonationLayer {
+                authorizer: self.authorizer.clone(),
+            })
+            .layer(MaxInFlightLayer {
+                read_only,
+                mutating,
+                metrics: self.metrics.clone(),
+            })
+            .layer(AuthorizationLayer {
+                authorizer: self.authorizer.clone(),
+                metrics: self.metrics.clone(),
+            })
+            .into_inner()
+    }
+}
+
+/// The service the chain makes of a handler.
+pub type ChainService<S> = RequestInfoService<
+    AuthenticationService<
+        AuditService<ImpersonationService<MaxInFlightService<AuthorizationService<S>>>>,
+    >,
+>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+// === Status responses ===
+
+/// A Kubernetes `Status` failure as kube-apiserver writes it.
+pub fn status_response<B: From<String>>(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+) -> Response<B> {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    let mut response = Response::new(B::from(body.to_string()));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// kube-apiserver's message for a denied request: `pods "x" is forbidden: User "u" cannot get
+/// resource "pods" in API group "" in the namespace "ns"`, or for a path `forbidden: User "u"
+/// cannot get path "/metrics"`.
+pub fn forbidden_message(a: &Attributes) -> String {
+    let user = &a.user;
+    if !a.resource_request {
+        return format!(
+            "forbidden: User {user:?} cannot {} path {:?}",
+            a.verb, a.path
+        );
+    }
+    let qualified = if a.api_group.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}.{}", a.resource, a.api_group)
+    };
+    let res = if a.subresource.is_empty() {
+        format!("resource {:?}", a.resource)
+    } else {
+        format!("resource \"{}/{}\"", a.resource, a.subresource)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_owned()
+    } else {
+        format!("in the namespace {:?}", a.namespace)
+    };
+    let target = if a.name.is_empty() {
+        qualified
+    } else {
+        format!("{qualified} {:?}", a.name)
+    };
+    format!(
+        "{target} is forbidden: User {user:?} cannot {} {res} in API group {:?} {scope}",
+        a.verb, a.api_group
+    )
+}
+
+// === request info ===
+
+/// Parses the request's [`RequestInfo`] once, into its extensions; a path that cannot be
+/// read is refused (400) before anything else.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfoLayer;
+
+impl<S> Layer<S> for RequestInfoLayer {
+    type Service = RequestInfoService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestInfoService { inner }
+    }
+}
+
+/// See [`RequestInfoLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestInfoService<S> {
+    inner: S,
+}
+
+/// When the request arrived (for audit and latency).
+#[derive(Debug, Clone, Copy)]
+pub struct Received(pub Instant, pub time::OffsetDateTime);
+
+impl<S, B, R> Service<Request<B>> for RequestInfoService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let parsed = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query());
+        let info = match parsed {
+            Ok(info) => info,
+            Err(e) => {
+                let message = e.to_string();
+                return Box::pin(async move {
+                    Ok(status_response(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &message,
+                    ))
+                });
+            }
+        };
+        req.extensions_mut().insert(info);
+        req.extensions_mut()
+            .insert(Received(Instant::now(), time::OffsetDateTime::now_utc()));
+        let mut inner = take(&mut self.inner);
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+/// The inner service ready to be called, leaving a clone in its place (tower's pattern for a
+/// service called from a boxed future).
+fn take<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+// === authentication ===
+
+/// Authenticates the request with the chain's authenticators: the [`UserInfo`] goes into its
+/// extensions and the `Authorization` header is removed (as kube-apiserver removes it), so
+/// nothing behind the chain can see or forward the credential.
+#[derive(Clone)]
+pub struct AuthenticationLayer {
+    authenticator: AuthenticatorChain,
+    anonymous: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for AuthenticationLayer {
+    type Service = AuthenticationService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthenticationService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`AuthenticationLayer`].
+#[derive(Clone)]
+pub struct AuthenticationService<S> {
+    inner: S,
+    layer: AuthenticationLayer,
+}
+
+impl<S, B, R> Service<Request<B>> for AuthenticationService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let layer = self.layer.clone();
+        let mut inner = take(&mut self.inner);
+        Box::pin(async move {
+            let peer = req
+                .extensions()
+                .get::<PeerCertificates>()
+                .cloned()
+                .unwrap_or_default();
+            let credentials = Credentials {
+                headers: req.headers(),
+                peer_certificates: &peer.0,
+            };
+            let outcome = layer.authenticator.authenticate(&credentials).await;
+            let user = match outcome {
+                Ok(Some(a)) => {
+                    layer.metrics.authentication("success");
+                    a.user
+                }
+                Ok(None) if layer.anonymous => UserInfo::anonymous(),
+                Ok(None) => {
+                    layer.metrics.authentication("failure");
+                    return Ok(unauthorized());
+                }
+                Err(e) => {
+                    // For the log only: the reason may describe the credential.
+                    tracing::info!(reason = %e, "authentication failed");
+                    layer.metrics.authentication("error");
+                    return Ok(unauthorized());
+                }
+            };
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+            req.extensions_mut().insert(user);
+            inner.call(req).await
+        })
+    }
+}
+
+fn unauthorized<R: From<String>>() -> Response<R> {
+    status_response(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+}
+
+// === audit ===
+
+/// Writes one `audit.k8s.io/v1` event per request when the response is complete, at the level
+/// the audit policy gives it (none without an [`AuditLog`]). Inner layers add what they learn
+/// (the impersonated user, the authorization decision) to the request's [`AuditRecord`].
+#[derive(Clone)]
+pub struct AuditLayer {
+    log: Option<Arc<AuditLog>>,
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = AuditService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuditService {
+            inner,
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// See [`AuditLayer`].
+#[derive(Clone)]
+pub struct AuditService<S> {
+    inner: S,
+    log: Option<Arc<AuditLog>>,
+}
+
+impl<S, B, R> Service<Request<B>> for AuditService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let mut inner = take(&mut self.inner);
+        let Some(log) = self.log.clone() else {
+            return Box::pin(async move { inner.call(req).await });
+        };
+        let record = AuditRecord::new(&req, log.policy());
+        req.extensions_mut().insert(record.clone());
+        Box::pin(async move {
+            let response = inner.call(req).await?;
+            log.write(&record, response.status());
+            Ok(response)
+        })
+    }
+}
+
+// === impersonation ===
+
+/// Acts on `Impersonate-*` headers: every part of the impersonated identity authorized for
+/// the requester, then the request goes on as that identity (with the requester as
+/// [`OriginalUser`]); the headers are removed so nothing behind the chain forwards them.
+#[derive(Clone)]
+pub struct ImpersonationLayer {
+    authorizer: SharedAuthorizer,
+}
+
+impl<S> Layer<S> for ImpersonationLayer {
+    type Service = ImpersonationService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ImpersonationService {
+            inner,
+            authorizer: self.authorizer.clone(),
+        }
+    }
+}
+
+/// See [`ImpersonationLayer`].
+#[derive(Clone)]
+pub struct ImpersonationService<S> {
+    inner: S,
+    authorizer: SharedAuthorizer,
+}
+
+/// Whether a header name is one of the `Impersonate-*` headers (any case: header names are
+/// case-insensitive and stored lower-case).
+pub fn is_impersonation_header(name: &http::HeaderName) -> bool {
+    name.as_str().starts_with("impersonate-")
+}
+
+impl<S, B, R> Service<Request<B>> for ImpersonationService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let mut inner = take(&mut self.inner);
+        let impersonating = req.headers().keys().any(is_impersonation_header);
+        if !impersonating {
+            return Box::pin(async move { inner.call(req).await });
+        }
+        let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+            // Cannot happen behind authentication: deny.
+            return Box::pin(async { Ok(unauthorized()) });
+        };
+        let outcome = impersonate(&*self.authorizer, requester, req.headers());
+        let impersonated = match outcome {
+            Ok(i) => i,
+            Err(ImpersonationError::Invalid(message)) => {
+                // kube-apiserver answers 500 here; a malformed request is the client's error.
+                return Box::pin(async move {
+                    Ok(status_response(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &message,
+                    ))
+                });
+            }
+            Err(ImpersonationError::Forbidden(attributes)) => {
+                tracing::info!(
+                    user = %attributes.user,
+                    resource = %attributes.resource,
+                    name = %attributes.name,
+                    "impersonation forbidden"
+                );
+                let message = forbidden_message(&attributes);
+                return Box::pin(async move {
+                    Ok(status_response(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &message,
+                    ))
+                });
+            }
+        };
+        let names: Vec<http::HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|n| is_impersonation_header(n))
+            .cloned()
+            .collect();
+        for name in names {
+            req.headers_mut().remove(name);
+        }
+        if let Some(record) = req.extensions().get::<AuditRecord>() {
+            record.impersonated(&impersonated.user);
+        }
+        if let Some(original) = impersonated.original {
+            req.extensions_mut().insert(OriginalUser(original));
+        }
+        req.extensions_mut().insert(impersonated.user);
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+// === max in flight ===
+
+/// Bounds the requests served at once, read-only and mutating apart, as kube-apiserver's
+/// max-in-flight filter; a request over the bound gets 429 `TooManyRequests` with
+/// `Retry-After: 1`. Watches are long-running and not counted.
+#[derive(Clone)]
+pub struct MaxInFlightLayer {
+    read_only: Arc<Semaphore>,
+    mutating: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for MaxInFlightLayer {
+    type Service = MaxInFlightService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MaxInFlightService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`MaxInFlightLayer`].
+#[derive(Clone)]
+pub struct MaxInFlightService<S> {
+    inner: S,
+    layer: MaxInFlightLayer,
+}
+
+impl<S, B, R> Service<Request<B>> for MaxInFlightService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut inner = take(&mut self.inner);
+        let verb = req
+            .extensions()
+            .get::<RequestInfo>()
+            .map(|i| i.verb().clone());
+        let (kind, semaphore) = match verb {
+            Some(Verb::Watch) => return Box::pin(async move { inner.call(req).await }),
+            // As kube-apiserver: get and list are read-only, every other verb mutating.
+            Some(Verb::Get | Verb::List) | None => ("readOnly", &self.layer.read_only),
+            Some(_) => ("mutating", &self.layer.mutating),
+        };
+        let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+            self.layer.metrics.rejected_for_in_flight(kind);
+            return Box::pin(async {
+                let mut response = status_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Ok(response)
+            });
+        };
+        let metrics = self.layer.metrics.clone();
+        Box::pin(async move {
+            let _in_flight = metrics.in_flight(kind);
+            let response = inner.call(req).await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+// === authorization ===
+
+/// Authorizes the request ([`RequestInfo`] and the [`UserInfo`] it acts as) with the chain's
+/// authorizer; a denial is kube-apiserver's 403 `Status`, with the authorizer's reason after
+/// the message when it has one.
+#[derive(Clone)]
+pub struct AuthorizationLayer {
+    authorizer: SharedAuthorizer,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for AuthorizationLayer {
+    type Service = AuthorizationService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthorizationService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`AuthorizationLayer`].
+#[derive(Clone)]
+pub struct AuthorizationService<S> {
+    inner: S,
+    layer: AuthorizationLayer,
+}
+
+impl<S, B, R> Service<Request<B>> for AuthorizationService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut inner = take(&mut self.inner);
+        let (Some(info), Some(user)) = (
+            req.extensions().get::<RequestInfo>(),
+            req.extensions().get::<UserInfo>(),
+        ) else {
+            // Cannot happen behind the earlier layers: deny.
+            return Box::pin(async { Ok(unauthorized()) });
+        };
+        let attributes = info.attributes(user);
+        let decision = self.layer.authorizer.authorize(&attributes);
+        self.layer.metrics.authorization(decision.allowed);
+        if let Some(record) = req.extensions().get::<AuditRecord>() {
+            record.decision(&decision);
+        }
+        if !decision.allowed {
+            tracing::info!(
+                user = %attributes.user,
+                verb = %attributes.verb,
+                resource = %attributes.resource,
+                namespace = %attributes.namespace,
+                name = %attributes.name,
+                path = %attributes.path,
+                "forbidden"
+            );
+            let message = if decision.reason.is_empty() {
+                forbidden_message(&attributes)
+            } else {
+                format!("{}: {}", forbidden_message(&attributes), decision.reason)
+            };
+            return Box::pin(async move {
+                Ok(status_response(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    &message,
+                ))
+            });
+        }
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+// === metrics ===
+
+/// Counts every request a front end serves and times it, labelled as kube-apiserver labels
+/// `apiserver_request_total` and `apiserver_request_duration_seconds` (the request's
+/// [`RequestInfo`] parsed here when no inner layer has). Goes around everything: the chain's
+/// routes, the issuer's endpoints, health.
+#[derive(Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// Counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> MetricsLayer {
+        MetricsLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut inner = take(&mut self.inner);
+        let labels = metrics::RequestLabels::of(&req);
+        let metrics = self.metrics.clone();
+        let start = Instant::now();
+        Box::pin(async move {
+            let response = inner.call(req).await?;
+            metrics.request(labels, response.status(), start.elapsed());
+            Ok(response)
+        })
+    }
+}

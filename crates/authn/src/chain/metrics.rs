@@ -1,0 +1,293 @@
+//! Prometheus metrics of a front end, with kube-apiserver's names and labels where they mean
+//! the same thing: `apiserver_request_total` and `apiserver_request_duration_seconds` (verb,
+//! group, version, resource, subresource, scope, component, code), `authentication_attempts`
+//! (result), `apiserver_authorization_decisions_total` (decision), in-flight requests, audit
+//! events, and the front end's own connection counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::{RequestInfo, Verb};
+
+/// The labels of a request, as kube-apiserver's `MonitorRequest` gives them.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    verb: String,
+    group: String,
+    version: String,
+    resource: String,
+    subresource: String,
+    scope: String,
+    component: String,
+}
+
+impl RequestLabels {
+    /// The labels of `req`, from its [`RequestInfo`] (parsed here when no layer has yet).
+    pub fn of<B>(req: &http::Request<B>) -> RequestLabels {
+        let parsed;
+        let info = match req.extensions().get::<RequestInfo>() {
+            Some(info) => info,
+            None => {
+                parsed = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
+                    .unwrap_or_default();
+                &parsed
+            }
+        };
+        let apply = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/apply-patch"));
+        // kube-apiserver's CleanVerb: the HTTP method, but LIST, WATCH and APPLY by name.
+        let verb = match info.verb() {
+            Verb::List => "LIST".to_owned(),
+            Verb::Watch => "WATCH".to_owned(),
+            Verb::Patch if apply => "APPLY".to_owned(),
+            _ => req.method().as_str().to_owned(),
+        };
+        // Unknown methods are not labels: a client could otherwise add series at will.
+        let verb = match verb.as_str() {
+            "GET" | "HEAD" | "LIST" | "WATCH" | "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE"
+            | "OPTIONS" | "CONNECT" => verb,
+            _ => "other".to_owned(),
+        };
+        let scope = if !info.is_resource_request {
+            ""
+        } else if !info.name.is_empty() {
+            "resource"
+        } else if !info.namespace.is_empty() {
+            "namespace"
+        } else {
+            "cluster"
+        };
+        RequestLabels {
+            verb,
+            group: info.api_group.clone(),
+            version: info.api_version.clone(),
+            resource: info.resource.clone(),
+            subresource: info.subresource.clone(),
+            scope: scope.to_owned(),
+            component: "apiserver".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    #[prometheus(flatten)]
+    request: RequestLabels,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    r#type: &'static str,
+    name: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    request_kind: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // kube-apiserver's buckets for request durations, in seconds.
+    Histogram::new([
+        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+        10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    ])
+}
+
+/// Every metric of a front end, in one registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<CodeLabels, Counter>,
+    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    authentication: Family<ResultLabel, Counter>,
+    authorization: Family<DecisionLabels, Counter>,
+    in_flight: Family<KindLabel, Gauge>,
+    dropped: Family<KindLabel, Counter>,
+    /// Audit events written.
+    pub audit_events: Counter,
+    /// Audit events lost (the writer failed or fell behind).
+    pub audit_errors: Counter,
+    /// TLS connections accepted.
+    pub connections: Counter,
+    /// TLS handshakes that failed (a client certificate of another CA, a timeout, …).
+    pub handshake_failures: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "apiserver_request",
+            "Counter of requests, by verb, group, version, resource, scope, component and HTTP response code.",
+            requests.clone(),
+        );
+        let durations: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds, by verb, group, version, resource, subresource, scope and component.",
+            durations.clone(),
+        );
+        let authentication = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "authentication_attempts",
+            "Counter of authenticated attempts, by result (success, failure: no credentials, error: bad credentials).",
+            authentication.clone(),
+        );
+        let authorization = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "apiserver_authorization_decisions",
+            "Total number of terminal decisions made by an authorizer, by type, name and decision.",
+            authorization.clone(),
+        );
+        let in_flight = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Number of requests being served, read-only and mutating apart.",
+            in_flight.clone(),
+        );
+        let dropped = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "apiserver_dropped_requests",
+            "Requests refused with 429 because too many were in flight, by request kind.",
+            dropped.clone(),
+        );
+        let audit_events = Counter::default();
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events generated and sent to the audit backend.",
+            audit_events.clone(),
+        );
+        let audit_errors = Counter::default();
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be written.",
+            audit_errors.clone(),
+        );
+        let connections = Counter::default();
+        registry.register(
+            "portcullis_tls_connections",
+            "TLS connections accepted.",
+            connections.clone(),
+        );
+        let handshake_failures = Counter::default();
+        registry.register(
+            "portcullis_tls_handshake_failures",
+            "TLS handshakes that failed.",
+            handshake_failures.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+            authentication,
+            authorization,
+            in_flight,
+            dropped,
+            audit_events,
+            audit_errors,
+            connections,
+            handshake_failures,
+        }
+    }
+}
+
+/// Counts a request as in flight until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    /// Counts and times one served request.
+    pub fn request(&self, labels: RequestLabels, code: http::StatusCode, took: Duration) {
+        self.durations
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        self.requests
+            .get_or_create(&CodeLabels {
+                request: labels,
+                code: code.as_u16().to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an authentication attempt: `success`, `failure` (no credential where one is
+    /// needed) or `error` (a bad credential).
+    pub fn authentication(&self, result: &'static str) {
+        self.authentication
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts an authorization decision of the RBAC authorizer.
+    pub fn authorization(&self, allowed: bool) {
+        let decision = if allowed { "allowed" } else { "denied" };
+        self.authorization
+            .get_or_create(&DecisionLabels {
+                r#type: "RBAC",
+                name: "rbac",
+                decision,
+            })
+            .inc();
+    }
+
+    /// Counts a request of `kind` (`readOnly` or `mutating`) in flight until the guard drops.
+    pub fn in_flight(&self, kind: &'static str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create(&KindLabel { request_kind: kind })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Counts a request refused because too many of its kind were in flight.
+    pub fn rejected_for_in_flight(&self, kind: &'static str) {
+        self.dropped
+            .get_or_create(&KindLabel { request_kind: kind })
+            .inc();
+    }
+
+    /// The text exposition of every metric (OpenMetrics, which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The content type of [`Metrics::render`].
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+}
+
+/// Shared metrics.
+pub type SharedMetrics = Arc<Metrics>;
