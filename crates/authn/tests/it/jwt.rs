@@ -47,7 +47,7 @@ async fn every_verifier_refusal_denies_through_the_chain() {
     let (keys, chain) = one_issuer();
     let now = now();
     let good = keys.sign(&claims(ISSUER_A, "kube", json!({}))).unwrap();
-    let kid = keys.signing_key().kid().to_owned();
+    let kid = keys.signing_key().unwrap().kid().to_owned();
 
     // Bad signature: the signature of another token with the same header.
     let other = keys
