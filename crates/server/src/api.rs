@@ -24,9 +24,10 @@ use http::{Method, StatusCode};
 use portcullis_store::Store;
 use serde_json::json;
 
-use crate::authn::{AuthenticatorChain, UserInfo};
-use crate::authz::{Authorizer, RequestAttributes, forbidden_message};
-use crate::metrics::Metrics;
+use portcullis_authn::chain::metrics::Metrics;
+use portcullis_authn::chain::{Chain, SharedAuthorizer};
+use portcullis_authn::{RequestInfo, UserInfo, Verb};
+
 use objects::Target;
 use registry::Registry;
 use status::ApiError;
@@ -48,13 +49,14 @@ pub struct Limits {
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
-    /// Who is asking.
-    pub authn: AuthenticatorChain,
-    /// May they.
-    pub authz: Arc<dyn Authorizer>,
+    /// The filter chain every API request passes: authentication, audit, impersonation,
+    /// max-in-flight and authorization.
+    pub chain: Chain,
+    /// The chain's authorizer, for the checks a handler makes itself (a PUT that creates).
+    pub authz: SharedAuthorizer,
     /// What is served.
     pub registry: Arc<Registry>,
-    /// Counters.
+    /// Metrics of every route.
     pub metrics: Arc<Metrics>,
     /// Input bounds.
     pub limits: Limits,
@@ -67,21 +69,30 @@ pub struct AppState {
 }
 
 /// The router of the management plane. Built apart from `main` so tests call it in-process.
+///
+/// Health and version are public; every other route is behind the filter chain
+/// ([`Chain::layer`]), so no handler is reached without authentication and authorization, and
+/// a handler finds the request's [`RequestInfo`] and [`UserInfo`] in its extensions.
 pub fn app(state: AppState) -> Router {
+    let chain = state.chain.clone();
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/openapi/v3", get(openapi))
+        .route("/openapi/v3/{*rest}", get(openapi))
+        .route("/api", any(discovery_core))
+        .route("/api/{*rest}", any(discovery_core))
+        .route("/apis", any(apis))
+        .route("/apis/{*rest}", any(apis))
+        .fallback(|| async { ApiError::path_not_found() })
+        .with_state(state.clone())
+        .layer(chain.layer());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
-        .route("/metrics", get(metrics))
-        .route("/openapi/v3", get(openapi))
-        .route("/openapi/v3/{*rest}", get(openapi))
-        .route("/api", get(discovery_core))
-        .route("/api/{*rest}", any(discovery_core))
-        .route("/apis", any(apis))
-        .route("/apis/{*rest}", any(apis))
-        .fallback(|| async { ApiError::path_not_found() })
         .with_state(state)
+        .merge(protected)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -102,24 +113,16 @@ async fn version() -> Response {
     .into_response()
 }
 
-async fn metrics(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    if let Err(e) = authorize_path(&app, &parts) {
-        return e.into_response();
-    }
+async fn metrics(State(app): State<AppState>) -> Response {
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
         app.metrics.render(),
     )
         .into_response()
 }
 
-async fn discovery_core(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    if let Err(e) = authorize_path(&app, &parts) {
-        return e.into_response();
-    }
-    match parts.uri.path() {
+async fn discovery_core(req: Request) -> Response {
+    match req.uri().path() {
         "/api" => axum::Json(discovery::core_versions()).into_response(),
         "/api/v1" => axum::Json(discovery::core_resources()).into_response(),
         _ => ApiError::path_not_found().into_response(),
@@ -129,9 +132,6 @@ async fn discovery_core(State(app): State<AppState>, req: Request) -> Response {
 /// `/openapi/v3` (the index of group documents) and `/openapi/v3/apis/GROUP/VERSION`.
 async fn openapi(State(app): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    if let Err(e) = authorize_path(&app, &parts) {
-        return e.into_response();
-    }
     let requested = parts
         .uri
         .path()
@@ -169,90 +169,6 @@ async fn openapi(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// Authenticates a request, then applies `Impersonate-*` headers if the requester may;
-/// `Err` is the 401, 400 or 403 to send.
-fn authenticate(app: &AppState, parts: &http::request::Parts) -> Result<UserInfo, ApiError> {
-    let user = match app.authn.authenticate(parts) {
-        Ok(Some(user)) => user,
-        Ok(None) => return Err(ApiError::unauthorized()),
-        Err(reason) => {
-            tracing::info!(%reason, "authentication failed");
-            return Err(ApiError::unauthorized());
-        }
-    };
-    crate::impersonation::resolve(&*app.authz, user, &parts.headers).map_err(
-        |refused| match refused {
-            crate::impersonation::Refused::BadRequest(message) => ApiError::bad_request(message),
-            crate::impersonation::Refused::Forbidden(attrs) => {
-                tracing::info!(
-                    user = %attrs.user.name,
-                    resource = %attrs.resource,
-                    name = %attrs.name,
-                    "impersonation forbidden"
-                );
-                app.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-                ApiError::forbidden(forbidden_message(&attrs))
-            }
-        },
-    )
-}
-
-fn authorize(app: &AppState, attrs: &RequestAttributes) -> Result<(), ApiError> {
-    let decision = app.authz.authorize(attrs);
-    if decision.allowed {
-        if !matches!(attrs.verb.as_str(), "get" | "list" | "watch") {
-            // An audit line for every allowed change; reads are too many to log.
-            tracing::info!(
-                user = %attrs.user.name,
-                verb = %attrs.verb,
-                resource = %attrs.resource,
-                namespace = %attrs.namespace,
-                name = %attrs.name,
-                reason = %decision.reason,
-                "allowed"
-            );
-        }
-        Ok(())
-    } else {
-        tracing::info!(
-            user = %attrs.user.name,
-            verb = %attrs.verb,
-            resource = %attrs.resource,
-            namespace = %attrs.namespace,
-            name = %attrs.name,
-            path = %attrs.path,
-            "forbidden"
-        );
-        app.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-        // As kube-apiserver: the authorizer's reason, if any, follows the message.
-        let message = if decision.reason.is_empty() {
-            forbidden_message(attrs)
-        } else {
-            format!("{}: {}", forbidden_message(attrs), decision.reason)
-        };
-        Err(ApiError::forbidden(message))
-    }
-}
-
-/// Authenticates and authorizes a non-resource request (discovery, metrics).
-fn authorize_path(app: &AppState, parts: &http::request::Parts) -> Result<UserInfo, ApiError> {
-    let user = authenticate(app, parts)?;
-    let attrs = RequestAttributes {
-        user: user.clone(),
-        verb: parts.method.as_str().to_ascii_lowercase(),
-        resource_request: false,
-        api_group: String::new(),
-        api_version: String::new(),
-        resource: String::new(),
-        subresource: String::new(),
-        namespace: String::new(),
-        name: String::new(),
-        path: parts.uri.path().to_owned(),
-    };
-    authorize(app, &attrs)?;
-    Ok(user)
-}
-
 fn parse_query(uri: &http::Uri) -> Query {
     url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .into_owned()
@@ -260,13 +176,10 @@ fn parse_query(uri: &http::Uri) -> Query {
 }
 
 async fn apis(State(app): State<AppState>, req: Request) -> Response {
-    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let response = match serve_apis(&app, req).await {
+    match serve_apis(&app, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    app.metrics.count_status(response.status());
-    response
+    }
 }
 
 /// POST of a review kind: authorized as `create` on it, answered, never stored.
@@ -281,19 +194,6 @@ async fn serve_review(
     if parts.method != Method::POST {
         return Err(ApiError::method_not_allowed(&parts.method));
     }
-    let attrs = RequestAttributes {
-        user,
-        verb: "create".into(),
-        resource_request: true,
-        api_group: rt.group.clone(),
-        api_version: rt.version.clone(),
-        resource: rt.plural.clone(),
-        subresource: String::new(),
-        namespace: String::new(),
-        name: String::new(),
-        path: parts.uri.path().to_owned(),
-    };
-    authorize(app, &attrs)?;
     let media = body::media_type(&parts.headers);
     let bytes = body::read_bounded(&parts.headers, body, app.limits.max_body_bytes).await?;
     // kubectl sends reviews as protobuf (and accepts JSON back).
@@ -302,7 +202,7 @@ async fn serve_review(
     } else {
         body::parse_object(&bytes, &media, app.limits.max_json_depth)?
     };
-    let answered = review.review(&attrs.user, object)?;
+    let answered = review.review(&user, object)?;
     Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
 }
 
@@ -313,25 +213,11 @@ async fn serve_review(
 async fn reset_password(
     app: &AppState,
     parts: &http::request::Parts,
-    user: UserInfo,
     name: &str,
 ) -> Result<Response, ApiError> {
     if parts.method != Method::POST {
         return Err(ApiError::method_not_allowed(&parts.method));
     }
-    let attrs = RequestAttributes {
-        user,
-        verb: "create".into(),
-        resource_request: true,
-        api_group: portcullis_model::GROUP.into(),
-        api_version: portcullis_model::VERSION.into(),
-        resource: "users".into(),
-        subresource: "password".into(),
-        namespace: String::new(),
-        name: name.to_owned(),
-        path: parts.uri.path().to_owned(),
-    };
-    authorize(app, &attrs)?;
     match app.provider.reset_password(name).await {
         Ok(password) => Ok((
             StatusCode::CREATED,
@@ -358,47 +244,44 @@ async fn reset_password(
 
 async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let segments: Vec<&str> = path
-        .trim_start_matches("/apis")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    // Both are set by the filter chain in front of this handler; without them, nothing.
+    let (Some(info), Some(user)) = (
+        parts.extensions.get::<RequestInfo>().cloned(),
+        parts.extensions.get::<UserInfo>().cloned(),
+    ) else {
+        return Err(ApiError::unauthorized());
+    };
     // Discovery documents are non-resource paths.
-    match segments.as_slice() {
-        [] => {
-            authorize_path(app, &parts)?;
-            return Ok(axum::Json(discovery::groups(&app.registry)).into_response());
-        }
-        [group] => {
-            authorize_path(app, &parts)?;
-            return discovery::api_group(&app.registry, group)
+    if !info.is_resource_request {
+        let segments: Vec<&str> = parts
+            .uri
+            .path()
+            .trim_start_matches("/apis")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        return match segments.as_slice() {
+            [] => Ok(axum::Json(discovery::groups(&app.registry)).into_response()),
+            [group] => discovery::api_group(&app.registry, group)
                 .map(|d| axum::Json(d).into_response())
-                .ok_or_else(ApiError::path_not_found);
-        }
-        [group, version] => {
-            authorize_path(app, &parts)?;
-            return discovery::resources(&app.registry, group, version)
+                .ok_or_else(ApiError::path_not_found),
+            [group, version] => discovery::resources(&app.registry, group, version)
                 .map(|d| axum::Json(d).into_response())
-                .ok_or_else(ApiError::path_not_found);
-        }
-        _ => {}
+                .ok_or_else(ApiError::path_not_found),
+            _ => Err(ApiError::path_not_found()),
+        };
     }
-    let user = authenticate(app, &parts)?;
-    let (group, version, rest) = match segments.as_slice() {
-        [g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::path_not_found()),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
-        _ => ("", rest),
-    };
-    let (plural, name, subresource) = match rest {
-        [p] => (*p, "", ""),
-        [p, n] => (*p, *n, ""),
-        [p, n, s] => (*p, *n, *s),
-        _ => return Err(ApiError::path_not_found()),
-    };
+    // RESOURCE[/NAME[/SUBRESOURCE]]: anything deeper is no path of this API.
+    if info.parts.len() > 3 {
+        return Err(ApiError::path_not_found());
+    }
+    let (group, version) = (info.api_group.as_str(), info.api_version.as_str());
+    let (namespace, plural, name, subresource) = (
+        info.namespace.as_str(),
+        info.resource.as_str(),
+        info.name.as_str(),
+        info.subresource.as_str(),
+    );
     let rt = app
         .registry
         .find(group, version, plural)
@@ -417,51 +300,29 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         return Err(ApiError::path_not_found());
     }
     if password_reset {
-        return reset_password(app, &parts, user, name).await;
+        return reset_password(app, &parts, name).await;
     }
     if let Some(review) = &rt.review {
         return serve_review(app, &parts, body, rt, review.as_ref(), user).await;
     }
     let query = parse_query(&parts.uri);
-    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
-    let verb = match (&parts.method, name.is_empty()) {
-        (&Method::GET, true) if watching => "watch",
-        (&Method::GET, true) => "list",
-        (&Method::GET, false) => "get",
-        (&Method::POST, true) => "create",
-        (&Method::PUT, false) => "update",
-        (&Method::PATCH, false) => "patch",
-        (&Method::DELETE, false) => "delete",
-        (m, _) => return Err(ApiError::method_not_allowed(m)),
-    };
-    let attrs = RequestAttributes {
-        user,
-        verb: verb.to_owned(),
-        resource_request: true,
-        api_group: group.to_owned(),
-        api_version: version.to_owned(),
-        resource: plural.to_owned(),
-        subresource: subresource.to_owned(),
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        path: path.clone(),
-    };
-    authorize(app, &attrs)?;
     let target = Target {
         rt,
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         subresource: subresource.to_owned(),
-        user: &attrs.user,
+        user: &user,
     };
-    let body: Body = body;
-    match verb {
-        "watch" => objects::watch(app, &target, &query).await,
-        "list" => objects::list(app, &target, &query, &parts.headers).await,
-        "get" => objects::get(app, &target).await,
-        "create" => objects::create(app, &target, &parts.headers, body).await,
-        "update" => objects::update(app, &target, &parts.headers, body).await,
-        "patch" => objects::patch(app, &target, &parts.headers, body).await,
-        _ => objects::delete(app, &target, &parts.headers, body).await,
+    let named = !name.is_empty();
+    match (info.verb(), named) {
+        (Verb::Watch, false) => objects::watch(app, &target, &query).await,
+        (Verb::List, false) => objects::list(app, &target, &query, &parts.headers).await,
+        (Verb::Get, true) => objects::get(app, &target).await,
+        (Verb::Create, false) => objects::create(app, &target, &parts.headers, body).await,
+        (Verb::Update, true) => objects::update(app, &target, &parts.headers, body).await,
+        (Verb::Patch, true) => objects::patch(app, &target, &parts.headers, body).await,
+        (Verb::Delete, true) => objects::delete(app, &target, &parts.headers, body).await,
+        // Other verbs (a POST to a name, a collection DELETE, …) are not served.
+        _ => Err(ApiError::method_not_allowed(&parts.method)),
     }
 }

@@ -38,6 +38,24 @@ pub struct Config {
     pub watch_history: u64,
     /// The OpenID provider's settings.
     pub oidc: OidcConfig,
+    /// Most read-only API requests served at once (kube-apiserver's
+    /// `--max-requests-inflight`); more get 429. Watches are not counted.
+    pub max_requests_in_flight: usize,
+    /// Most mutating API requests served at once (`--max-mutating-requests-inflight`).
+    pub max_mutating_requests_in_flight: usize,
+    /// Audit log of the management API (off when absent).
+    pub audit: Option<AuditConfig>,
+}
+
+/// Where the management API's audit events go and at what level, as kube-apiserver's
+/// `--audit-policy-file` and `--audit-log-path`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// An `audit.k8s.io/v1` `Policy` (YAML or JSON).
+    pub policy_file: PathBuf,
+    /// JSON lines are appended here; `-` is standard output.
+    pub log_path: PathBuf,
 }
 
 /// Settings of the OpenID provider (lifetimes in seconds).
@@ -212,6 +230,10 @@ impl Default for Config {
             watch_history: 10_000,
             api_audience: "portcullis".into(),
             oidc: OidcConfig::default(),
+            // kube-apiserver's defaults.
+            max_requests_in_flight: 400,
+            max_mutating_requests_in_flight: 200,
+            audit: None,
         }
     }
 }

@@ -3,13 +3,9 @@
 #![deny(missing_docs)]
 
 pub mod api;
-pub mod authn;
-pub mod authz;
 pub mod config;
-pub mod impersonation;
 pub mod kinds;
 pub mod kubeconfig;
-pub mod metrics;
 pub mod pki;
 pub mod rbac;
 pub mod secrets;

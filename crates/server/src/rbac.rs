@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::api::registry::{AdmitRequest, Codec, DecodeFailure, Registry, ResourceType};
 use crate::api::status::{ApiError, Cause};
-use crate::authz::{Authorizer, Decision, RequestAttributes};
+use portcullis_rbac::Decision;
 
 /// Store prefix of every RBAC object.
 fn prefix() -> String {
@@ -258,7 +258,7 @@ impl Codec for RbacCodec {
     /// that does not exist is a 404, as the rule resolver's lookup.
     fn admit(
         &self,
-        user: &crate::authn::UserInfo,
+        user: &portcullis_authn::UserInfo,
         request: &AdmitRequest<'_>,
         new: &Value,
     ) -> Result<(), DecodeFailure> {
@@ -406,28 +406,11 @@ impl RbacAuthorizer {
     }
 }
 
-/// Converts the server's request attributes to the engine's.
-pub fn attributes(a: &RequestAttributes) -> Attributes {
-    Attributes {
-        user: a.user.name.clone(),
-        groups: a.user.groups.clone(),
-        extra: a.user.extra.clone(),
-        verb: a.verb.clone(),
-        resource_request: a.resource_request,
-        api_group: a.api_group.clone(),
-        resource: a.resource.clone(),
-        subresource: a.subresource.clone(),
-        namespace: a.namespace.clone(),
-        name: a.name.clone(),
-        path: a.path.clone(),
-    }
-}
-
 /// The reason of a denial, as kube-apiserver's RBAC authorizer gives it: empty, unless some
 /// binding that applies to the requester names a role that does not exist, then `RBAC: ` and
 /// the informer listers' not-found errors (`role.rbac.authorization.k8s.io "x" not found`).
-fn denial_reason(policy: &Policy, a: &RequestAttributes) -> String {
-    let (_, errors) = escalation::resolve_rules(policy, &a.user.name, &a.user.groups, &a.namespace);
+fn denial_reason(policy: &Policy, a: &Attributes) -> String {
+    let (_, errors) = escalation::resolve_rules(policy, &a.user, &a.groups, &a.namespace);
     let mut messages: Vec<String> = Vec::new();
     for e in errors {
         let m = match e {
@@ -451,15 +434,12 @@ fn denial_reason(policy: &Policy, a: &RequestAttributes) -> String {
     }
 }
 
-impl Authorizer for RbacAuthorizer {
-    fn authorize(&self, a: &RequestAttributes) -> Decision {
+impl portcullis_authn::Authorize for RbacAuthorizer {
+    fn authorize(&self, a: &Attributes) -> Decision {
         let snapshot = self.snapshot.load();
-        let d = snapshot.compiled.authorize(&attributes(a));
+        let d = snapshot.compiled.authorize(a);
         if d.allowed {
-            return Decision {
-                allowed: true,
-                reason: d.reason,
-            };
+            return d;
         }
         Decision {
             allowed: false,
@@ -625,7 +605,7 @@ pub struct AccessReview {
 impl crate::api::registry::Review for AccessReview {
     fn review(
         &self,
-        user: &crate::authn::UserInfo,
+        user: &portcullis_authn::UserInfo,
         object: Value,
     ) -> Result<Value, crate::api::status::ApiError> {
         use crate::api::status::ApiError;
@@ -679,7 +659,7 @@ pub struct RulesReview {
 impl crate::api::registry::Review for RulesReview {
     fn review(
         &self,
-        user: &crate::authn::UserInfo,
+        user: &portcullis_authn::UserInfo,
         object: Value,
     ) -> Result<Value, crate::api::status::ApiError> {
         if object.get("kind").and_then(Value::as_str) != Some("SelfSubjectRulesReview") {
@@ -717,7 +697,7 @@ pub struct SelfReview;
 impl crate::api::registry::Review for SelfReview {
     fn review(
         &self,
-        user: &crate::authn::UserInfo,
+        user: &portcullis_authn::UserInfo,
         object: Value,
     ) -> Result<Value, crate::api::status::ApiError> {
         if object.get("kind").and_then(Value::as_str) != Some("SelfSubjectReview") {

@@ -18,12 +18,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
+use portcullis_authn::chain::audit::{AuditLog, Policy as AuditPolicy};
+use portcullis_authn::chain::metrics::Metrics;
+use portcullis_authn::chain::{Chain, MetricsLayer, PeerCertificates, RemoteAddr};
+use portcullis_authn::{
+    AuthenticatorChain, ClientCertificate, JwtAuthenticator, KeySource, KeySourceFactory,
+    LegacyOidcFlags, StaticKeys,
+};
+
 use crate::api::{self, AppState, Limits};
-use crate::authn::bearer::{BearerToken, ClaimMapping, KeySource};
-use crate::authn::{AuthenticatorChain, ClientCertificate, ConnectionInfo};
 use crate::config::{Config, StoreConfig};
 use crate::kubeconfig::Kubeconfig;
-use crate::metrics::Metrics;
 use crate::{kinds, pki, tls};
 
 /// How long a client may take to finish the TLS handshake.
@@ -157,21 +162,68 @@ pub async fn start(config: Config) -> Result<Running> {
         authorizer.clone(),
         revision,
     ));
-    let bearer = BearerToken::new(
-        portcullis_jose::Verifier::new(url.clone(), config.api_audience.clone()),
-        Arc::new(ProviderKeys(provider.clone())),
-        ClaimMapping::default(),
-    );
+    // The issuer's own tokens for the management API's audience, mapped as a kube-apiserver
+    // pointed at this issuer maps them (`--oidc-username-claim=email`,
+    // `--oidc-groups-claim=groups`, `--oidc-groups-prefix=oidc:`), verified with the
+    // in-process keys (a rotation is seen at once; no fetch of our own JWKS).
+    let oidc = LegacyOidcFlags {
+        issuer_url: url.clone(),
+        client_id: config.api_audience.clone(),
+        username_claim: Some("email".into()),
+        username_prefix: None,
+        groups_claim: Some("groups".into()),
+        groups_prefix: Some("oidc:".into()),
+        required_claims: Vec::new(),
+        ca_pem: None,
+    }
+    .to_configuration()
+    .context("the management API's token authentication")?;
+    let issuer_keys = provider.clone();
+    let keys: KeySourceFactory = Arc::new(move |_issuer: &portcullis_authn::config::Issuer| {
+        let provider = issuer_keys.clone();
+        let keys = StaticKeys::from_fn(move || provider.shared_verification_keys());
+        Ok(Arc::new(keys) as Arc<dyn KeySource>)
+    });
+    let bearer =
+        JwtAuthenticator::new(&oidc, &keys).context("the management API's token authentication")?;
+    let certificates = ClientCertificate::from_pem(pki.ca.cert_pem.as_bytes())
+        .context("the client certificate authenticator")?;
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
+    let audit = match &config.audit {
+        Some(audit) => {
+            let text = std::fs::read_to_string(&audit.policy_file).with_context(|| {
+                format!("reading the audit policy {}", audit.policy_file.display())
+            })?;
+            let policy = AuditPolicy::from_yaml(&text).map_err(|e| {
+                anyhow::anyhow!("the audit policy {}: {e}", audit.policy_file.display())
+            })?;
+            Some(Arc::new(
+                AuditLog::open(&audit.log_path, policy, metrics.clone()).with_context(|| {
+                    format!("opening the audit log {}", audit.log_path.display())
+                })?,
+            ))
+        }
+        None => None,
+    };
+    let authz: portcullis_authn::chain::SharedAuthorizer = authorizer.clone();
+    let chain = Chain {
+        authenticator: AuthenticatorChain::new()
+            .with(Arc::new(certificates))
+            .with(Arc::new(bearer)),
+        authorizer: authz.clone(),
+        anonymous: false,
+        audit,
+        metrics: metrics.clone(),
+        max_read_only: config.max_requests_in_flight,
+        max_mutating: config.max_mutating_requests_in_flight,
+    };
     let state = AppState {
         store,
-        authn: AuthenticatorChain::default()
-            .with(ClientCertificate)
-            .with(bearer),
-        authz: authorizer.clone(),
+        chain,
+        authz,
         registry: Arc::new({
             let mut r = kinds::registry();
             crate::rbac::register(&mut r, &authorizer);
@@ -187,11 +239,13 @@ pub async fn start(config: Config) -> Result<Running> {
         stopping: stopping_rx,
         provider: provider.clone(),
     };
-    // The issuer's endpoints live under its path (`https://host/dex` → `/dex/...`).
+    // The issuer's endpoints live under its path (`https://host/dex` → `/dex/...`). Every
+    // route, the issuer's too, is counted and timed.
     let router = match provider.issuer_path() {
         "" => api::app(state).merge(provider.router()),
         path => api::app(state).nest(path, provider.router()),
-    };
+    }
+    .layer(MetricsLayer::new(metrics.clone()));
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(accept_loop(
@@ -259,31 +313,29 @@ async fn accept_loop(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics.handshake_failures.inc();
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics.handshake_failures.inc();
                     return;
                 }
             };
-            metrics.connections.fetch_add(1, Ordering::Relaxed);
-            let peer_certificates = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default();
-            let info = ConnectionInfo {
-                remote,
-                peer_certificates: Arc::new(peer_certificates),
-            };
+            metrics.connections.inc();
+            let peer_certificates = PeerCertificates(Arc::new(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            ));
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 // Connection facts come from the TLS layer only, never from headers.
-                req.extensions_mut().insert(info.clone());
+                req.extensions_mut().insert(peer_certificates.clone());
+                req.extensions_mut().insert(RemoteAddr(remote));
                 req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(info.remote));
+                    .insert(axum::extract::ConnectInfo(remote));
                 router.clone().oneshot(req.map(Body::new))
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -353,14 +405,5 @@ async fn ensure_static_admin(
         // Another replica created it first.
         Err(portcullis_store::StoreError::AlreadyExists(_)) => Ok(None),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The in-process issuer's published keys, for verifying its own tokens.
-struct ProviderKeys(portcullis_oidc::Provider);
-
-impl KeySource for ProviderKeys {
-    fn keys(&self) -> Arc<portcullis_jose::VerificationKeys> {
-        self.0.shared_verification_keys()
     }
 }

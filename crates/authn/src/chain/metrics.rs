@@ -142,62 +142,62 @@ impl Default for Metrics {
         let requests = Family::<CodeLabels, Counter>::default();
         registry.register(
             "apiserver_request",
-            "Counter of requests, by verb, group, version, resource, scope, component and HTTP response code.",
+            "Counter of requests, by verb, group, version, resource, scope, component and HTTP response code",
             requests.clone(),
         );
         let durations: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         registry.register(
             "apiserver_request_duration_seconds",
-            "Response latency distribution in seconds, by verb, group, version, resource, subresource, scope and component.",
+            "Response latency distribution in seconds, by verb, group, version, resource, subresource, scope and component",
             durations.clone(),
         );
         let authentication = Family::<ResultLabel, Counter>::default();
         registry.register(
             "authentication_attempts",
-            "Counter of authenticated attempts, by result (success, failure: no credentials, error: bad credentials).",
+            "Counter of authenticated attempts, by result (success, failure: no credentials, error: bad credentials)",
             authentication.clone(),
         );
         let authorization = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "apiserver_authorization_decisions",
-            "Total number of terminal decisions made by an authorizer, by type, name and decision.",
+            "Total number of terminal decisions made by an authorizer, by type, name and decision",
             authorization.clone(),
         );
         let in_flight = Family::<KindLabel, Gauge>::default();
         registry.register(
             "apiserver_current_inflight_requests",
-            "Number of requests being served, read-only and mutating apart.",
+            "Number of requests being served, read-only and mutating apart",
             in_flight.clone(),
         );
         let dropped = Family::<KindLabel, Counter>::default();
         registry.register(
             "apiserver_dropped_requests",
-            "Requests refused with 429 because too many were in flight, by request kind.",
+            "Requests refused with 429 because too many were in flight, by request kind",
             dropped.clone(),
         );
         let audit_events = Counter::default();
         registry.register(
             "apiserver_audit_event",
-            "Counter of audit events generated and sent to the audit backend.",
+            "Counter of audit events generated and sent to the audit backend",
             audit_events.clone(),
         );
         let audit_errors = Counter::default();
         registry.register(
             "apiserver_audit_error",
-            "Counter of audit events that failed to be written.",
+            "Counter of audit events that failed to be written",
             audit_errors.clone(),
         );
         let connections = Counter::default();
         registry.register(
             "portcullis_tls_connections",
-            "TLS connections accepted.",
+            "TLS connections accepted",
             connections.clone(),
         );
         let handshake_failures = Counter::default();
         registry.register(
             "portcullis_tls_handshake_failures",
-            "TLS handshakes that failed.",
+            "TLS handshakes that failed",
             handshake_failures.clone(),
         );
         Metrics {

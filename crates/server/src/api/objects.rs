@@ -14,8 +14,7 @@ use super::body::{self, WRITE_TYPES};
 use super::registry::{AdmitRequest, DecodeFailure, ResourceType};
 use super::status::{self, ApiError, Cause};
 use super::{AppState, Query, selector};
-use crate::authn::UserInfo;
-use crate::authz::RequestAttributes;
+use portcullis_authn::UserInfo;
 
 /// Most attempts of a patch whose read-modify-write raced with another writer.
 const PATCH_RETRIES: usize = 5;
@@ -539,19 +538,19 @@ async fn create_on_update(
         )
         .map_err(|f| failure(t, f))?;
     t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
-    let create = RequestAttributes {
-        user: t.user.clone(),
+    let create = portcullis_rbac::Attributes {
+        user: t.user.name.clone(),
+        groups: t.user.groups.clone(),
+        extra: t.user.extra.clone(),
         verb: "create".into(),
         resource_request: true,
         api_group: t.rt.group.clone(),
-        api_version: t.rt.version.clone(),
         resource: t.rt.plural.clone(),
-        subresource: String::new(),
         namespace: t.namespace.clone(),
         name: t.name.clone(),
-        path: String::new(),
+        ..portcullis_rbac::Attributes::default()
     };
-    let decision = app.authz.authorize(&create);
+    let decision = portcullis_authn::Authorize::authorize(&*app.authz, &create);
     if !decision.allowed {
         return Err(ApiError::forbidden(format!(
             "{} {} is forbidden: {}",

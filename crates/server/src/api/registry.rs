@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::status::Cause;
-use crate::authn::UserInfo;
+use portcullis_authn::UserInfo;
 
 /// Why an object was refused by its codec.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -115,19 +115,54 @@ async fn metrics_need_authorization_and_count_requests() {
         .await
         .unwrap();
     assert_eq!(denied.status(), 403);
-    let text = s
+    let listed = s
+        .admin()
+        .get(format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let discovery = s
+        .admin()
+        .get(format!("{}/.well-known/openid-configuration", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovery.status(), 200);
+    let scraped = s
         .admin()
         .get(format!("{}/metrics", s.url))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
     assert!(
-        text.contains("# TYPE portcullis_api_requests_total counter"),
-        "{text}"
+        scraped.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
     );
-    assert!(text.contains("portcullis_tls_connections_total"), "{text}");
+    let text = scraped.text().await.unwrap();
+    // kube-apiserver's names and labels.
+    for want in [
+        "# TYPE apiserver_request counter",
+        "apiserver_request_total{verb=\"LIST\",group=\"portcullis.dev\",version=\"v1alpha1\",resource=\"workspaces\",subresource=\"\",scope=\"cluster\",component=\"apiserver\",code=\"200\"} 1",
+        // The issuer's endpoints are counted too, and the denied scrape.
+        "apiserver_request_total{verb=\"GET\",group=\"\",version=\"\",resource=\"\",subresource=\"\",scope=\"\",component=\"apiserver\",code=\"403\"} 1",
+        "# TYPE apiserver_request_duration_seconds histogram",
+        "apiserver_request_duration_seconds_count{verb=\"LIST\",group=\"portcullis.dev\"",
+        "authentication_attempts_total{result=\"success\"}",
+        "apiserver_authorization_decisions_total{type=\"RBAC\",name=\"rbac\",decision=\"denied\"} 1",
+        "apiserver_authorization_decisions_total{type=\"RBAC\",name=\"rbac\",decision=\"allowed\"}",
+        "portcullis_tls_connections_total",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    let oidc_gets = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{verb=\"GET\"") && l.contains("code=\"200\"")
+        })
+        .count();
+    assert!(oidc_gets >= 1, "{text}");
     s.stop().await;
 }
