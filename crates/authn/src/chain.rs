@@ -74,17 +74,22 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// The authentication layer alone (for a front end, or a test, that needs only it).
+    pub fn authentication_layer(&self) -> AuthenticationLayer {
+        AuthenticationLayer {
+            authenticator: self.authenticator.clone(),
+            anonymous: self.anonymous,
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// The chain's layers, in kube-apiserver's order (the first is the outermost).
     pub fn layer<S>(&self) -> impl Layer<S, Service = ChainService<S>> + Clone + use<S> {
         let read_only = Arc::new(Semaphore::new(self.max_read_only));
         let mutating = Arc::new(Semaphore::new(self.max_mutating));
         ServiceBuilder::new()
             .layer(RequestInfoLayer)
-            .layer(AuthenticationLayer {
-                authenticator: self.authenticator.clone(),
-                anonymous: self.anonymous,
-                metrics: self.metrics.clone(),
-            })
+            .layer(self.authentication_layer())
             .layer(AuditLayer {
                 log: self.audit.clone(),
             })

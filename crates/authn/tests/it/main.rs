@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod chain;
 mod config;
 mod impersonation;
 mod jwt;
