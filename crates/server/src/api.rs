@@ -24,6 +24,7 @@ use http::{Method, StatusCode};
 use portcullis_store::Store;
 use serde_json::json;
 
+use portcullis_authn::chain::audit::AuditRecord;
 use portcullis_authn::chain::metrics::Metrics;
 use portcullis_authn::chain::{Chain, SharedAuthorizer};
 use portcullis_authn::{RequestInfo, UserInfo, Verb};
@@ -314,6 +315,21 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         user: &user,
     };
     let named = !name.is_empty();
+    // At the audit policy's Request level the event records the object as sent.
+    let body = match parts.extensions.get::<AuditRecord>() {
+        Some(record)
+            if record.wants_request_object()
+                && matches!(info.verb(), Verb::Create | Verb::Update | Verb::Patch) =>
+        {
+            let bytes = body::read_bounded(&parts.headers, body, app.limits.max_body_bytes).await?;
+            let media = body::media_type(&parts.headers);
+            if let Ok(object) = body::parse_object(&bytes, &media, app.limits.max_json_depth) {
+                record.request_object(&object);
+            }
+            Body::from(bytes)
+        }
+        _ => body,
+    };
     match (info.verb(), named) {
         (Verb::Watch, false) => objects::watch(app, &target, &query).await,
         (Verb::List, false) => objects::list(app, &target, &query, &parts.headers).await,

@@ -166,3 +166,104 @@ async fn metrics_need_authorization_and_count_requests() {
     assert!(oidc_gets >= 1, "{text}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_log_records_every_api_request_by_policy_and_never_a_secret() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("audit-policy.yaml");
+    let log = files.path().join("audit.log");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  nonResourceURLs: [/metrics]\n- level: Request\n",
+    )
+    .unwrap();
+    let (policy_file, log_path) = (policy.clone(), log.clone());
+    let s = TestServer::start_with(move |c| {
+        c.audit = Some(portcullis_server::config::AuditConfig {
+            policy_file,
+            log_path,
+        });
+    })
+    .await;
+    let workspace = serde_json::json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": "audited"}, "spec": {"displayName": "Audited"},
+    });
+    let created = s
+        .admin()
+        .post(format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url))
+        .json(&workspace)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // A password reset answers with the new password: its event has no objects.
+    let reset = s
+        .admin()
+        .post(format!(
+            "{}/apis/portcullis.dev/v1alpha1/users/admin/password",
+            s.url
+        ))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 201);
+    let password = reset.json::<Value>().await.unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let denied = s
+        .user("bob", &["team"])
+        .get(format!("{}/apis/portcullis.dev/v1alpha1/workspaces", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let scrape = s
+        .admin()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    let found = portcullis_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    assert!(found);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(&password),
+        "the new password is in the audit log"
+    );
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{text}");
+    let create = &events[0];
+    assert_eq!(create["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(create["level"], "Request");
+    assert_eq!(create["verb"], "create");
+    assert_eq!(create["user"]["username"], "portcullis-admin");
+    assert_eq!(create["objectRef"]["resource"], "workspaces");
+    assert_eq!(create["requestObject"]["metadata"]["name"], "audited");
+    assert_eq!(create["responseStatus"]["code"], 201);
+    assert_eq!(
+        create["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    let reset = &events[1];
+    assert_eq!(reset["level"], "Metadata");
+    assert_eq!(reset["objectRef"]["subresource"], "password");
+    assert!(reset.get("requestObject").is_none());
+    let denied = &events[2];
+    assert_eq!(denied["user"]["username"], "bob");
+    assert_eq!(denied["verb"], "list");
+    assert_eq!(denied["responseStatus"]["code"], 403);
+    assert_eq!(
+        denied["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    s.stop().await;
+}
