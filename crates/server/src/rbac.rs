@@ -16,7 +16,7 @@ use portcullis_rbac::{Attributes, CompiledPolicy, Policy};
 use portcullis_store::{ListOptions, Store, StoreError};
 use serde_json::Value;
 
-use crate::api::registry::{AdmitRequest, Codec, DecodeFailure, Registry, ResourceType};
+use crate::api::registry::{AdmitRequest, Codec, DecodeFailure, Operation, Registry, ResourceType};
 use crate::api::status::{ApiError, Cause};
 use portcullis_rbac::Decision;
 
@@ -184,6 +184,7 @@ fn refused(r: escalation::Refusal) -> DecodeFailure {
     }
 }
 
+#[async_trait::async_trait]
 impl Codec for RbacCodec {
     /// Decodes strictly (unknown fields are a 400) and applies the v1 defaults; validation
     /// comes after admission, in [`Codec::validate`].
@@ -256,12 +257,11 @@ impl Codec for RbacCodec {
     /// checked; a ClusterRole with an aggregationRule (now or before) needs full authority from
     /// writers without `escalate`. Bindings: `bind` on the role, or holding its rules; a role
     /// that does not exist is a 404, as the rule resolver's lookup.
-    fn admit(
-        &self,
-        user: &portcullis_authn::UserInfo,
-        request: &AdmitRequest<'_>,
-        new: &Value,
-    ) -> Result<(), DecodeFailure> {
+    async fn admit(&self, request: &AdmitRequest<'_>, new: &Value) -> Result<(), DecodeFailure> {
+        if request.operation == Operation::Delete {
+            return Ok(()); // deletes are authorized by their verb alone
+        }
+        let user = request.user;
         let Some(authorizer) = &self.authorizer else {
             return Ok(());
         };
@@ -483,7 +483,7 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
             Subject {
                 kind: "User".into(),
                 api_group: portcullis_rbac::v1::GROUP.into(),
-                name: crate::serve::STATIC_ADMIN_EMAIL.into(),
+                name: crate::kinds::STATIC_ADMIN_EMAIL.into(),
                 namespace: String::new(),
             },
         ],

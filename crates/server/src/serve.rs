@@ -355,13 +355,7 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Name of the static admin, a local user.
-pub const STATIC_ADMIN: &str = "admin";
-/// The static admin's e-mail address: the user name the management API sees in its ID
-/// tokens (`.invalid` is reserved, RFC 2606, so no real mailbox or upstream account has it).
-pub const STATIC_ADMIN_EMAIL: &str = "admin@portcullis.invalid";
-/// File in the data directory holding the static admin's first password.
-pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+pub use crate::kinds::{ADMIN_PASSWORD_FILE, STATIC_ADMIN, STATIC_ADMIN_EMAIL};
 
 /// Creates the static admin on first start, with a generated password written to
 /// `admin-password` (0600) in the data directory; returns the password then, `None` if the

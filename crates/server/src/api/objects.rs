@@ -11,7 +11,7 @@ use portcullis_store::{KeyValue, ListOptions, Revision, StoreError, WatchEvent};
 use serde_json::{Map, Value, json};
 
 use super::body::{self, WRITE_TYPES};
-use super::registry::{AdmitRequest, DecodeFailure, ResourceType};
+use super::registry::{AdmitRequest, DecodeFailure, Operation, ResourceType};
 use super::status::{self, ApiError, Cause};
 use super::{AppState, Query, selector};
 use portcullis_authn::UserInfo;
@@ -270,14 +270,17 @@ pub async fn create(
     settle(t).await?;
     t.rt.codec
         .admit(
-            t.user,
             &AdmitRequest {
+                operation: Operation::Create,
+                user: t.user,
+                store: &*app.store,
                 namespace: &t.namespace,
                 request_name: "",
                 old: None,
             },
             &obj,
         )
+        .await
         .map_err(|f| failure(t, f))?;
     t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
     let target = Target {
@@ -460,21 +463,23 @@ async fn write_update(
     settle(t).await?;
     t.rt.codec
         .admit(
-            t.user,
             &AdmitRequest {
+                operation: Operation::Update,
+                user: t.user,
+                store: &*app.store,
                 namespace: &t.namespace,
                 request_name: &t.name,
                 old: Some(&old),
             },
             &sent,
         )
+        .await
         .map_err(|f| failure(t, f))?;
     t.rt.codec.validate(&new).map_err(|f| failure(t, f))?;
     // Immutable fields are checked once server-owned metadata is carried over.
     t.rt.codec
         .validate_update(&old, &new)
         .map_err(|f| failure(t, f))?;
-    keep_a_way_in(app, t, &new).await?;
     // An object being deleted goes once its last finalizer is removed.
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
     let finalizers_left = new
@@ -528,14 +533,17 @@ async fn create_on_update(
     settle(t).await?;
     t.rt.codec
         .admit(
-            t.user,
             &AdmitRequest {
+                operation: Operation::Create,
+                user: t.user,
+                store: &*app.store,
                 namespace: &t.namespace,
                 request_name: &t.name,
                 old: None,
             },
             &obj,
         )
+        .await
         .map_err(|f| failure(t, f))?;
     t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
     let create = portcullis_rbac::Attributes {
@@ -577,40 +585,6 @@ async fn settle(t: &Target<'_>) -> Result<(), ApiError> {
     }
 }
 
-/// The static admin may be disabled only once a `Connector` exists: otherwise no one could
-/// log in at the issuer any more (the X.509 break-glass certificate still works either way).
-async fn keep_a_way_in(app: &AppState, t: &Target<'_>, new: &Value) -> Result<(), ApiError> {
-    let static_admin = t.rt.group == portcullis_model::GROUP
-        && t.rt.plural == "users"
-        && t.name == crate::serve::STATIC_ADMIN;
-    let disabling = new.pointer("/spec/disabled") == Some(&Value::Bool(true));
-    if !(static_admin && disabling) {
-        return Ok(());
-    }
-    let connectors = app
-        .store
-        .list(
-            &portcullis_store::keys::collection(portcullis_model::GROUP, "connectors", ""),
-            portcullis_store::ListOptions {
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| t.store_error(e))?;
-    if connectors.items.is_empty() {
-        return Err(failure(
-            t,
-            DecodeFailure::Forbidden(
-                "the static admin can be disabled only once a Connector is set up; \
-                 create one first, or no one can log in at the issuer"
-                    .into(),
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// DELETE of one object, honouring `DeleteOptions.preconditions` and finalizers.
 pub async fn delete(
     app: &AppState,
@@ -624,10 +598,22 @@ pub async fn delete(
     } else {
         body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?
     };
-    // Deleting the static admin locks out as much as disabling it.
-    keep_a_way_in(app, t, &json!({ "spec": { "disabled": true } })).await?;
     let current = current(app, t).await?;
     let obj = stored_object(&current)?;
+    t.rt.codec
+        .admit(
+            &AdmitRequest {
+                operation: Operation::Delete,
+                user: t.user,
+                store: &*app.store,
+                namespace: &t.namespace,
+                request_name: &t.name,
+                old: Some(&obj),
+            },
+            &obj,
+        )
+        .await
+        .map_err(|f| failure(t, f))?;
     let mut expected = current.mod_revision;
     if let Some(rv) = options
         .pointer("/preconditions/resourceVersion")

@@ -21,19 +21,49 @@ pub enum DecodeFailure {
     Status(super::status::ApiError),
 }
 
-/// What admission is told about a write besides the object.
-#[derive(Debug, Clone, Copy)]
+/// The kind of write admission is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A create (POST, or a PUT that creates).
+    Create,
+    /// An update (PUT or PATCH of a stored object).
+    Update,
+    /// A delete.
+    Delete,
+}
+
+/// What admission is told about a write besides the object, and what it may read.
+#[derive(Clone, Copy)]
 pub struct AdmitRequest<'a> {
+    /// What the write does.
+    pub operation: Operation,
+    /// Who writes (after impersonation).
+    pub user: &'a UserInfo,
+    /// The store, for admission rules that depend on other objects.
+    pub store: &'a dyn portcullis_store::Store,
     /// Namespace from the request URL (empty: cluster scope).
     pub namespace: &'a str,
     /// Object name from the request URL: empty for a create (POST to the collection), as
     /// kube-apiserver's request attributes have it.
     pub request_name: &'a str,
-    /// The stored object an update replaces (`None` for a create, also a create by PUT).
+    /// The stored object an update replaces or a delete removes (`None` for a create, also a
+    /// create by PUT).
     pub old: Option<&'a Value>,
 }
 
-/// Strict decoding and validation of one kind.
+impl std::fmt::Debug for AdmitRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmitRequest")
+            .field("operation", &self.operation)
+            .field("user", &self.user.name)
+            .field("namespace", &self.namespace)
+            .field("request_name", &self.request_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Strict decoding, admission and validation of one kind.
+#[async_trait::async_trait]
 pub trait Codec: Send + Sync {
     /// Decodes and validates `object` (apiVersion, kind, metadata, spec, status); returns it in
     /// canonical JSON form.
@@ -67,15 +97,11 @@ pub trait Codec: Send + Sync {
     /// Told the store revision of every write of this kind made through the API.
     fn written(&self, _revision: u64) {}
 
-    /// Admission: may `user` write `new` as `request` says? Runs after authorization of the
-    /// verb, on the decoded object; for an update, `new` is the object as the request sent it
-    /// (before server-owned metadata is carried over from `request.old`).
-    fn admit(
-        &self,
-        _user: &UserInfo,
-        _request: &AdmitRequest<'_>,
-        _new: &Value,
-    ) -> Result<(), DecodeFailure> {
+    /// Admission: may `request.user` write `new` as `request` says? Runs after authorization
+    /// of the verb, on the decoded object; for an update, `new` is the object as the request
+    /// sent it (before server-owned metadata is carried over from `request.old`); for a
+    /// delete, the stored object. It may read the store.
+    async fn admit(&self, _request: &AdmitRequest<'_>, _new: &Value) -> Result<(), DecodeFailure> {
         Ok(())
     }
 }
