@@ -509,14 +509,7 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), StoreError> {
     }
     for (k, mut v) in objects {
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert(
-                "uid".into(),
-                Value::String(uuid::Uuid::new_v4().to_string()),
-            );
-            m.insert(
-                "creationTimestamp".into(),
-                Value::String(crate::api::objects::now_rfc3339()),
-            );
+            crate::api::objects::stamp_created(m, false);
         }
         let bytes = serde_json::to_vec(&v).map_err(|e| StoreError::Backend(e.to_string()))?;
         match store.create(&k, bytes).await {

@@ -371,14 +371,11 @@ async fn ensure_static_admin(
     }
     let password = portcullis_oidc::generate_password()?;
     let hash = portcullis_oidc::hash_password(password.clone()).await?;
-    let user = serde_json::json!({
+    let mut user = serde_json::json!({
         "apiVersion": format!("{}/{}", portcullis_model::GROUP, portcullis_model::VERSION),
         "kind": "User",
         "metadata": {
             "name": STATIC_ADMIN,
-            "uid": uuid::Uuid::new_v4().to_string(),
-            "creationTimestamp": crate::api::objects::now_rfc3339(),
-            "generation": 1,
             "labels": { "portcullis.dev/static-admin": "true" },
         },
         "spec": {
@@ -389,6 +386,12 @@ async fn ensure_static_admin(
             "passwordHash": hash,
         },
     });
+    if let Some(meta) = user
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        crate::api::objects::stamp_created(meta, true);
+    }
     // The file first: a crash between the two leaves a password on disk and no account,
     // and the next start makes both again.
     let path = data_dir.join(ADMIN_PASSWORD_FILE);

@@ -254,12 +254,7 @@ pub async fn create(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-    meta.insert("generation".into(), json!(1));
-    for server_owned in ["resourceVersion", "deletionTimestamp", "selfLink"] {
-        meta.remove(server_owned);
-    }
+    stamp_created(meta, t.rt.group == portcullis_model::GROUP);
     // Status is written through the status subresource only.
     if t.rt.has_status
         && let Some(o) = obj.as_object_mut()
@@ -439,7 +434,9 @@ async fn write_update(
                 n.insert("status".into(), s.clone());
             }
         }
-        // generation counts changes of everything but metadata and status.
+        // generation counts changes of everything but metadata and status, in the kinds that
+        // count them (see [`stamp_created`]).
+        let counted = t.rt.group == portcullis_model::GROUP;
         let changed =
             ["metadata", "status"]
                 .iter()
@@ -448,7 +445,7 @@ async fn write_update(
                     b.remove(*k);
                     (a, b)
                 });
-        if changed.0 != changed.1 {
+        if counted && changed.0 != changed.1 {
             let g = o
                 .get("metadata")
                 .and_then(|m| m.get("generation"))
@@ -524,12 +521,7 @@ async fn create_on_update(
             t.name
         )));
     }
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-    meta.insert("generation".into(), json!(1));
-    for server_owned in ["resourceVersion", "deletionTimestamp", "selfLink"] {
-        meta.remove(server_owned);
-    }
+    stamp_created(meta, t.rt.group == portcullis_model::GROUP);
     settle(t).await?;
     t.rt.codec
         .admit(
@@ -575,6 +567,23 @@ async fn create_on_update(
         .map_err(|e| t.store_error(e))?;
     t.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
+}
+
+/// Stamps the metadata of an object about to be created, as the registry does: a new uid, the
+/// creation time, `generation` 1 for kinds that count their changes (portcullis' own kinds;
+/// kube-apiserver's RBAC objects have none); what only the server sets is dropped. Every
+/// object the management plane creates, through the API or at bootstrap, is stamped here.
+pub fn stamp_created(meta: &mut serde_json::Map<String, Value>, generation: bool) {
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    if generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    for server_owned in ["resourceVersion", "deletionTimestamp", "selfLink"] {
+        meta.remove(server_owned);
+    }
 }
 
 /// Waits, if the kind's admission needs it, until what admission reads includes earlier writes.
