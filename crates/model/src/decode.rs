@@ -41,6 +41,7 @@ impl Origin<'_> {
             document: self.document,
             field: field.into(),
             message: message.into(),
+            unknown_field: false,
         }
     }
 }
@@ -179,7 +180,24 @@ fn path_error<E: std::fmt::Display>(
 ) -> Error {
     let path = e.path().to_string();
     let path = if path == "." { "" } else { path.as_str() };
-    origin.err(join(prefix, path), e.inner().to_string())
+    let message = e.inner().to_string();
+    let unknown_field = crate::error::is_unknown_field(&message);
+    match origin.err(join(prefix, path), message) {
+        Error::Decode {
+            source_name,
+            document,
+            field,
+            message,
+            ..
+        } => Error::Decode {
+            source_name,
+            document,
+            field,
+            message,
+            unknown_field,
+        },
+        other => other,
+    }
 }
 
 /// Decodes one object from a JSON value (as the management API receives it).

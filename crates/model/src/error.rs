@@ -29,7 +29,17 @@ pub enum Error {
         field: String,
         /// What was wrong.
         message: String,
+        /// The field is one the kind does not have (Kubernetes' strict decoding answers
+        /// this 400 `BadRequest`, other decode errors 422 `Invalid`).
+        unknown_field: bool,
     },
+}
+
+/// Whether a serde error is about a field the type does not have. serde says so only in its
+/// message (`unknown field `x`, expected …`, the wording of `de::Error::unknown_field`); this
+/// is the one place that reads it, so that callers match on a flag, not on text.
+pub fn is_unknown_field(serde_message: &str) -> bool {
+    serde_message.starts_with("unknown field `")
 }
 
 struct DecodeDisplay<'a>(&'a Error);
@@ -41,6 +51,7 @@ impl fmt::Display for DecodeDisplay<'_> {
             document,
             field,
             message,
+            ..
         } = self.0
         else {
             return Ok(());

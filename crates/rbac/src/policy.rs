@@ -10,6 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use crate::validation::DecodeError;
 
 /// A verb is `*` or lower-case letters: Kubernetes allows custom verbs (`use`, `escalate`),
 /// but `Get`, `get ` or `list,watch` are typos that would silently grant nothing.
@@ -29,6 +30,22 @@ pub struct PolicyError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+impl PolicyError {
+    /// `e` in document `document` of `source`.
+    fn at(source: &str, document: usize, e: DecodeError) -> PolicyError {
+        PolicyError {
+            source_name: source.to_owned(),
+            document,
+            field: if e.field.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.field)
+            },
+            message: e.message,
+        }
+    }
 }
 
 /// Every RBAC object of one cluster.
@@ -89,34 +106,27 @@ impl Policy {
         let docs = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
         for (i, doc) in docs.enumerate() {
             let doc = doc.map_err(|_| JsonError::Syntax)?;
-            let at = |field: String, message: String| {
-                JsonError::Object(PolicyError {
-                    source_name: source.to_owned(),
-                    document: i + 1,
-                    field,
-                    message,
-                })
-            };
+            let at = |e: DecodeError| JsonError::Object(PolicyError::at(source, i + 1, e));
             let head: Head<'_> = serde_json::from_str(doc.get()).map_err(|_| JsonError::Syntax)?;
             if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
                 let Some(items) = head.items else {
-                    return Err(at("items: ".into(), "a List needs items".into()));
+                    return Err(at(DecodeError::new("items", "a List needs items")));
                 };
                 for (j, item) in items.iter().enumerate() {
                     self.add_raw(item.get())
-                        .map_err(|(f, m)| at(format!("items[{j}].{f}"), m))?;
+                        .map_err(|e| at(e.under(&format!("items[{j}]"))))?;
                 }
             } else {
-                self.add_raw(doc.get()).map_err(|(f, m)| at(f, m))?;
+                self.add_raw(doc.get()).map_err(at)?;
             }
         }
         Ok(())
     }
 
     /// Adds one object from its JSON text, decoded straight into its type.
-    fn add_raw(&mut self, json: &str) -> Result<(), (String, String)> {
+    fn add_raw(&mut self, json: &str) -> Result<(), DecodeError> {
         let head: Head<'_> =
-            serde_json::from_str(json).map_err(|e| (String::new(), e.to_string()))?;
+            serde_json::from_str(json).map_err(|e| DecodeError::new("", e.to_string()))?;
         check_api_version(head.api_version.as_deref().unwrap_or_default())?;
         match head.kind.as_deref().unwrap_or_default() {
             "Role" => self.insert_role(decode_str(json)?),
@@ -130,12 +140,7 @@ impl Policy {
     /// Adds parsed documents of one source (without re-aggregating); `List` kinds are expanded.
     pub fn add_documents(&mut self, source: &str, docs: Vec<Value>) -> Result<(), PolicyError> {
         for (i, doc) in docs.into_iter().enumerate() {
-            let at = |field: String, message: String| PolicyError {
-                source_name: source.to_owned(),
-                document: i + 1,
-                field,
-                message,
-            };
+            let at = |e: DecodeError| PolicyError::at(source, i + 1, e);
             if doc.is_null() {
                 continue;
             }
@@ -149,21 +154,21 @@ impl Policy {
                     _ => None,
                 };
                 let Some(Value::Array(items)) = items else {
-                    return Err(at("items: ".into(), "a List needs items".into()));
+                    return Err(at(DecodeError::new("items", "a List needs items")));
                 };
                 for (j, item) in items.into_iter().enumerate() {
                     self.add_object(item)
-                        .map_err(|(f, m)| at(format!("items[{j}].{f}"), m))?;
+                        .map_err(|e| at(e.under(&format!("items[{j}]"))))?;
                 }
             } else {
-                self.add_object(doc).map_err(|(f, m)| at(f, m))?;
+                self.add_object(doc).map_err(at)?;
             }
         }
         Ok(())
     }
 
     /// Adds one object given as JSON. The error is (field path with `: `, message).
-    pub fn add_object(&mut self, object: Value) -> Result<(), (String, String)> {
+    pub fn add_object(&mut self, object: Value) -> Result<(), DecodeError> {
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -183,31 +188,28 @@ impl Policy {
         }
     }
 
-    fn insert_role(&mut self, r: Role) -> Result<(), (String, String)> {
+    fn insert_role(&mut self, r: Role) -> Result<(), DecodeError> {
         let ns = namespace_of(&r.metadata)?;
         check_rules(&r.rules, true)?;
         self.roles.insert((ns, r.metadata.name.clone()), r);
         Ok(())
     }
 
-    fn insert_cluster_role(&mut self, r: ClusterRole) -> Result<(), (String, String)> {
+    fn insert_cluster_role(&mut self, r: ClusterRole) -> Result<(), DecodeError> {
         name_of(&r.metadata)?;
         check_rules(&r.rules, false)?;
         self.cluster_roles.insert(r.metadata.name.clone(), r);
         Ok(())
     }
 
-    fn insert_role_binding(&mut self, b: RoleBinding) -> Result<(), (String, String)> {
+    fn insert_role_binding(&mut self, b: RoleBinding) -> Result<(), DecodeError> {
         let ns = namespace_of(&b.metadata)?;
         check_role_ref(&b.role_ref.kind, &["Role", "ClusterRole"], &b.role_ref.name)?;
         self.role_bindings.insert((ns, b.metadata.name.clone()), b);
         Ok(())
     }
 
-    fn insert_cluster_role_binding(
-        &mut self,
-        b: ClusterRoleBinding,
-    ) -> Result<(), (String, String)> {
+    fn insert_cluster_role_binding(&mut self, b: ClusterRoleBinding) -> Result<(), DecodeError> {
         name_of(&b.metadata)?;
         check_role_ref(&b.role_ref.kind, &["ClusterRole"], &b.role_ref.name)?;
         self.cluster_role_bindings
@@ -311,86 +313,80 @@ struct Head<'a> {
     items: Option<Vec<&'a RawValue>>,
 }
 
-fn check_api_version(api_version: &str) -> Result<(), (String, String)> {
+fn check_api_version(api_version: &str) -> Result<(), DecodeError> {
     if api_version != crate::v1::API_VERSION {
-        return Err((
-            "apiVersion: ".into(),
+        return Err(DecodeError::new(
+            "apiVersion",
             format!("{api_version:?} is not {:?}", crate::v1::API_VERSION),
         ));
     }
     Ok(())
 }
 
-fn unknown_kind(kind: &str) -> (String, String) {
-    (
-        "kind: ".into(),
+fn unknown_kind(kind: &str) -> DecodeError {
+    DecodeError::new(
+        "kind",
         format!(
             "unknown kind {kind:?}: expected Role, ClusterRole, RoleBinding, ClusterRoleBinding or a List of them"
         ),
     )
 }
 
-fn decode<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(v).map_err(path_error)
 }
 
-fn decode_str<T: DeserializeOwned>(json: &str) -> Result<T, (String, String)> {
+fn decode_str<T: DeserializeOwned>(json: &str) -> Result<T, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(path_error)
 }
 
-fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> (String, String) {
-    let path = e.path().to_string();
-    let field = if path == "." {
-        String::new()
-    } else {
-        format!("{path}: ")
-    };
-    (field, e.inner().to_string())
+fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> DecodeError {
+    DecodeError::from_serde(e)
 }
 
-fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), (String, String)> {
+fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), DecodeError> {
     if meta.name.is_empty() {
-        return Err(("metadata.name: ".into(), "is required".into()));
+        return Err(DecodeError::new("metadata.name", "is required"));
     }
     Ok(())
 }
 
-fn namespace_of(meta: &portcullis_model::ObjectMeta) -> Result<String, (String, String)> {
+fn namespace_of(meta: &portcullis_model::ObjectMeta) -> Result<String, DecodeError> {
     name_of(meta)?;
     match meta.namespace.as_deref() {
         Some(ns) if !ns.is_empty() => Ok(ns.to_owned()),
-        _ => Err((
-            "metadata.namespace: ".into(),
-            "is required for namespaced kinds".into(),
+        _ => Err(DecodeError::new(
+            "metadata.namespace",
+            "is required for namespaced kinds",
         )),
     }
 }
 
-fn check_role_ref(kind: &str, allowed: &[&str], name: &str) -> Result<(), (String, String)> {
+fn check_role_ref(kind: &str, allowed: &[&str], name: &str) -> Result<(), DecodeError> {
     if !allowed.contains(&kind) {
-        return Err((
-            "roleRef.kind: ".into(),
+        return Err(DecodeError::new(
+            "roleRef.kind",
             format!("{kind:?} is not one of {allowed:?}"),
         ));
     }
     if name.is_empty() {
-        return Err(("roleRef.name: ".into(), "is required".into()));
+        return Err(DecodeError::new("roleRef.name", "is required"));
     }
     Ok(())
 }
 
-fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), (String, String)> {
+fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), DecodeError> {
     for (i, r) in rules.iter().enumerate() {
         if r.verbs.is_empty() {
-            return Err((
-                format!("rules[{i}].verbs: "),
-                "at least one verb is required".into(),
+            return Err(DecodeError::new(
+                format!("rules[{i}].verbs"),
+                "at least one verb is required",
             ));
         }
         if let Some(v) = r.verbs.iter().find(|v| !valid_verb(v)) {
-            return Err((
-                format!("rules[{i}].verbs: "),
+            return Err(DecodeError::new(
+                format!("rules[{i}].verbs"),
                 format!(
                     "invalid verb {v:?}: verbs are `*` or lower-case words such as get, list, watch"
                 ),
@@ -398,27 +394,27 @@ fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), (String, St
         }
         if !r.non_resource_urls.is_empty() {
             if namespaced {
-                return Err((
-                    format!("rules[{i}].nonResourceURLs: "),
-                    "namespaced rules cannot apply to non-resource URLs".into(),
+                return Err(DecodeError::new(
+                    format!("rules[{i}].nonResourceURLs"),
+                    "namespaced rules cannot apply to non-resource URLs",
                 ));
             }
             if !r.resources.is_empty() || !r.api_groups.is_empty() || !r.resource_names.is_empty() {
-                return Err((
-                    format!("rules[{i}]: "),
-                    "a rule is either for resources or for nonResourceURLs, not both".into(),
+                return Err(DecodeError::new(
+                    format!("rules[{i}]"),
+                    "a rule is either for resources or for nonResourceURLs, not both",
                 ));
             }
         } else if r.api_groups.is_empty() {
             // As kube-apiserver's ValidatePolicyRule.
-            return Err((
-                format!("rules[{i}].apiGroups: "),
-                "resource rules must supply at least one api group (\"\" is the core group)".into(),
+            return Err(DecodeError::new(
+                format!("rules[{i}].apiGroups"),
+                "resource rules must supply at least one api group (\"\" is the core group)",
             ));
         } else if r.resources.is_empty() {
-            return Err((
-                format!("rules[{i}].resources: "),
-                "resource rules must supply at least one resource".into(),
+            return Err(DecodeError::new(
+                format!("rules[{i}].resources"),
+                "resource rules must supply at least one resource",
             ));
         }
     }

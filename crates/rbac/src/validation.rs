@@ -292,24 +292,54 @@ pub enum Object {
     ClusterRoleBinding(ClusterRoleBinding),
 }
 
-/// Why an object could not be decoded: the field path (empty for the whole object) and what is
-/// wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why an object could not be decoded or is not acceptable RBAC input: the field path (empty
+/// for the whole object) and what is wrong. The crate's one error for bad input, from a
+/// policy file or a request body alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct DecodeError {
     /// Path of the field, e.g. `rules[0].verbs`, or empty.
     pub field: String,
-    /// The decoder's message, e.g. ``unknown field `verb` ``.
+    /// What is wrong, e.g. ``unknown field `verb` ``.
     pub message: String,
+    /// The field is one the kind does not have (strict decoding's 400, not a 422).
+    pub unknown_field: bool,
+}
+
+impl DecodeError {
+    /// A problem with `field` (empty: the whole object).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> DecodeError {
+        DecodeError {
+            field: field.into(),
+            message: message.into(),
+            unknown_field: false,
+        }
+    }
+
+    /// From a path-tracked serde error.
+    pub fn from_serde<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> DecodeError {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        DecodeError {
+            field: if path == "." { String::new() } else { path },
+            unknown_field: portcullis_model::error::is_unknown_field(&message),
+            message,
+        }
+    }
+
+    /// The same error, its field under `prefix` (`items[3]`).
+    pub fn under(mut self, prefix: &str) -> DecodeError {
+        self.field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        self
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        DecodeError {
-            field: if path == "." { String::new() } else { path },
-            message: e.inner().to_string(),
-        }
-    })
+    serde_path_to_error::deserialize(value.clone()).map_err(DecodeError::from_serde)
 }
 
 impl Object {
@@ -336,12 +366,12 @@ impl Object {
                 Object::ClusterRoleBinding(b)
             }
             other => {
-                return Err(DecodeError {
-                    field: "kind".into(),
-                    message: format!(
+                return Err(DecodeError::new(
+                    "kind",
+                    format!(
                         "unknown kind {other:?}: expected Role, ClusterRole, RoleBinding or ClusterRoleBinding"
                     ),
-                });
+                ));
             }
         })
     }

@@ -133,8 +133,13 @@ fn invalid(errors: Vec<FieldError>) -> DecodeFailure {
 fn decode_failure(e: ModelError) -> DecodeFailure {
     let message = e.to_string();
     let cause = match &e {
-        ModelError::Decode { field, message, .. } => Cause {
-            reason: if message.contains("unknown field") {
+        ModelError::Decode {
+            field,
+            message,
+            unknown_field,
+            ..
+        } => Cause {
+            reason: if *unknown_field {
                 "FieldValueUnknown".into()
             } else {
                 "FieldValueInvalid".into()

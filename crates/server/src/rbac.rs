@@ -88,7 +88,7 @@ fn typed(object: &Value) -> Result<Object, DecodeFailure> {
             message: e.message.clone(),
             field: e.field.clone(),
         };
-        if e.message.contains("unknown field") {
+        if e.unknown_field {
             DecodeFailure::BadRequest(
                 format!("strict decoding error: {}: {}", e.field, e.message),
                 vec![cause],
@@ -210,15 +210,13 @@ impl Codec for RbacCodec {
             return Err(invalid_causes(&errors));
         }
         let mut scratch = Policy::default();
-        scratch
-            .add_object(object.clone())
-            .map_err(|(field, message)| {
-                DecodeFailure::Invalid(vec![Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message,
-                    field: field.trim_end_matches(": ").to_owned(),
-                }])
-            })
+        scratch.add_object(object.clone()).map_err(|e| {
+            DecodeFailure::Invalid(vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: e.message,
+                field: e.field,
+            }])
+        })
     }
 
     /// `roleRef` cannot change: a binding is deleted and recreated instead.
@@ -543,10 +541,10 @@ pub async fn load(store: &dyn Store) -> Result<(Policy, u64), StoreError> {
     let mut policy = Policy::default();
     for kv in &page.items {
         let parsed = serde_json::from_slice::<Value>(&kv.value)
-            .map_err(|e| (String::new(), e.to_string()))
+            .map_err(|e| portcullis_rbac::validation::DecodeError::new("", e.to_string()))
             .and_then(|v| policy.add_object(v));
-        if let Err((field, message)) = parsed {
-            tracing::warn!(key = %kv.key, %field, %message, "RBAC object ignored");
+        if let Err(e) = parsed {
+            tracing::warn!(key = %kv.key, error = %e, "RBAC object ignored");
         }
     }
     policy.aggregate();

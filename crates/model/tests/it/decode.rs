@@ -11,6 +11,7 @@ fn decode_err(source: &str, text: &str) -> (Option<usize>, String, String) {
             document,
             field,
             message,
+            ..
         }) => {
             assert_eq!(source_name, source);
             (document, field, message)
@@ -91,11 +92,29 @@ fn unknown_fields_are_named_with_their_path() {
     let json = br#"{"apiVersion":"portcullis.dev/v1alpha1","kind":"Client","metadata":{"name":"a"},
         "spec":{"redirectURIs":["https://a"],"grantTypes":["password"]}}"#;
     match decode_json(json) {
-        Err(Error::Decode { field, message, .. }) => {
+        Err(Error::Decode {
+            field,
+            message,
+            unknown_field,
+            ..
+        }) => {
             assert_eq!(field, "spec.grantTypes[0]");
             assert!(message.contains("unknown variant `password`"), "{message}");
+            // A bad value is not an unknown field (422, not strict decoding's 400).
+            assert!(!unknown_field);
         }
         other => panic!("{other:?}"),
+    }
+    // The unknown fields above are flagged as such.
+    for (body, _) in cases {
+        let text = format!("apiVersion: portcullis.dev/v1alpha1\nkind: Client\n{body}");
+        assert!(matches!(
+            decode_yaml_documents("c.yaml", &text),
+            Err(Error::Decode {
+                unknown_field: true,
+                ..
+            })
+        ));
     }
 }
 
