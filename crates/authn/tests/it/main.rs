@@ -7,6 +7,7 @@
 )]
 
 mod config;
+mod discovery;
 mod impersonation;
 mod jwt;
 mod reload;
