@@ -758,12 +758,27 @@ pub struct LegacyOidcFlags {
     pub groups_prefix: Option<String>,
     /// `--oidc-required-claim` key=value pairs.
     pub required_claims: Vec<(String, String)>,
-    /// PEM of `--oidc-ca-file`.
+    /// PEM of `--oidc-ca-file` (read by [`LegacyOidcFlags::from_args`]).
     pub ca_pem: Option<String>,
 }
 
+fn read_ca_file(path: &str) -> Result<String, Error> {
+    let flag = "--oidc-ca-file";
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::config(flag, format!("{path}: {e}")))?
+        .len();
+    if len > MAX_FILE_BYTES as u64 {
+        return Err(Error::config(
+            flag,
+            format!("{path} is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::config(flag, format!("{path}: {e}")))
+}
+
 impl LegacyOidcFlags {
-    /// Reads `--oidc-*` flags (`--flag=value` or `--flag value`); other arguments are ignored.
+    /// Reads `--oidc-*` flags (`--flag=value` or `--flag value`), reading the file of
+    /// `--oidc-ca-file`; other arguments are ignored.
     ///
     /// # Errors
     ///
@@ -792,6 +807,7 @@ impl LegacyOidcFlags {
                 "username-prefix" => flags.username_prefix = Some(value),
                 "groups-claim" => flags.groups_claim = Some(value),
                 "groups-prefix" => flags.groups_prefix = Some(value),
+                "ca-file" => flags.ca_pem = Some(read_ca_file(&value)?),
                 // A map flag: `k=v` pairs, comma-separated, repeatable.
                 "required-claim" => {
                     for pair in value.split(',').filter(|p| !p.is_empty()) {
@@ -809,7 +825,7 @@ impl LegacyOidcFlags {
                         format!("--oidc-{other}"),
                         "unknown flag; the flags read are --oidc-issuer-url, --oidc-client-id, \
                          --oidc-username-claim, --oidc-username-prefix, --oidc-groups-claim, \
-                         --oidc-groups-prefix and --oidc-required-claim",
+                         --oidc-groups-prefix, --oidc-required-claim and --oidc-ca-file",
                     ));
                 }
             }
@@ -943,5 +959,6 @@ mod tests {
             Some("")
         );
         assert!(LegacyOidcFlags::from_args(&["--oidc-bogus=1"]).is_err());
+        assert!(LegacyOidcFlags::from_args(&["--oidc-ca-file=/nonexistent/ca.pem"]).is_err());
     }
 }

@@ -111,15 +111,10 @@ pub enum RequestInfoError {
 /// Longest path accepted.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
 
-fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 impl RequestInfo {
-    /// Parses a request. `path` is the URL path as sent (percent-encoded segments are
-    /// decoded, as Go's `URL.Path`); `query` the raw query string, if any.
+    /// Parses a request. `path` is the URL path as sent: it is percent-decoded first, then
+    /// split, as kube-apiserver splits Go's decoded `URL.Path` (so `%2F` separates segments
+    /// too); `query` is the raw query string, if any.
     ///
     /// # Errors
     ///
@@ -132,6 +127,8 @@ impl RequestInfo {
         if path.len() > MAX_PATH_LEN {
             return Err(RequestInfoError::TooLong);
         }
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path: &str = &decoded;
         let non_resource = || RequestInfo {
             is_resource_request: false,
             path: path.to_owned(),
@@ -142,7 +139,7 @@ impl RequestInfo {
         let segments: Vec<String> = if trimmed.is_empty() {
             Vec::new()
         } else {
-            trimmed.split('/').map(decode).collect()
+            trimmed.split('/').map(str::to_owned).collect()
         };
         let mut parts: &[String] = &segments;
         // Fewer than three parts is never a resource request (`/api/v1`, `/apis`).
