@@ -151,6 +151,8 @@ fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
             .args(["+nightly", "fuzz", "run", "--sanitizer", "none", t, "--"])
             .arg(format!("-max_total_time={seconds}"))
             .arg("-print_final_stats=1")
+            // Nightly builds stay in fuzz/target, apart from the stable builds' target dir.
+            .env_remove("CARGO_TARGET_DIR")
             .current_dir(&dir)
             .output()
             .with_context(|| format!("cargo fuzz run {t}"))?;
