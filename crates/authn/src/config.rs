@@ -282,16 +282,40 @@ impl AuthenticationConfiguration {
             }
             jwt.compile(&path)?;
         }
-        if let Some(anonymous) = &self.anonymous
-            && !anonymous.enabled
-            && !anonymous.conditions.is_empty()
-        {
-            return Err(Error::config(
-                "anonymous.conditions",
-                "conditions need anonymous.enabled: true",
-            ));
+        if let Some(anonymous) = &self.anonymous {
+            if !anonymous.enabled && !anonymous.conditions.is_empty() {
+                return Err(Error::config(
+                    "anonymous.conditions",
+                    "enabled should be set to true when conditions are defined",
+                ));
+            }
+            for (i, c) in anonymous.conditions.iter().enumerate() {
+                let path = format!("anonymous.conditions[{i}].path");
+                if c.path.is_empty() {
+                    return Err(Error::config(path, "required"));
+                }
+                if anonymous
+                    .conditions
+                    .get(..i)
+                    .is_some_and(|before| before.iter().any(|b| b.path == c.path))
+                {
+                    return Err(Error::config(path, format!("duplicate value {:?}", c.path)));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether a request without credentials to `path` is the anonymous user, as
+    /// kube-apiserver reads `anonymous`: absent means enabled (its `--anonymous-auth`
+    /// default); enabled with conditions means only on those exact paths.
+    pub fn allows_anonymous(&self, path: &str) -> bool {
+        match &self.anonymous {
+            None => true,
+            Some(a) if !a.enabled => false,
+            Some(a) if a.conditions.is_empty() => true,
+            Some(a) => a.conditions.iter().any(|c| c.path == path),
+        }
     }
 }
 
@@ -897,6 +921,33 @@ impl LegacyOidcFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_conditions_limit_paths() {
+        let head = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n";
+        let config = AuthenticationConfiguration::from_yaml(&format!(
+            "{head}anonymous:\n  enabled: true\n  conditions: [{{path: /healthz}}]\n"
+        ))
+        .unwrap();
+        assert!(config.allows_anonymous("/healthz"));
+        assert!(!config.allows_anonymous("/api"));
+        let off = AuthenticationConfiguration::from_yaml(&format!(
+            "{head}anonymous: {{enabled: false}}\n"
+        ))
+        .unwrap();
+        assert!(!off.allows_anonymous("/healthz"));
+        assert!(
+            AuthenticationConfiguration::from_yaml(head)
+                .unwrap()
+                .allows_anonymous("/api")
+        );
+        assert!(
+            AuthenticationConfiguration::from_yaml(&format!(
+                "{head}anonymous:\n  enabled: false\n  conditions: [{{path: /healthz}}]\n"
+            ))
+            .is_err()
+        );
+    }
 
     #[test]
     fn uses_claim_matches_whole_identifiers_only() {
