@@ -147,10 +147,23 @@ fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
     for t in &targets {
         eprintln!("xtask: fuzzing {t} for {seconds} s");
         // The workspace forbids unsafe code: the sanitizer would only slow the search down.
-        let out = Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", "--sanitizer", "none", t, "--"])
+        // The corpus grows in fuzz/corpus/TARGET (ignored by git); fuzz/seeds/TARGET, when
+        // present, holds committed inputs that reach deep into the parser.
+        let corpus = dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus).with_context(|| corpus.display().to_string())?;
+        let mut cmd = Command::new("cargo");
+        cmd.args(["+nightly", "fuzz", "run", "--sanitizer", "none", t])
+            .arg(&corpus);
+        let seeds = dir.join("seeds").join(t);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        let out = cmd
+            .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-print_final_stats=1")
+            // Nightly builds stay in fuzz/target, apart from the stable builds' target dir.
+            .env_remove("CARGO_TARGET_DIR")
             .current_dir(&dir)
             .output()
             .with_context(|| format!("cargo fuzz run {t}"))?;

@@ -27,7 +27,8 @@ impl<'a> Credentials<'a> {
     }
 
     /// The bearer token of the `Authorization` header, as kube-apiserver's bearer-token
-    /// authenticator reads it: scheme `Bearer` (any case), one space-free token, non-empty.
+    /// authenticator reads it: scheme `Bearer` (any case), then the token up to the next space,
+    /// non-empty.
     /// `None` when the header is absent or not a bearer token (not this authenticator's).
     pub fn bearer_token(&self) -> Option<SecretString> {
         let value = self
@@ -35,8 +36,8 @@ impl<'a> Credentials<'a> {
             .get(http::header::AUTHORIZATION)?
             .to_str()
             .ok()?;
-        let mut parts = value.trim().split(' ');
-        let (Some(scheme), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = value.trim().splitn(3, ' ');
+        let (Some(scheme), Some(token)) = (parts.next(), parts.next()) else {
             return None;
         };
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
@@ -156,7 +157,9 @@ mod tests {
         assert_eq!(token("bearer abc").as_deref(), Some("abc"));
         assert_eq!(token("BEARER abc ").as_deref(), Some("abc"));
         assert_eq!(token("Bearer "), None);
-        assert_eq!(token("Bearer a b"), None);
+        assert_eq!(token("Bearer a b").as_deref(), Some("a"));
+        assert_eq!(token("Bearer  a"), None);
+        assert_eq!(token("Bearer"), None);
         assert_eq!(token("Basic abc"), None);
     }
 }

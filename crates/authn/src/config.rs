@@ -282,16 +282,40 @@ impl AuthenticationConfiguration {
             }
             jwt.compile(&path)?;
         }
-        if let Some(anonymous) = &self.anonymous
-            && !anonymous.enabled
-            && !anonymous.conditions.is_empty()
-        {
-            return Err(Error::config(
-                "anonymous.conditions",
-                "conditions need anonymous.enabled: true",
-            ));
+        if let Some(anonymous) = &self.anonymous {
+            if !anonymous.enabled && !anonymous.conditions.is_empty() {
+                return Err(Error::config(
+                    "anonymous.conditions",
+                    "enabled should be set to true when conditions are defined",
+                ));
+            }
+            for (i, c) in anonymous.conditions.iter().enumerate() {
+                let path = format!("anonymous.conditions[{i}].path");
+                if c.path.is_empty() {
+                    return Err(Error::config(path, "required"));
+                }
+                if anonymous
+                    .conditions
+                    .get(..i)
+                    .is_some_and(|before| before.iter().any(|b| b.path == c.path))
+                {
+                    return Err(Error::config(path, format!("duplicate value {:?}", c.path)));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether a request without credentials to `path` is the anonymous user, as
+    /// kube-apiserver reads `anonymous`: absent means enabled (its `--anonymous-auth`
+    /// default); enabled with conditions means only on those exact paths.
+    pub fn allows_anonymous(&self, path: &str) -> bool {
+        match &self.anonymous {
+            None => true,
+            Some(a) if !a.enabled => false,
+            Some(a) if a.conditions.is_empty() => true,
+            Some(a) => a.conditions.iter().any(|c| c.path == path),
+        }
     }
 }
 
@@ -758,12 +782,27 @@ pub struct LegacyOidcFlags {
     pub groups_prefix: Option<String>,
     /// `--oidc-required-claim` key=value pairs.
     pub required_claims: Vec<(String, String)>,
-    /// PEM of `--oidc-ca-file`.
+    /// PEM of `--oidc-ca-file` (read by [`LegacyOidcFlags::from_args`]).
     pub ca_pem: Option<String>,
 }
 
+fn read_ca_file(path: &str) -> Result<String, Error> {
+    let flag = "--oidc-ca-file";
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::config(flag, format!("{path}: {e}")))?
+        .len();
+    if len > MAX_FILE_BYTES as u64 {
+        return Err(Error::config(
+            flag,
+            format!("{path} is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::config(flag, format!("{path}: {e}")))
+}
+
 impl LegacyOidcFlags {
-    /// Reads `--oidc-*` flags (`--flag=value` or `--flag value`); other arguments are ignored.
+    /// Reads `--oidc-*` flags (`--flag=value` or `--flag value`), reading the file of
+    /// `--oidc-ca-file`; other arguments are ignored.
     ///
     /// # Errors
     ///
@@ -792,6 +831,7 @@ impl LegacyOidcFlags {
                 "username-prefix" => flags.username_prefix = Some(value),
                 "groups-claim" => flags.groups_claim = Some(value),
                 "groups-prefix" => flags.groups_prefix = Some(value),
+                "ca-file" => flags.ca_pem = Some(read_ca_file(&value)?),
                 // A map flag: `k=v` pairs, comma-separated, repeatable.
                 "required-claim" => {
                     for pair in value.split(',').filter(|p| !p.is_empty()) {
@@ -809,7 +849,7 @@ impl LegacyOidcFlags {
                         format!("--oidc-{other}"),
                         "unknown flag; the flags read are --oidc-issuer-url, --oidc-client-id, \
                          --oidc-username-claim, --oidc-username-prefix, --oidc-groups-claim, \
-                         --oidc-groups-prefix and --oidc-required-claim",
+                         --oidc-groups-prefix, --oidc-required-claim and --oidc-ca-file",
                     ));
                 }
             }
@@ -883,6 +923,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn anonymous_conditions_limit_paths() {
+        let head = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n";
+        let config = AuthenticationConfiguration::from_yaml(&format!(
+            "{head}anonymous:\n  enabled: true\n  conditions: [{{path: /healthz}}]\n"
+        ))
+        .unwrap();
+        assert!(config.allows_anonymous("/healthz"));
+        assert!(!config.allows_anonymous("/api"));
+        let off = AuthenticationConfiguration::from_yaml(&format!(
+            "{head}anonymous: {{enabled: false}}\n"
+        ))
+        .unwrap();
+        assert!(!off.allows_anonymous("/healthz"));
+        assert!(
+            AuthenticationConfiguration::from_yaml(head)
+                .unwrap()
+                .allows_anonymous("/api")
+        );
+        assert!(
+            AuthenticationConfiguration::from_yaml(&format!(
+                "{head}anonymous:\n  enabled: false\n  conditions: [{{path: /healthz}}]\n"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
     fn uses_claim_matches_whole_identifiers_only() {
         assert!(uses_claim("claims.email", "email"));
         assert!(uses_claim("'x:' + claims.email", "email"));
@@ -943,5 +1010,6 @@ mod tests {
             Some("")
         );
         assert!(LegacyOidcFlags::from_args(&["--oidc-bogus=1"]).is_err());
+        assert!(LegacyOidcFlags::from_args(&["--oidc-ca-file=/nonexistent/ca.pem"]).is_err());
     }
 }

@@ -94,6 +94,18 @@ impl JwtAuthenticator {
         self.issuers.iter().all(|i| i.keys.ready())
     }
 
+    /// Fetches every remote issuer's keys now (at startup, in the background: an unreachable
+    /// issuer must not hold up the rest). Returns the failures, one per issuer.
+    pub async fn prefetch_keys(&self) -> Vec<Error> {
+        let mut errors = Vec::new();
+        for issuer in &self.issuers {
+            if let Err(e) = issuer.keys.prefetch().await {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
     /// Authenticates a bearer token at `now` (Unix seconds).
     pub async fn authenticate_token(&self, token: &SecretString, now: u64) -> Outcome {
         let text = token.expose_secret();
@@ -170,6 +182,21 @@ impl IssuerAuthenticator {
                     });
                 }
                 Err(e @ portcullis_jose::Error::AudienceMismatch { .. }) => last = Some(e),
+                // The issuer's keys could not be had: not the token's fault, but no identity.
+                Err(portcullis_jose::Error::Fetch(reason)) => {
+                    return Err(Error::Keys {
+                        issuer: self.config.issuer.url.clone(),
+                        reason,
+                    });
+                }
+                // Never had the issuer's keys (discovery failed, a retry is rate-limited):
+                // say so rather than blame the token's kid.
+                Err(e) if !self.keys.ready() => {
+                    return Err(Error::Keys {
+                        issuer: self.config.issuer.url.clone(),
+                        reason: format!("no keys fetched yet ({e})"),
+                    });
+                }
                 Err(e) => return Err(Error::Token(e)),
             }
         }

@@ -29,6 +29,16 @@ pub trait KeySource: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
+
+    /// Fetches the keys now if they are remote, so that readiness can turn true before the
+    /// first token arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keys`] when the keys cannot be had; the caller may retry later.
+    async fn prefetch(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Keys held in process, e.g. the in-process issuer's (read anew for every token, so a
@@ -145,22 +155,6 @@ impl DiscoveryKeys {
             ready,
         })
     }
-
-    /// Fetches the keys now (at startup, so that readiness can turn true before a token comes).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Keys`] when discovery or the JWKS fails; the caller may retry later.
-    pub async fn prefetch(&self) -> Result<(), Error> {
-        self.cache
-            .refresh(portcullis_jose::unix_now())
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Keys {
-                issuer: self.issuer.clone(),
-                reason: e.to_string(),
-            })
-    }
 }
 
 #[async_trait::async_trait]
@@ -176,6 +170,18 @@ impl KeySource for DiscoveryKeys {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Fetches discovery and JWKS now (rate-limited like every refresh).
+    async fn prefetch(&self) -> Result<(), Error> {
+        self.cache
+            .refresh(portcullis_jose::unix_now())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Keys {
+                issuer: self.issuer.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

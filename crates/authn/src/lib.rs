@@ -19,6 +19,34 @@
 //!
 //! Tokens are held as [`secrecy::SecretString`] and never logged; a log line names a token by
 //! a short hash at most.
+//!
+//! A front end parses the request once, authenticates, impersonates, then authorizes:
+//!
+//! ```no_run
+//! use portcullis_authn::*;
+//! use portcullis_rbac::{Attributes, Decision};
+//!
+//! # async fn handle(
+//! #     chain: &AuthenticatorChain,
+//! #     authorize: &dyn Fn(&Attributes) -> Decision,
+//! #     request: &http::request::Parts,
+//! #     peer_certificates: &[rustls_pki_types::CertificateDer<'static>],
+//! # ) -> Result<(), String> {
+//! let info = RequestInfo::parse(&request.method, request.uri.path(), request.uri.query())
+//!     .map_err(|e| e.to_string())?; // 400
+//! let credentials = Credentials { headers: &request.headers, peer_certificates };
+//! let user = match chain.authenticate(&credentials).await {
+//!     Ok(Some(authenticated)) => authenticated.user,
+//!     Ok(None) => UserInfo::anonymous(), // if anonymous requests are allowed
+//!     Err(_) => return Err("Unauthorized".into()), // 401; log the error, never the token
+//! };
+//! let acting = impersonate(&authorize, user, &request.headers).map_err(|e| e.to_string())?;
+//! if !authorize(&info.attributes(&acting.user)).allowed {
+//!     return Err("Forbidden".into()); // 403
+//! }
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 mod authenticator;

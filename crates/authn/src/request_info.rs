@@ -6,7 +6,7 @@ use portcullis_rbac::Attributes;
 use crate::UserInfo;
 
 /// The verb of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Verb {
     /// `get` (GET or HEAD of a named object; GET of a non-resource path).
     Get,
@@ -28,6 +28,7 @@ pub enum Verb {
     Proxy,
     /// A resource request whose HTTP method maps to no verb: kube-apiserver leaves the verb
     /// empty, which only a `*` rule matches.
+    #[default]
     Unknown,
     /// Any other verb: the lower-cased method of a non-resource request (`post`, `put`,
     /// `head`, `options`, …), or a custom verb of an authorization check (`impersonate`,
@@ -78,7 +79,7 @@ pub struct RequestInfo {
     /// The request path (without query).
     pub path: String,
     /// The verb.
-    pub verb: Option<Verb>,
+    pub verb: Verb,
     /// `api` or `apis` (empty for non-resource requests).
     pub api_prefix: String,
     /// API group (`""` for core).
@@ -111,15 +112,10 @@ pub enum RequestInfoError {
 /// Longest path accepted.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
 
-fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 impl RequestInfo {
-    /// Parses a request. `path` is the URL path as sent (percent-encoded segments are
-    /// decoded, as Go's `URL.Path`); `query` the raw query string, if any.
+    /// Parses a request. `path` is the URL path as sent: it is percent-decoded first, then
+    /// split, as kube-apiserver splits Go's decoded `URL.Path` (so `%2F` separates segments
+    /// too); `query` is the raw query string, if any.
     ///
     /// # Errors
     ///
@@ -132,17 +128,19 @@ impl RequestInfo {
         if path.len() > MAX_PATH_LEN {
             return Err(RequestInfoError::TooLong);
         }
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path: &str = &decoded;
         let non_resource = || RequestInfo {
             is_resource_request: false,
             path: path.to_owned(),
-            verb: Some(Verb::non_resource(method)),
+            verb: Verb::non_resource(method),
             ..RequestInfo::default()
         };
         let trimmed = path.trim_matches('/');
         let segments: Vec<String> = if trimmed.is_empty() {
             Vec::new()
         } else {
-            trimmed.split('/').map(decode).collect()
+            trimmed.split('/').map(str::to_owned).collect()
         };
         let mut parts: &[String] = &segments;
         // Fewer than three parts is never a resource request (`/api/v1`, `/apis`).
@@ -233,13 +231,13 @@ impl RequestInfo {
         if info.name.is_empty() && verb == Verb::Delete {
             verb = Verb::DeleteCollection;
         }
-        info.verb = Some(verb);
+        info.verb = verb;
         Ok(info)
     }
 
-    /// The verb (every parsed request has one).
+    /// The verb.
     pub fn verb(&self) -> &Verb {
-        self.verb.as_ref().unwrap_or(&Verb::Unknown)
+        &self.verb
     }
 
     /// The authorizer attributes of this request made by `user`.

@@ -268,3 +268,20 @@ fn validation_as_kube_apiserver() {
         );
     }
 }
+
+/// The fuzz seeds of the configuration reader are valid, so the fuzzer starts from files that
+/// reach validation and CEL compilation.
+#[test]
+fn the_fuzz_seeds_are_valid_configurations() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/authn_config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = AuthenticationConfiguration::from_yaml(&text) {
+            panic!("{}: {e}", path.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 2);
+}

@@ -8,6 +8,7 @@
 
 mod chain;
 mod config;
+mod discovery;
 mod impersonation;
 mod jwt;
 mod reload;

@@ -118,6 +118,8 @@ fn table() {
             "get||ns|pods||foo",
         ),
         ("GET", "/api/v1/nodes/n1/", "get|||nodes||n1"),
+        // The path is decoded before it is split, as Go's URL.Path.
+        ("GET", "/api/v1/namespaces/a%2Fb/pods", "get||a|b||pods"),
         // Named groups.
         (
             "GET",
