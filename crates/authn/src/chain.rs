@@ -77,7 +77,7 @@ impl Chain {
     /// The authentication layer alone (for a front end, or a test, that needs only it).
     pub fn authentication_layer(&self) -> AuthenticationLayer {
         AuthenticationLayer {
-            authenticator: self.authenticator.clone(),
+            authenticator: Arc::new(self.authenticator.clone()),
             anonymous: self.anonymous,
             metrics: self.metrics.clone(),
         }
@@ -221,7 +221,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let parsed = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query());
+        // Parsed already by [`MetricsLayer`] when it is in front.
+        let parsed = match req.extensions_mut().remove::<RequestInfo>() {
+            Some(info) => Ok(info),
+            None => RequestInfo::parse(req.method(), req.uri().path(), req.uri().query()),
+        };
         let info = match parsed {
             Ok(info) => info,
             Err(e) => {
@@ -257,7 +261,7 @@ fn take<S: Clone>(inner: &mut S) -> S {
 /// nothing behind the chain can see or forward the credential.
 #[derive(Clone)]
 pub struct AuthenticationLayer {
-    authenticator: AuthenticatorChain,
+    authenticator: Arc<AuthenticatorChain>,
     anonymous: bool,
     metrics: Arc<Metrics>,
 }
@@ -715,8 +719,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let mut inner = take(&mut self.inner);
+        // Parsed once here, for the labels, and left for the chain's request info layer.
+        if req.extensions().get::<RequestInfo>().is_none()
+            && let Ok(info) = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
+        {
+            req.extensions_mut().insert(info);
+        }
         let labels = metrics::RequestLabels::of(&req);
         let metrics = self.metrics.clone();
         let start = Instant::now();

@@ -2,7 +2,8 @@
 //! against a CA pool for client authentication at the current time, then the user is the
 //! leaf's subject CN and the groups its O attributes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject as _};
 use webpki::{EndEntityCert, KeyUsage};
@@ -13,6 +14,16 @@ use crate::{Error, UserInfo};
 /// Most certificates accepted in a presented chain (leaf and intermediates).
 const MAX_CHAIN_LEN: usize = 8;
 
+/// Most verified chains remembered; past that the memory starts again.
+const CACHE_CAPACITY: usize = 4096;
+
+/// Verified chains by the SHA-256 of their certificates: the identity, and until when (Unix
+/// seconds: the earliest `notAfter` of the chain) it holds. A chain's signatures verify the
+/// same way every time against the same roots, so only its validity period is checked again:
+/// a client's every request costs a hash, not a signature verification (the cost of most
+/// requests over a kept-alive connection otherwise).
+type Verified = HashMap<[u8; 32], (UserInfo, i64)>;
+
 /// The client-certificate authenticator.
 ///
 /// The chain is verified here, not assumed verified by the TLS layer, so a front end that
@@ -22,6 +33,7 @@ const MAX_CHAIN_LEN: usize = 8;
 #[derive(Debug, Clone)]
 pub struct ClientCertificate {
     roots: Vec<CertificateDer<'static>>,
+    verified: Arc<RwLock<Verified>>,
 }
 
 impl ClientCertificate {
@@ -53,7 +65,10 @@ impl ClientCertificate {
             webpki::anchor_from_trusted_cert(root)
                 .map_err(|e| Error::Certificate(format!("CA certificate is unusable: {e}")))?;
         }
-        Ok(ClientCertificate { roots })
+        Ok(ClientCertificate {
+            roots,
+            verified: Arc::default(),
+        })
     }
 
     /// Verifies `chain` (leaf first) at `now` and maps the leaf to a user.
@@ -62,6 +77,35 @@ impl ClientCertificate {
     ///
     /// [`Error::Certificate`] when the chain does not verify or the leaf has no CN.
     pub fn verify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<UserInfo, Error> {
+        let key = chain_hash(chain);
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if let Ok(verified) = self.verified.read()
+            && let Some((user, not_after)) = verified.get(&key)
+            && now_secs <= *not_after
+        {
+            return Ok(user.clone());
+        }
+        let user = self.verify_uncached(chain, now)?;
+        let not_after = chain
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp())
+            .min()
+            .unwrap_or(i64::MIN);
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= CACHE_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(key, (user.clone(), not_after));
+        }
+        Ok(user)
+    }
+
+    fn verify_uncached(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<UserInfo, Error> {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or_else(|| Error::Certificate("no certificate presented".into()))?;
@@ -108,6 +152,18 @@ impl Authenticator for ClientCertificate {
             Err(e) => Outcome::Failed(e),
         }
     }
+}
+
+/// The SHA-256 of a chain's certificates, each length-prefixed (so that no two chains share it).
+fn chain_hash(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for c in chain {
+        ctx.update(&(c.as_ref().len() as u64).to_be_bytes());
+        ctx.update(c.as_ref());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// The user of a (verified) certificate: CN → name, each O → a group, plus

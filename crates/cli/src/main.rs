@@ -399,9 +399,9 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
     if let Some(password) = &running.admin_password {
         println!(
             "  static admin:     user \"{}\", password {password}  (shown once; also in {}, mode 0600)",
-            portcullis_server::serve::STATIC_ADMIN,
+            portcullis_server::STATIC_ADMIN,
             config_data_dir
-                .join(portcullis_server::serve::ADMIN_PASSWORD_FILE)
+                .join(portcullis_server::ADMIN_PASSWORD_FILE)
                 .display()
         );
         println!("                    rotate it with: portcullis admin reset-password");

@@ -293,7 +293,7 @@ fn print_table(_rt: &ApiResource, items: &[Value], with_ns: bool) {
             .and_then(|t| {
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             })
-            .map(|t| portcullis_server::api::table::human_duration(now - t))
+            .map(|t| portcullis_server::human_duration(now - t))
             .unwrap_or_else(|| "<unknown>".into());
         row.push(age);
         rows.push(row);

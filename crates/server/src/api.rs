@@ -76,7 +76,24 @@ pub struct AppState {
 /// a handler finds the request's [`RequestInfo`] and [`UserInfo`] in its extensions.
 pub fn app(state: AppState) -> Router {
     let chain = state.chain.clone();
-    let protected = Router::new()
+    protected_routes(state.clone())
+        .layer(chain.layer())
+        .merge(public_routes(state))
+}
+
+/// Health and version: served to anyone.
+fn public_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .with_state(state)
+}
+
+/// Every other route: the API's handlers, which [`app`] puts behind the filter chain.
+pub(crate) fn protected_routes(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
         .route("/openapi/v3", get(openapi))
         .route("/openapi/v3/{*rest}", get(openapi))
@@ -85,15 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/apis", any(apis))
         .route("/apis/{*rest}", any(apis))
         .fallback(|| async { ApiError::path_not_found() })
-        .with_state(state.clone())
-        .layer(chain.layer());
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/version", get(version))
         .with_state(state)
-        .merge(protected)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

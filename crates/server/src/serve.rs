@@ -61,6 +61,9 @@ pub struct Running {
     task: JoinHandle<Result<()>>,
     /// Background loops (key rotation, …), stopped at shutdown.
     background: Vec<JoinHandle<()>>,
+    /// What the API's handlers share, for the chain's benchmark.
+    #[cfg(feature = "bench-internals")]
+    pub(crate) state: AppState,
 }
 
 impl Running {
@@ -241,6 +244,8 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     // The issuer's endpoints live under its path (`https://host/dex` → `/dex/...`). Every
     // route, the issuer's too, is counted and timed.
+    #[cfg(feature = "bench-internals")]
+    let kept_state = state.clone();
     let router = match provider.issuer_path() {
         "" => api::app(state).merge(provider.router()),
         path => api::app(state).nest(path, provider.router()),
@@ -270,10 +275,12 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown: Some(tx),
         task,
         background: vec![rotation, maintenance, rbac_sync],
+        #[cfg(feature = "bench-internals")]
+        state: kept_state,
     })
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     router: axum::Router,

@@ -191,13 +191,6 @@ impl Registry {
             .find(|t| t.group == group && t.version == version && t.plural == plural)
     }
 
-    /// Looks a type up by apiVersion and kind.
-    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
-        self.types
-            .iter()
-            .find(|t| t.api_version() == api_version && t.kind == kind)
-    }
-
     /// Every type.
     pub fn types(&self) -> &[ResourceType] {
         &self.types
