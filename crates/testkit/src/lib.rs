@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod envtest;
+pub mod kube_apiserver;
 pub mod rbac_dump;
 
 /// Errors starting a peer.

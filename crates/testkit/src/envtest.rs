@@ -1,0 +1,1 @@
+//! A real kube-apiserver for tests (envtest).

@@ -1,0 +1,446 @@
+//! Streaming answers: watches, `pods/log`, and the exec/attach upgrades over WebSocket.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::handler::{Body, Req, Resp, Target, json_response, not_found, status};
+use super::objects::{self, Event, Kind, meta_str};
+use super::{Shared, lock};
+
+fn streaming(rx: mpsc::Receiver<Bytes>) -> Body {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+fn streaming_response(rx: mpsc::Receiver<Bytes>, content_type: &'static str) -> Resp {
+    let mut r = Response::new(streaming(rx));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+// === watch ===
+
+struct WatchFilter {
+    kind: Kind,
+    namespace: String,
+    labels: Vec<objects::Requirement>,
+    fields: String,
+    table: bool,
+}
+
+impl WatchFilter {
+    fn admits(&self, e: &Event) -> bool {
+        e.kind.resource == self.kind.resource
+            && (self.namespace.is_empty() || e.namespace == self.namespace)
+            && objects::matches_labels(&e.object, &self.labels)
+            && objects::matches_fields(&e.object, &self.fields).unwrap_or(false)
+    }
+
+    fn line(&self, kind_of_event: &str, object: &Value) -> Bytes {
+        let object = if self.table {
+            json!({
+                "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": meta_str(object, "resourceVersion")},
+                "columnDefinitions": objects::table_columns(&self.kind),
+                "rows": [objects::table_row(&self.kind, object)],
+            })
+        } else {
+            objects::with_type(&self.kind, object)
+        };
+        let mut line = json!({"type": kind_of_event, "object": object}).to_string();
+        line.push('\n');
+        Bytes::from(line)
+    }
+
+    fn bookmark(&self, revision: u64) -> Bytes {
+        let mut object = json!({
+            "kind": self.kind.kind, "apiVersion": self.kind.api_version(),
+            "metadata": {"resourceVersion": revision.to_string(), "creationTimestamp": null},
+        });
+        if let (true, Some(map)) = (self.kind.fields.contains(&"rules"), object.as_object_mut()) {
+            map.insert("rules".into(), Value::Null);
+        }
+        let mut line = json!({"type": "BOOKMARK", "object": object}).to_string();
+        line.push('\n');
+        Bytes::from(line)
+    }
+}
+
+/// A watch: synthetic ADDED events for a watch without (or with `0` as) resourceVersion, the
+/// history after a given resourceVersion (or one 410 ERROR event when it is older than the
+/// history, A171), then live events until `timeoutSeconds` (A123-A127).
+pub(crate) fn watch(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Resp {
+    let labels = match objects::parse_label_selector(r.query.get("labelSelector").unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return status(400, "BadRequest", &e, None),
+    };
+    let filter = WatchFilter {
+        kind: *kind,
+        namespace: namespace.to_owned(),
+        labels,
+        fields: r.query.get("fieldSelector").unwrap_or("").to_owned(),
+        table: r.header_first_accept_table(),
+    };
+    let timeout = r
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let bookmarks = r.query.flag("allowWatchBookmarks");
+    let every = shared.config.bookmark_interval;
+    let rv = r.query.get("resourceVersion").unwrap_or("").to_owned();
+    // Subscribe before reading the store, so no event falls between the two.
+    let mut live = shared.events.subscribe();
+    let (initial, mut seen, too_old) = {
+        let store = lock(&shared.store);
+        let revision = store.revision();
+        match rv.parse::<u64>() {
+            Ok(from) if from > 0 => match store.events_since(kind, from) {
+                Some(events) => (
+                    events
+                        .into_iter()
+                        .filter(|e| filter.admits(e))
+                        .map(|e| filter.line(e.kind_of_event, &e.object))
+                        .collect::<Vec<_>>(),
+                    revision,
+                    None,
+                ),
+                None => (Vec::new(), revision, Some((from, store.oldest_history()))),
+            },
+            _ => (
+                store
+                    .list(kind, namespace)
+                    .into_iter()
+                    .filter(|o| {
+                        objects::matches_labels(o, &filter.labels)
+                            && objects::matches_fields(o, &filter.fields).unwrap_or(false)
+                    })
+                    .map(|o| filter.line("ADDED", &o))
+                    .collect(),
+                revision,
+                None,
+            ),
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        if let Some((from, oldest)) = too_old {
+            let mut line = json!({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: {from} ({oldest})"),
+                "reason": "Expired", "code": 410}})
+            .to_string();
+            line.push('\n');
+            let _ = tx.send(Bytes::from(line)).await;
+            return;
+        }
+        for line in initial {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(filter.bookmark(seen)).await.is_err() {
+                        return;
+                    }
+                }
+                event = live.recv() => match event {
+                    Ok(e) => {
+                        if e.revision <= seen {
+                            continue;
+                        }
+                        seen = e.revision;
+                        if filter.admits(&e) && tx.send(filter.line(e.kind_of_event, &e.object)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A reader too slow for the channel: end the watch, as the server's watch
+                    // cache does, and the client re-lists.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    streaming_response(rx, "application/json")
+}
+
+impl Req {
+    fn header_first_accept_table(&self) -> bool {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split(',').next())
+            .is_some_and(|first| first.contains("as=Table"))
+    }
+}
+
+// === subresources ===
+
+pub(crate) async fn subresource(
+    shared: &Arc<Shared>,
+    r: &Req,
+    kind: &Kind,
+    t: &Target,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Resp {
+    let object = lock(&shared.store).get(kind, &t.namespace, &t.name);
+    match (kind.kind, t.subresource.as_str()) {
+        (_, "status") if r.method == Method::GET => match object {
+            Some(o) => json_response(StatusCode::OK, &objects::with_type(kind, &o)),
+            None => not_found(kind, &t.name),
+        },
+        ("Pod", "log") => {
+            let Some(pod) = object else {
+                return not_found(kind, &t.name);
+            };
+            logs(shared, r, &pod)
+        }
+        ("Pod", "exec" | "attach" | "portforward") => {
+            let Some(pod) = object else {
+                return not_found(kind, &t.name);
+            };
+            if pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                return status(
+                    400,
+                    "BadRequest",
+                    &format!("pod {} does not have a host assigned", t.name),
+                    None,
+                );
+            }
+            upgrade(r, t, on_upgrade)
+        }
+        _ => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            Some(json!({})),
+        ),
+    }
+}
+
+/// `pods/log`: 204 for a pod without a node (A: logs-pending-pod), else the lines given with
+/// `Double::append_log`, and with `follow=true` the ones appended later, until the client
+/// goes.
+fn logs(shared: &Arc<Shared>, r: &Req, pod: &Value) -> Resp {
+    if pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        let mut resp = Response::new(super::handler::full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        return resp;
+    }
+    let ns = meta_str(pod, "namespace").to_owned();
+    let name = meta_str(pod, "name").to_owned();
+    let mut live = shared.log_events.subscribe();
+    let lines = lock(&shared.logs)
+        .get(&(ns.clone(), name.clone()))
+        .cloned()
+        .unwrap_or_default();
+    let tail = r
+        .query
+        .get("tailLines")
+        .and_then(|t| t.parse::<usize>().ok());
+    let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+    let follow = r.query.flag("follow");
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        for line in lines.into_iter().skip(skip) {
+            if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                next = live.recv() => match next {
+                    Ok((n, p, line)) if n == ns && p == name => {
+                        if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    streaming_response(rx, "text/plain")
+}
+
+const WS_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// Answers an exec/attach upgrade: WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`) with an
+/// echo. SPDY/3.1 is not spoken: 400 with a message that says so (kubectl then reports it).
+fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -> Resp {
+    let upgrade = r.header_str(header::UPGRADE.as_str()).to_ascii_lowercase();
+    let Some(on_upgrade) = on_upgrade else {
+        return status(400, "BadRequest", "Upgrade request required", None);
+    };
+    if upgrade != "websocket" {
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "the kube-apiserver double does not speak {upgrade} for pods/{}; use WebSocket",
+                t.subresource
+            ),
+            None,
+        );
+    }
+    if t.subresource == "portforward" {
+        return status(
+            400,
+            "BadRequest",
+            "the kube-apiserver double does not forward ports",
+            None,
+        );
+    }
+    let offered: Vec<String> = r
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Some(protocol) = offered
+        .iter()
+        .find(|p| WS_PROTOCOLS.contains(&p.as_str()))
+        .cloned()
+    else {
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "none of the offered WebSocket protocols {offered:?} is served; the double serves {WS_PROTOCOLS:?}"
+            ),
+            None,
+        );
+    };
+    let key = r.header_str(header::SEC_WEBSOCKET_KEY.as_str()).to_owned();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let stdin = r.query.flag("stdin");
+    let command = r.query.all("command");
+    let v5 = protocol == "v5.channel.k8s.io";
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        echo(ws, stdin, command, v5).await;
+    });
+    let mut resp = Response::new(super::handler::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&protocol) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
+}
+
+impl Req {
+    fn header_str(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const ERROR: u8 = 3;
+const CLOSE: u8 = 255;
+
+/// The echo "container": stdin comes back on stdout; without stdin, the command's words come
+/// back as one line. Then the v4/v5 success status on the error channel, and a close.
+async fn echo<S>(mut ws: WebSocketStream<S>, stdin: bool, command: Vec<String>, v5: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if stdin {
+        while let Some(Ok(msg)) = ws.next().await {
+            let data = match msg {
+                Message::Binary(b) => b.to_vec(),
+                Message::Text(t) => t.as_bytes().to_vec(),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            match data.split_first() {
+                Some((&STDIN, rest)) => {
+                    let mut out = Vec::with_capacity(rest.len() + 1);
+                    out.push(STDOUT);
+                    out.extend_from_slice(rest);
+                    if ws.send(Message::Binary(out.into())).await.is_err() {
+                        return;
+                    }
+                }
+                // v5: the client closed its stdin.
+                Some((&CLOSE, [STDIN])) if v5 => break,
+                _ => {}
+            }
+        }
+    } else {
+        let mut out = vec![STDOUT];
+        out.extend_from_slice(command.join(" ").as_bytes());
+        out.push(b'\n');
+        if ws.send(Message::Binary(out.into())).await.is_err() {
+            return;
+        }
+    }
+    let mut status = vec![ERROR];
+    status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
+    let _ = ws.send(Message::Binary(status.into())).await;
+    let _ = ws.close(None).await;
+    // Drain until the client acknowledges the close.
+    while let Some(Ok(_)) = ws.next().await {}
+}
