@@ -84,7 +84,7 @@ mod authz;
 mod handler;
 mod objects;
 mod streams;
-mod tls;
+pub(crate) mod tls;
 
 pub use authz::{Attributes, Decision};
 
@@ -293,6 +293,9 @@ impl Double {
             .local_addr()
             .map_err(|e| Error(format!("reading the double's address: {e}")))?;
         let mut store = objects::Store::new();
+        for ns in objects::system_namespaces() {
+            store.seed(ns)?;
+        }
         if config.bootstrap_policy {
             for obj in objects::bootstrap_policy()? {
                 store.seed(obj)?;

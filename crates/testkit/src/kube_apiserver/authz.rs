@@ -154,17 +154,16 @@ pub(crate) fn rbac(store: &Store, a: &Attributes) -> Decision {
             .into_iter()
             .flatten()
         {
-            if let Some(who) = subject_matches(s, &a.user, "") {
-                if rules_of("ClusterRole", ref_name, "")
+            if let Some(who) = subject_matches(s, &a.user, "")
+                && rules_of("ClusterRole", ref_name, "")
                     .iter()
                     .any(|r| rule_allows(r, a))
-                {
-                    return Decision::allow(&format!(
-                        "RBAC: allowed by ClusterRoleBinding {:?} of ClusterRole {:?} to {who}",
-                        meta_str(&binding, "name"),
-                        ref_name
-                    ));
-                }
+            {
+                return Decision::allow(&format!(
+                    "RBAC: allowed by ClusterRoleBinding {:?} of ClusterRole {:?} to {who}",
+                    meta_str(&binding, "name"),
+                    ref_name
+                ));
             }
         }
     }
@@ -186,17 +185,16 @@ pub(crate) fn rbac(store: &Store, a: &Attributes) -> Decision {
             .into_iter()
             .flatten()
         {
-            if let Some(who) = subject_matches(s, &a.user, &a.namespace) {
-                if rules_of(ref_kind, ref_name, &a.namespace)
+            if let Some(who) = subject_matches(s, &a.user, &a.namespace)
+                && rules_of(ref_kind, ref_name, &a.namespace)
                     .iter()
                     .any(|r| rule_allows(r, a))
-                {
-                    return Decision::allow(&format!(
-                        "RBAC: allowed by RoleBinding {:?} of {ref_kind} {:?} to {who}",
-                        format!("{}/{}", meta_str(&binding, "name"), a.namespace),
-                        ref_name
-                    ));
-                }
+            {
+                return Decision::allow(&format!(
+                    "RBAC: allowed by RoleBinding {:?} of {ref_kind} {:?} to {who}",
+                    format!("{}/{}", meta_str(&binding, "name"), a.namespace),
+                    ref_name
+                ));
             }
         }
     }

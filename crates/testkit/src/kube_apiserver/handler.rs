@@ -309,18 +309,20 @@ fn parse_target(path: &str) -> Option<Target> {
         subresource: String::new(),
     };
     let rest: Vec<&String> = rest.iter().filter(|s| !s.is_empty()).collect();
+    if rest.is_empty() {
+        return Some(t);
+    }
     let after_ns: Vec<&String> = match rest.as_slice() {
         [ns_word, ns, r @ ..] if ns_word.as_str() == "namespaces" && !r.is_empty() => {
             // `namespaces/{name}/status|finalize` are subresources of the namespace itself.
-            if let [sub] = r {
-                if Kind::by_resource(&t.group, &t.version, sub).is_none()
-                    && (sub.as_str() == "status" || sub.as_str() == "finalize")
-                {
-                    t.resource = "namespaces".into();
-                    t.name = (*ns).clone();
-                    t.subresource = (*sub).clone();
-                    return Some(t);
-                }
+            if let [sub] = r
+                && Kind::by_resource(&t.group, &t.version, sub).is_none()
+                && (sub.as_str() == "status" || sub.as_str() == "finalize")
+            {
+                t.resource = "namespaces".into();
+                t.name = (*ns).clone();
+                t.subresource = (*sub).clone();
+                return Some(t);
             }
             t.namespace = (*ns).clone();
             r.to_vec()
@@ -328,7 +330,7 @@ fn parse_target(path: &str) -> Option<Target> {
         other => other.to_vec(),
     };
     match after_ns.as_slice() {
-        [] => return None,
+        [] => return Some(t),
         [r] => t.resource = (*r).clone(),
         [r, n] => {
             t.resource = (*r).clone();
@@ -408,10 +410,10 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<UserInfo, AuthnE
 }
 
 fn decide(shared: &Shared, a: &Attributes) -> Decision {
-    if let Some(custom) = &shared.config.authorizer {
-        if let Some(d) = custom(a) {
-            return d;
-        }
+    if let Some(custom) = &shared.config.authorizer
+        && let Some(d) = custom(a)
+    {
+        return d;
     }
     // kube-apiserver's privileged-group authorizer: system:masters may do anything, no reason.
     if a.user.groups.iter().any(|g| g == "system:masters") {
@@ -780,10 +782,10 @@ fn non_resource(shared: &Shared, r: &Req) -> Resp {
             resp
         }
         p => {
-            if let Some(group) = p.strip_prefix("/apis/") {
-                if !group.contains('/') {
-                    return api_group(group);
-                }
+            if let Some(group) = p.strip_prefix("/apis/")
+                && !group.contains('/')
+            {
+                return api_group(group);
             }
             page_not_found()
         }
@@ -840,7 +842,10 @@ async fn resource(
     });
     // `/api/v1` and `/apis/{g}/{v}` themselves.
     if t.resource.is_empty() {
-        return page_not_found();
+        return match discovery_doc.and_then(recorded) {
+            Some(doc) if r.method == Method::GET => raw_json(StatusCode::OK, doc),
+            _ => page_not_found(),
+        };
     }
     match (gv.as_str(), t.resource.as_str()) {
         ("authentication.k8s.io/v1", "selfsubjectreviews") => {
@@ -860,7 +865,7 @@ async fn resource(
             page_not_found()
         };
     };
-    if kind.namespaced != (!t.namespace.is_empty())
+    if kind.namespaced == t.namespace.is_empty()
         && !(kind.namespaced && t.name.is_empty() && r.method == Method::GET)
     {
         return resource_not_found();
@@ -1020,19 +1025,19 @@ async fn list(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Re
     let limit = if rv_param == "0" { None } else { limit };
     let mut list_meta = Map::new();
     list_meta.insert("resourceVersion".into(), json!(revision.to_string()));
-    if let Some(limit) = limit {
-        if items.len() > limit {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            if let Some(last) = items.last() {
-                list_meta.insert(
-                    "continue".into(),
-                    json!(continue_token(revision, &key(last))),
-                );
-            }
-            if selector.is_empty() && field_selector.is_empty() {
-                list_meta.insert("remainingItemCount".into(), json!(remaining));
-            }
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            list_meta.insert(
+                "continue".into(),
+                json!(continue_token(revision, &key(last))),
+            );
+        }
+        if selector.is_empty() && field_selector.is_empty() {
+            list_meta.insert("remainingItemCount".into(), json!(remaining));
         }
     }
     let body = match accept_as(r) {
@@ -1050,7 +1055,14 @@ async fn list(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Re
         _ => json!({
             "kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
             "metadata": Value::Object(list_meta),
-            "items": items,
+            "items": items.iter().map(|o| {
+                let mut o = o.clone();
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+                o
+            }).collect::<Vec<_>>(),
         }),
     };
     json_response(StatusCode::OK, &body)
@@ -1240,6 +1252,7 @@ fn create(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Resp {
         }
     }
     let name = meta_str(&object, "name").to_owned();
+    objects::normalize(kind, &mut object);
     let causes = objects::validate(kind, &object);
     if !causes.is_empty() {
         return invalid(kind, &name, &causes);
@@ -1291,8 +1304,9 @@ fn create(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Resp {
     }
     md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     md.insert("creationTimestamp".into(), json!(objects::now()));
-    objects::defaults(kind, &mut object);
+    objects::normalize(kind, &mut object);
     objects::record_update(kind, None, &mut object, &r.manager());
+    objects::defaults(kind, &mut object);
     let stored = if dry_run(r) {
         object
     } else {
@@ -1379,10 +1393,12 @@ fn write_over(
                 }
             }
         }
-        md.insert(
-            "managedFields".into(),
-            meta(old, "managedFields").cloned().unwrap_or(Value::Null),
-        );
+        if manager.is_some() {
+            md.insert(
+                "managedFields".into(),
+                meta(old, "managedFields").cloned().unwrap_or(Value::Null),
+            );
+        }
     }
     if kind.kind == "Namespace" || kind.kind == "Pod" {
         // status is written through the status subresource only.
@@ -1391,8 +1407,13 @@ fn write_over(
         }
     }
     objects::defaults(kind, &mut object);
-    let causes = objects::validate(kind, &object);
+    let mut causes = objects::validate(kind, &object);
     if !causes.is_empty() {
+        if kind.group == objects::RBAC {
+            // The RBAC strategies validate the new object, then run the update validation, which
+            // validates it again: every cause is listed twice (A113); the message lists it once.
+            causes.extend(causes.clone());
+        }
         return Err(invalid(kind, &name, &causes));
     }
     if let Some(manager) = manager {
@@ -1531,28 +1552,26 @@ fn delete(shared: &Arc<Shared>, r: &Req, kind: &Kind, t: &Target) -> Resp {
     if let Some(rv) = options
         .pointer("/preconditions/resourceVersion")
         .and_then(Value::as_str)
+        && rv != meta_str(&old, "resourceVersion")
     {
-        if rv != meta_str(&old, "resourceVersion") {
-            return status(
-                409,
-                "Conflict",
-                &format!(
-                    "Operation cannot be fulfilled on {} {:?}: the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
-                    kind.qualified_kind(),
-                    t.name,
-                    meta_str(&old, "resourceVersion")
-                ),
-                Some(details(&t.name, kind.group, kind.kind)),
-            );
-        }
+        return status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {} {:?}: the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                kind.qualified_kind(),
+                t.name,
+                meta_str(&old, "resourceVersion")
+            ),
+            Some(details(&t.name, kind.group, kind.kind)),
+        );
     }
     if let Some(uid) = options
         .pointer("/preconditions/uid")
         .and_then(Value::as_str)
+        && uid != meta_str(&old, "uid")
     {
-        if uid != meta_str(&old, "uid") {
-            return conflict_modified(kind, &t.name);
-        }
+        return conflict_modified(kind, &t.name);
     }
     if dry_run(r) {
         return json_response(
@@ -1659,25 +1678,27 @@ mod apply {
         let applied: Value = match serde_saphyr::from_str::<Value>(&text) {
             Ok(v) if v.is_object() => v,
             Ok(_) => {
-                return bad_request("error decoding YAML: the apply configuration is not an object");
+                return bad_request(
+                    "error decoding YAML: the apply configuration is not an object",
+                );
             }
             Err(e) => return bad_request(&format!("error decoding YAML: {e}")),
         };
         let (unknown, applied) = objects::unknown_fields(kind, &applied);
-        if let Some(first) = unknown.first() {
-            if validation == "Strict" {
-                return status(
-                    500,
-                    "",
-                    &format!(
-                        "failed to create typed patch object (/{}; {}, Kind={}): .{first}: field not declared in schema",
-                        t.name,
-                        kind.api_version(),
-                        kind.kind
-                    ),
-                    None,
-                );
-            }
+        if let Some(first) = unknown.first()
+            && validation == "Strict"
+        {
+            return status(
+                500,
+                "",
+                &format!(
+                    "failed to create typed patch object (/{}; {}, Kind={}): .{first}: field not declared in schema",
+                    t.name,
+                    kind.api_version(),
+                    kind.kind
+                ),
+                None,
+            );
         }
         let body_name = meta_str(&applied, "name").to_owned();
         if body_name != t.name {

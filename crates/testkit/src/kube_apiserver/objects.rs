@@ -389,9 +389,41 @@ impl Store {
                     .or_insert_with(|| Value::String(now()));
             }
         }
+        normalize(&kind, &mut object);
+        if meta(&object, "managedFields").is_none() {
+            record_update(&kind, None, &mut object, SEED_MANAGER);
+            if object.get("aggregationRule").is_some() {
+                // Aggregated ClusterRoles: the aggregation controller applies their rules (A121).
+                let mut entries = managed_fields(&object);
+                let rules = Field::Top("rules".into());
+                for e in entries.iter_mut() {
+                    e.fields.remove(&rules);
+                }
+                entries.push(Managed {
+                    manager: "clusterrole-aggregation-controller".into(),
+                    operation: "Apply".into(),
+                    api_version: kind.api_version(),
+                    time: now(),
+                    fields: [rules].into_iter().collect(),
+                    subresource: None,
+                });
+                set_managed_fields(&mut object, &entries);
+            }
+        }
         defaults(&kind, &mut object);
         Ok(self.put(kind, object, existing.is_none()))
     }
+}
+
+/// The field manager of objects stored by [`Store::seed`] (the bootstrap policy included).
+pub(crate) const SEED_MANAGER: &str = "kube-apiserver";
+
+/// The namespaces a fresh v1.28 server has (A022).
+pub(crate) fn system_namespaces() -> Vec<Value> {
+    ["default", "kube-node-lease", "kube-public", "kube-system"]
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+        .collect()
 }
 
 /// The bootstrap RBAC policy of v1.28 (recorded with the aggregation controller running).
@@ -412,12 +444,53 @@ pub(crate) fn bootstrap_policy() -> Result<Vec<Value>, Error> {
         .map_err(Error)
 }
 
-/// Server-set defaults per kind (what the recordings show a created object carries).
-pub(crate) fn defaults(kind: &Kind, object: &mut Value) {
+/// What decoding into the typed object and defaulting do before the managed fields are
+/// computed: a Role's missing or empty `rules` is `null` (Go's nil slice after a round trip
+/// through etcd, A077), binding `apiGroup`s are defaulted, a namespace gets its
+/// `kubernetes.io/metadata.name` label.
+pub(crate) fn normalize(kind: &Kind, object: &mut Value) {
     let Some(map) = object.as_object_mut() else {
         return;
     };
     match kind.kind {
+        "Role" | "ClusterRole" => {
+            let empty = map
+                .get("rules")
+                .is_none_or(|r| r.as_array().is_some_and(Vec::is_empty));
+            if empty {
+                map.insert("rules".into(), Value::Null);
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(rr) = map.get_mut("roleRef").and_then(Value::as_object_mut) {
+                let missing = rr
+                    .get("apiGroup")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty();
+                if missing {
+                    rr.insert("apiGroup".into(), json!(RBAC));
+                }
+            } else {
+                map.insert(
+                    "roleRef".into(),
+                    json!({"apiGroup": RBAC, "kind": "", "name": ""}),
+                );
+            }
+            if let Some(subjects) = map.get_mut("subjects").and_then(Value::as_array_mut) {
+                for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
+                    let k = s.get("kind").and_then(Value::as_str).unwrap_or("");
+                    let missing = s
+                        .get("apiGroup")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty();
+                    if missing && (k == "User" || k == "Group") {
+                        s.insert("apiGroup".into(), json!(RBAC));
+                    }
+                }
+            }
+        }
         "Namespace" => {
             let name = map
                 .get("metadata")
@@ -431,6 +504,20 @@ pub(crate) fn defaults(kind: &Kind, object: &mut Value) {
                     labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
                 }
             }
+        }
+        _ => {}
+    }
+}
+
+/// Server-set defaults per kind (what the recordings show a created object carries), not owned
+/// by any field manager.
+pub(crate) fn defaults(kind: &Kind, object: &mut Value) {
+    normalize(kind, object);
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    match kind.kind {
+        "Namespace" => {
             let spec = map.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 spec.entry("finalizers")
@@ -440,10 +527,6 @@ pub(crate) fn defaults(kind: &Kind, object: &mut Value) {
             if let Some(status) = status.as_object_mut() {
                 status.entry("phase").or_insert_with(|| json!("Active"));
             }
-        }
-        "Role" | "ClusterRole" => {
-            // Go's nil slice: a Role without rules is served with "rules": null (A123).
-            map.entry("rules").or_insert(Value::Null);
         }
         "Pod" => {
             let status = map.entry("status").or_insert_with(|| json!({}));
@@ -733,16 +816,16 @@ pub(crate) fn unknown_fields(kind: &Kind, object: &Value) -> (Vec<String>, Value
                 }
             }
         }
-        if kind.fields.contains(&"rules") {
-            if let Some(rules) = map.get_mut("rules").and_then(Value::as_array_mut) {
-                for (i, rule) in rules.iter_mut().enumerate() {
-                    if let Some(rule) = rule.as_object_mut() {
-                        let keys: Vec<String> = rule.keys().cloned().collect();
-                        for k in keys {
-                            if !RULE_FIELDS.contains(&k.as_str()) {
-                                unknown.push(format!("rules[{i}].{k}"));
-                                rule.remove(&k);
-                            }
+        if kind.fields.contains(&"rules")
+            && let Some(rules) = map.get_mut("rules").and_then(Value::as_array_mut)
+        {
+            for (i, rule) in rules.iter_mut().enumerate() {
+                if let Some(rule) = rule.as_object_mut() {
+                    let keys: Vec<String> = rule.keys().cloned().collect();
+                    for k in keys {
+                        if !RULE_FIELDS.contains(&k.as_str()) {
+                            unknown.push(format!("rules[{i}].{k}"));
+                            rule.remove(&k);
                         }
                     }
                 }
@@ -814,9 +897,8 @@ impl Field {
 pub(crate) fn fields_of(object: &Value) -> BTreeSet<Field> {
     let mut out = BTreeSet::new();
     if let Some(map) = object.as_object() {
-        for (k, v) in map {
-            if k != "apiVersion" && k != "kind" && k != "metadata" && k != "status" && !v.is_null()
-            {
+        for k in map.keys() {
+            if k != "apiVersion" && k != "kind" && k != "metadata" && k != "status" {
                 out.insert(Field::Top(k.clone()));
             }
         }
@@ -928,8 +1010,18 @@ fn fields_v1(fields: &BTreeSet<Field>) -> Value {
 /// Writes `entries` into `object`'s metadata.managedFields (dropping empty ones, as the server
 /// does).
 pub(crate) fn set_managed_fields(object: &mut Value, entries: &[Managed]) {
-    let rendered: Vec<Value> = entries
-        .iter()
+    // As the server's encoder sorts them: operation (Apply before Update), time, manager.
+    let mut sorted: Vec<&Managed> = entries.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.operation, &a.time, &a.manager, &a.subresource).cmp(&(
+            &b.operation,
+            &b.time,
+            &b.manager,
+            &b.subresource,
+        ))
+    });
+    let rendered: Vec<Value> = sorted
+        .into_iter()
         .filter(|m| !m.fields.is_empty())
         .map(|m| {
             let mut e = Map::new();
@@ -1175,6 +1267,26 @@ pub(crate) fn table_columns(kind: &Kind) -> Vec<Value> {
             ),
             column("Age", "string", "", CREATED_DESCRIPTION, 0),
         ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            column("Name", "string", "name", NAME_DESCRIPTION, 0),
+            column(
+                "Role",
+                "string",
+                "",
+                "RoleRef can only reference the current namespace. It can reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.",
+                0,
+            ),
+            column("Age", "string", "", CREATED_DESCRIPTION, 0),
+            column("Users", "string", "", "Users in the roleBinding", 1),
+            column("Groups", "string", "", "Groups in the roleBinding", 1),
+            column(
+                "ServiceAccounts",
+                "string",
+                "",
+                "ServiceAccounts in the roleBinding",
+                1,
+            ),
+        ],
         _ => vec![
             column("Name", "string", "name", NAME_DESCRIPTION, 0),
             column("Created At", "date", "", CREATED_DESCRIPTION, 0),
@@ -1264,6 +1376,41 @@ pub(crate) fn table_row(kind: &Kind, object: &Value) -> Value {
                     .and_then(Value::as_object)
                     .map_or(0, Map::len);
             json!([name, n, age(object)])
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let rr = |f: &str| {
+                object
+                    .pointer(&format!("/roleRef/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
+            let subjects = object
+                .get("subjects")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let of = |k: &str| -> String {
+                subjects
+                    .iter()
+                    .filter(|s| s.get("kind").and_then(Value::as_str) == Some(k))
+                    .map(|s| {
+                        let n = s.get("name").and_then(Value::as_str).unwrap_or("");
+                        match s.get("namespace").and_then(Value::as_str) {
+                            Some(ns) if k == "ServiceAccount" => format!("{ns}/{n}"),
+                            _ => n.to_owned(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            json!([
+                name,
+                format!("{}/{}", rr("kind"), rr("name")),
+                age(object),
+                of("User"),
+                of("Group"),
+                of("ServiceAccount")
+            ])
         }
         _ => json!([
             name,
