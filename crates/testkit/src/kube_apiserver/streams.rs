@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::handler::{Body, Req, Resp, Target, json_response, not_found, status};
 use super::objects::{self, Event, Kind, meta_str};
@@ -440,7 +441,13 @@ where
     let mut status = vec![ERROR];
     status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
     let _ = ws.send(Message::Binary(status.into())).await;
-    let _ = ws.close(None).await;
+    // client-go treats anything but a normal closure (1000) as an error.
+    let _ = ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
     // Drain until the client acknowledges the close.
     while let Some(Ok(_)) = ws.next().await {}
 }

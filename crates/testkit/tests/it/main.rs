@@ -7,5 +7,6 @@
     clippy::indexing_slicing
 )]
 
+mod kubectl;
 mod replay;
 mod support;
