@@ -98,6 +98,7 @@ impl KubeApiServer {
         let cert = write("serving.crt", &issued.cert_pem)?;
         let key = write("serving.key", &issued.key_pem)?;
         let sa = write("sa.key", &sa_key.serialize_pem())?;
+        let sa_pub = write("sa.pub", &sa_key.public_key_pem())?;
         let tokens = write(
             "tokens.csv",
             &format!("{admin_token},admin,admin-uid,\"system:masters\"\n"),
@@ -116,7 +117,7 @@ impl KubeApiServer {
             .arg(format!("--tls-cert-file={}", cert.display()))
             .arg(format!("--tls-private-key-file={}", key.display()))
             .arg(format!("--service-account-issuer={url}"))
-            .arg(format!("--service-account-key-file={}", sa.display()))
+            .arg(format!("--service-account-key-file={}", sa_pub.display()))
             .arg(format!(
                 "--service-account-signing-key-file={}",
                 sa.display()
@@ -134,16 +135,19 @@ impl KubeApiServer {
             .map_err(|e| Error(format!("starting {}: {e}", binary.display())))?;
         let mut guard = ChildGuard(child);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let ready = wait_until(Duration::from_secs(60), || {
-            matches!(guard.0.try_wait(), Ok(None))
-                && readyz(addr, &issued.ca_pem, &admin_token).unwrap_or(false)
+        // Stop waiting as soon as it answers ready, or exits.
+        let _ = wait_until(Duration::from_secs(60), || {
+            !matches!(guard.0.try_wait(), Ok(None))
+                || readyz(addr, &issued.ca_pem, &admin_token).unwrap_or(false)
         });
+        let ready = matches!(guard.0.try_wait(), Ok(None))
+            && readyz(addr, &issued.ca_pem, &admin_token).unwrap_or(false);
         if !ready {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(Error(format!(
-                "kube-apiserver on port {port} was not ready within 60 s; its log ends:\n{}",
+                "kube-apiserver on port {port} exited or was not ready within 60 s; its log ends:\n{}",
                 tail.join("\n")
             )));
         }

@@ -181,7 +181,7 @@ impl Translation {
     }
 }
 
-fn shape(path: &str, recorded: &Value, got: &Value, diffs: &mut Vec<String>) {
+pub fn shape(path: &str, recorded: &Value, got: &Value, diffs: &mut Vec<String>) {
     match (recorded, got) {
         (Value::Object(r), Value::Object(g)) => {
             let rk: BTreeSet<&String> = r.keys().collect();
