@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod double;
 mod envtest;
 mod kubectl;
 mod replay;
