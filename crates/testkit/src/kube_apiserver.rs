@@ -83,6 +83,7 @@ use crate::Error;
 mod authz;
 mod handler;
 mod objects;
+mod spdy;
 mod streams;
 pub(crate) mod tls;
 

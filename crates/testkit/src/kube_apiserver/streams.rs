@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::handler::{Body, Req, Resp, Target, json_response, not_found, status};
 use super::objects::{self, Event, Kind, meta_str};
+use super::spdy;
 use super::{Shared, lock};
 
 fn streaming(rx: mpsc::Receiver<Bytes>) -> Body {
@@ -318,13 +319,15 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
     let Some(on_upgrade) = on_upgrade else {
         return status(400, "BadRequest", "Upgrade request required", None);
     };
+    if upgrade == "spdy/3.1" {
+        return spdy_upgrade(r, t, on_upgrade);
+    }
     if upgrade != "websocket" {
         return status(
             400,
             "BadRequest",
             &format!(
-                "the kube-apiserver double does not speak {upgrade} for pods/{}; use WebSocket",
-                t.subresource
+                "the kube-apiserver double does not speak {upgrade}; use WebSocket or SPDY/3.1"
             ),
             None,
         );
@@ -333,7 +336,7 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
         return status(
             400,
             "BadRequest",
-            "the kube-apiserver double does not forward ports",
+            "the kube-apiserver double forwards ports over SPDY/3.1 only, not over WebSocket",
             None,
         );
     }
@@ -384,6 +387,67 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
     }
     if let Ok(v) = HeaderValue::from_str(&protocol) {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
+}
+
+/// Answers a SPDY/3.1 upgrade: `X-Stream-Protocol-Version` negotiated as kubelet does (the
+/// first the client offers that is served), then the SPDY session in [`spdy`].
+fn spdy_upgrade(r: &Req, t: &Target, on_upgrade: hyper::upgrade::OnUpgrade) -> Resp {
+    let served: &[&str] = if t.subresource == "portforward" {
+        &["portforward.k8s.io"]
+    } else {
+        &["v4.channel.k8s.io"]
+    };
+    let offered: Vec<String> = r
+        .headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Some(protocol) = offered
+        .iter()
+        .find(|p| served.contains(&p.as_str()))
+        .cloned()
+    else {
+        return status(
+            403,
+            "Forbidden",
+            &format!(
+                "unable to upgrade: no common protocol: the client offers {offered:?}, the double serves {served:?}"
+            ),
+            None,
+        );
+    };
+    let mode = if t.subresource == "portforward" {
+        spdy::Mode::PortForward
+    } else {
+        spdy::Mode::Exec {
+            stdin: r.query.flag("stdin"),
+            stdout: r.query.flag("stdout"),
+            stderr: r.query.flag("stderr"),
+            tty: r.query.flag("tty"),
+            command: r.query.all("command"),
+        }
+    };
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let _ = spdy::serve(TokioIo::new(upgraded), mode).await;
+    });
+    let mut resp = Response::new(super::handler::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    if let Ok(v) = HeaderValue::from_str(&protocol) {
+        h.insert("x-stream-protocol-version", v);
     }
     resp
 }

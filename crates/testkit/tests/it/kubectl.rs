@@ -451,3 +451,93 @@ async fn kubectl_logs_reads_and_follows() {
     assert_eq!(third, "third, while following");
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_echoes_stdin_over_spdy() {
+    let double = double_with_namespace("rec-k").await;
+    double.seed_running_pod("rec-k", "run").unwrap();
+    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+        return;
+    };
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let out = k
+        .run_with(
+            &["exec", "-i", "run", "--", "cat"],
+            "over SPDY/3.1\n",
+            &spdy,
+        )
+        .await;
+    ok(&out);
+    assert_eq!(out.stdout, "over SPDY/3.1\n");
+    let out = k
+        .run_with(&["exec", "run", "--", "echo", "hi"], "", &spdy)
+        .await;
+    ok(&out);
+    assert_eq!(out.stdout, "echo hi\n");
+    let upgrade = double
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/exec"))
+        .unwrap();
+    assert_eq!(upgrade.method, "POST");
+    assert_eq!(upgrade.header("upgrade"), Some("SPDY/3.1"));
+    assert_eq!(
+        upgrade.header_values("x-stream-protocol-version"),
+        vec![
+            "v5.channel.k8s.io",
+            "v4.channel.k8s.io",
+            "v3.channel.k8s.io",
+            "v2.channel.k8s.io",
+            "channel.k8s.io"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_echoes_over_spdy() {
+    let double = double_with_namespace("rec-k").await;
+    double.seed_running_pod("rec-k", "run").unwrap();
+    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+        return;
+    };
+    let local = portcullis_testkit::free_port().unwrap();
+    let mut child = k
+        .command(&["port-forward", "pod/run", &format!("{local}:80")])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let forwarding = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("kubectl port-forward did not start")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        forwarding.contains(&format!("127.0.0.1:{local} -> 80")),
+        "{forwarding}"
+    );
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    conn.write_all(b"through the tunnel").await.unwrap();
+    let mut buf = vec![0u8; 18];
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_exact(&mut conn, &mut buf),
+    )
+    .await
+    .expect("no echo through port-forward")
+    .unwrap();
+    assert_eq!(&buf, b"through the tunnel");
+    child.kill().await.unwrap();
+    // kubectl 1.32 tries the WebSocket tunnel first, then falls back to SPDY (as recorded).
+    let tries: Vec<(String, Option<String>)> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/portforward"))
+        .map(|r| (r.method.clone(), r.header("upgrade").map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        tries.last().unwrap(),
+        &("POST".to_owned(), Some("SPDY/3.1".to_owned()))
+    );
+}
