@@ -333,12 +333,7 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
         );
     }
     if t.subresource == "portforward" {
-        return status(
-            400,
-            "BadRequest",
-            "the kube-apiserver double forwards ports over SPDY/3.1 only, not over WebSocket",
-            None,
-        );
+        return tunnelled_port_forward(r, on_upgrade);
     }
     let offered: Vec<String> = r
         .headers
@@ -449,6 +444,87 @@ fn spdy_upgrade(r: &Req, t: &Target, on_upgrade: hyper::upgrade::OnUpgrade) -> R
     if let Ok(v) = HeaderValue::from_str(&protocol) {
         h.insert("x-stream-protocol-version", v);
     }
+    resp
+}
+
+/// The WebSocket subprotocol of port-forward tunnelled over WebSocket (KEP-4006): each binary
+/// message carries SPDY/3.1 bytes.
+const TUNNELLED_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// Port-forward over WebSocket as kube-apiserver 1.30+ serves it for kubectl 1.30+: the SPDY
+/// session of [`spdy`] inside the WebSocket's binary messages.
+fn tunnelled_port_forward(r: &Req, on_upgrade: hyper::upgrade::OnUpgrade) -> Resp {
+    let offered = r
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == TUNNELLED_PORT_FORWARD));
+    if !offered {
+        return status(
+            400,
+            "BadRequest",
+            &format!("port-forward over WebSocket needs the {TUNNELLED_PORT_FORWARD} subprotocol"),
+            None,
+        );
+    }
+    let key = r.header_str(header::SEC_WEBSOCKET_KEY.as_str()).to_owned();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let (session, tunnel) = tokio::io::duplex(64 * 1024);
+        let (mut tunnel_rd, mut tunnel_wr) = tokio::io::split(tunnel);
+        let spdy = tokio::spawn(spdy::serve(session, spdy::Mode::PortForward));
+        let inbound = async {
+            while let Some(Ok(msg)) = ws_rx.next().await {
+                match msg {
+                    Message::Binary(b)
+                        if tokio::io::AsyncWriteExt::write_all(&mut tunnel_wr, &b)
+                            .await
+                            .is_err() =>
+                    {
+                        break;
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut tunnel_wr).await;
+        };
+        let outbound = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut tunnel_rd, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                        if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = ws_tx.close().await;
+        };
+        tokio::join!(inbound, outbound);
+        spdy.abort();
+    });
+    let mut resp = Response::new(super::handler::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(TUNNELLED_PORT_FORWARD),
+    );
     resp
 }
 
