@@ -201,6 +201,95 @@ pub(crate) fn rbac(store: &Store, a: &Attributes) -> Decision {
     Decision::deny()
 }
 
+/// The rules that apply to `user` in `namespace` (cluster role bindings, then the namespace's role
+/// bindings), split into resource and non-resource rules, as `SelfSubjectRulesReview` lists
+/// them (A159).
+pub(crate) fn rules_for(
+    store: &Store,
+    user: &UserInfo,
+    namespace: &str,
+) -> (Vec<Value>, Vec<Value>) {
+    let find = |r: &str| KINDS.iter().find(|k| k.resource == r);
+    let (Some(crb), Some(rb), Some(cr), Some(role)) = (
+        find("clusterrolebindings"),
+        find("rolebindings"),
+        find("clusterroles"),
+        find("roles"),
+    ) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut bindings: Vec<(Value, String)> = store
+        .list(crb, "")
+        .into_iter()
+        .map(|b| (b, String::new()))
+        .collect();
+    if !namespace.is_empty() {
+        bindings.extend(
+            store
+                .list(rb, namespace)
+                .into_iter()
+                .map(|b| (b, namespace.to_owned())),
+        );
+    }
+    let (mut resource, mut non_resource) = (Vec::new(), Vec::new());
+    for (binding, ns) in bindings {
+        let subjects = binding
+            .get("subjects")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !subjects
+            .iter()
+            .any(|s| subject_matches(s, user, &ns).is_some())
+        {
+            continue;
+        }
+        let ref_kind = binding
+            .pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let ref_name = binding
+            .pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let object = if ref_kind == "ClusterRole" {
+            store.get(cr, "", ref_name)
+        } else {
+            store.get(role, &ns, ref_name)
+        };
+        let rules = object
+            .and_then(|o| o.get("rules").and_then(Value::as_array).cloned())
+            .unwrap_or_default();
+        for rule in rules {
+            let mut r = serde_json::Map::new();
+            let has = |f: &str| {
+                rule.get(f)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            };
+            let fields: &[&str] = if has("nonResourceURLs") {
+                &["verbs", "nonResourceURLs"]
+            } else {
+                &["verbs", "apiGroups", "resources", "resourceNames"]
+            };
+            for f in fields {
+                if has(f) {
+                    r.insert(
+                        (*f).to_owned(),
+                        rule.get(*f).cloned().unwrap_or(Value::Null),
+                    );
+                }
+            }
+            if has("nonResourceURLs") {
+                non_resource.push(Value::Object(r));
+            } else {
+                resource.push(Value::Object(r));
+            }
+        }
+    }
+    (resource, non_resource)
+}
+
 /// The 403 message of kube-apiserver for denied attributes (A143-A168).
 pub(crate) fn forbidden_message(a: &Attributes) -> String {
     if !a.resource_request {

@@ -163,10 +163,14 @@ fn bad_request(message: &str) -> Resp {
 }
 
 fn invalid(kind: &Kind, name: &str, causes: &[Cause]) -> Resp {
-    let listed: Vec<String> = causes
-        .iter()
-        .map(|c| format!("{}: {}", c.field, c.message))
-        .collect();
+    // The message lists each distinct cause once (field.ErrorList.ToAggregate), the causes all.
+    let mut listed: Vec<String> = Vec::new();
+    for c in causes {
+        let line = format!("{}: {}", c.field, c.message);
+        if !listed.contains(&line) {
+            listed.push(line);
+        }
+    }
     let summary = match listed.as_slice() {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
@@ -848,6 +852,9 @@ async fn resource(
         };
     }
     match (gv.as_str(), t.resource.as_str()) {
+        ("authorization.k8s.io/v1", "selfsubjectrulesreviews") => {
+            return reviews::self_subject_rules_review(shared, r);
+        }
         ("authentication.k8s.io/v1", "selfsubjectreviews") => {
             return reviews::self_subject_review(r);
         }
@@ -929,14 +936,34 @@ fn continue_token(rv: u64, start: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
+/// Go's quoting of one byte in a JSON syntax error (`'\x9e'`, `'a'`).
+fn go_char(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        format!("'{}'", b as char)
+    } else {
+        format!("'\\x{b:02x}'")
+    }
+}
+
 fn parse_continue(token: &str) -> Result<(u64, String), String> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+    // As Go's base64.RawURLEncoding: trailing bits are not checked.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = lenient
+        .decode(token)
         .map_err(|e| format!("continue key is not valid: {e}"))?;
-    let v: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("continue key is not valid: {e}"))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| match bytes.first() {
+        Some(&b) if !b"{[\"tfn-0123456789 \t\r\n".contains(&b) => format!(
+            "continue key is not valid: invalid character {} looking for beginning of value",
+            go_char(b)
+        ),
+        _ => format!("continue key is not valid: {e}"),
+    })?;
     let rv = v
         .get("rv")
         .and_then(Value::as_u64)
@@ -1152,12 +1179,16 @@ fn typed_object(r: &Req, kind: &Kind, operation: &str) -> Result<(Value, Vec<Str
         )));
     }
     let (unknown, clean) = objects::unknown_fields(kind, &object);
-    let warnings: Vec<String> = unknown
+    let mut warnings: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field {f:?}"))
         .collect();
+    if r.header("content-type").starts_with("application/json") {
+        let duplicates = objects::duplicate_fields(&r.body);
+        warnings.extend(duplicates.iter().map(|f| format!("duplicate field {f:?}")));
+    }
     match validation.as_str() {
-        "Strict" if !unknown.is_empty() => Err(bad_request(&format!(
+        "Strict" if !warnings.is_empty() => Err(bad_request(&format!(
             "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
             kind.kind,
             kind.version,
@@ -1983,6 +2014,36 @@ mod reviews {
             }
         }
         json!({"f:spec": Value::Object(out)})
+    }
+
+    /// `SelfSubjectRulesReview`: the RBAC rules of the (impersonated) user in `spec.namespace`,
+    /// as kube-apiserver's RBAC rule resolver lists them (A159).
+    pub(super) fn self_subject_rules_review(shared: &Arc<Shared>, r: &Req) -> Resp {
+        if r.method != Method::POST {
+            return method_not_allowed();
+        }
+        let body: Value = match serde_json::from_slice(&r.body) {
+            Ok(v) => v,
+            Err(_) => {
+                return bad_request(
+                    "the object provided is unrecognized: couldn't get version/kind",
+                );
+            }
+        };
+        let namespace = body
+            .pointer("/spec/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (resource_rules, non_resource_rules) =
+            authz::rules_for(&lock(&shared.store), &r.user, namespace);
+        json_response(
+            StatusCode::CREATED,
+            &json!({
+                "kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": null}, "spec": {},
+                "status": {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false},
+            }),
+        )
     }
 
     /// Self, subject and local subject access reviews, answered by the double's authorizer.
