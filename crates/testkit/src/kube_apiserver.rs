@@ -20,8 +20,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Double::start`] binds a free loopback port and serves HTTP/1.1 and HTTP/2 (ALPN) over TLS
-//! with a certificate from its own throwaway CA, on the Tokio runtime of the caller. Dropping
+//! [`Double::start`] (called within a Tokio runtime) binds a free loopback port and serves
+//! HTTP/1.1 and HTTP/2 (ALPN) over TLS with a certificate from its own throwaway CA, on the
+//! runtime of the caller. Dropping
 //! the [`Double`] stops it and every connection it holds. Each double has its own store,
 //! resourceVersion counter and CA, so many can run in one process (scale tests of the
 //! federation controller start hundreds).
@@ -55,17 +56,43 @@
 //!   `system:anonymous`, and impersonation (`Impersonate-User`, `-Group`, `-Uid`, `-Extra-*`)
 //!   authorized with the `impersonate` verb like the real server (so RBAC or
 //!   [`Config::impersonator`] decide who may);
-//! - `SelfSubjectReview`, `SelfSubjectAccessReview` (JSON, or the protobuf body kubectl sends),
-//!   `SubjectAccessReview` and `LocalSubjectAccessReview`;
-//! - `pods/log` (lines given by [`Double::append_log`]; `follow=true` streams them), and
-//!   `pods/exec` and `pods/attach` upgraded to WebSocket (`v5.channel.k8s.io`,
-//!   `v4.channel.k8s.io`) answered by an echo: stdin comes back on stdout; without stdin the
-//!   command's words come back as one line. A pod without `spec.nodeName` is refused as the real
-//!   server does.
+//! - `SelfSubjectReview`, `SelfSubjectAccessReview` (JSON, or the protobuf body that
+//!   `kubectl auth can-i` sends; answered in JSON), `SubjectAccessReview`,
+//!   `LocalSubjectAccessReview` and `SelfSubjectRulesReview`;
+//! - `pods/log` (lines given by [`Double::append_log`]; `follow=true` streams the ones appended
+//!   later), and the upgrades of `pods/exec`, `pods/attach` and `pods/portforward`, answered by
+//!   an echo "container":
+//!   - WebSocket `v5.channel.k8s.io` / `v4.channel.k8s.io` (what kubectl 1.32 tries first for
+//!     exec) and SPDY/3.1 `v4.channel.k8s.io` (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`): stdin
+//!     comes back on stdout; without stdin the command's words come back as one line; then the
+//!     success status on the error stream;
+//!   - port-forward over WebSocket tunnelling SPDY (`SPDY/3.1+portforward.k8s.io`, KEP-4006,
+//!     what kubectl 1.32 tries first) and over SPDY/3.1 (`portforward.k8s.io`): every forwarded
+//!     connection gets its bytes back.
 //!
-//! Not served: SPDY upgrades (answered 400 with a message saying so), port-forward streams,
-//! protobuf bodies other than the access review, `deletecollection`, admission beyond the
-//! namespace lifecycle and the ServiceAccount check for pods, and etcd compaction.
+//!   A pod without `spec.nodeName` is refused (400 `pod web does not have a host assigned`) as
+//!   the real server does; [`Double::seed_running_pod`] makes one that answers.
+//!
+//! Every request is recorded before anything else happens to it ([`Double::requests`]: method,
+//! path, raw query, HTTP version, every header in arrival order), so a test of a proxy can assert
+//! on the `Impersonate-*` headers it set.
+//!
+//! # Scale
+//!
+//! A double is a few tasks and an in-memory map: 40 start in about a second in a debug build.
+//! Each has its own CA, so a client must trust each double's [`Double::ca_pem`] (or one test can
+//! build one rustls root store from all of them).
+//!
+//! # Limits
+//!
+//! Not served: protobuf request bodies other than the access review (415; clients must send
+//! JSON or YAML), `deletecollection` (405), watch events that move an object out of a label
+//! selector (the real server turns them into DELETED; the double filters on the new object),
+//! HTTP/2 extended CONNECT for WebSocket (upgrades are HTTP/1.1, as kubectl does them), admission
+//! beyond the namespace lifecycle and the ServiceAccount check for pods, resources other than the
+//! kinds above (their discovery is served as recorded, their paths answer 404), etcd compaction
+//! and watch-cache eviction (the double keeps the last 10,000 events and answers an older
+//! resourceVersion with the 410 ERROR event).
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
@@ -346,6 +373,24 @@ impl Double {
     /// The bearer token of user `admin` (group `system:masters`).
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// A rustls client configuration (aws-lc-rs) that trusts this double's CA and offers no
+    /// ALPN protocol (set `alpn_protocols` for HTTP/2).
+    pub fn client_tls_config(&self) -> Result<rustls::ClientConfig, Error> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let ca = CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .map_err(|e| Error(format!("the double's CA: {e}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(ca)
+            .map_err(|e| Error(format!("the double's CA: {e}")))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error(format!("TLS versions: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
     }
 
     /// A kubeconfig (YAML) for this double with `token`, namespace `namespace`.

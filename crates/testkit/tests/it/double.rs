@@ -262,3 +262,28 @@ async fn websocket_exec_v4_echoes_until_the_client_closes() {
     // After the client's close no status is owed; what matters is that nothing else came.
     assert!(status.is_none() || status.as_deref() == Some(r#"{"metadata":{},"status":"Success"}"#));
 }
+
+#[tokio::test]
+async fn client_tls_config_trusts_the_double() {
+    let double = Double::start(Config::new()).await.unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(double.client_tls_config().unwrap())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/readyz", double.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    // And another double's CA is not trusted.
+    let other = Double::start(Config::new()).await.unwrap();
+    assert!(
+        client
+            .get(format!("{}/readyz", other.url()))
+            .send()
+            .await
+            .is_err()
+    );
+}
