@@ -38,11 +38,12 @@
 //!   and `roles`, `rolebindings`, `clusterroles`, `clusterrolebindings`
 //!   (`rbac.authorization.k8s.io/v1`): create, get, list (label and field selectors,
 //!   `limit`/`continue`, Table and PartialObjectMetadataList answers), watch (`watch=true|1`,
-//!   `resourceVersion`, `timeoutSeconds`, `allowWatchBookmarks`), update (409 on a stale
+//!   `resourceVersion`, `timeoutSeconds`, `allowWatchBookmarks`; an object entering or leaving a
+//!   selector is ADDED or DELETED, as the watch cache does), deletecollection, update (409 on a stale
 //!   resourceVersion; RBAC kinds are created by PUT), patch (merge, JSON patch, and strategic
 //!   merge treated as a merge patch, which is exact for the RBAC kinds: their lists have no merge
 //!   key), delete (with resourceVersion preconditions; a namespace goes `Terminating` and stays
-//!   so, as no namespace controller runs), the RBAC validation errors that the recordings show,
+//!   so, as no namespace controller runs, unless [`Config::namespace_controller`]), the RBAC validation errors that the recordings show,
 //!   `fieldValidation` (`Warn` warnings, `Strict` 400s) and `dryRun=All`;
 //! - server-side apply (`application/apply-patch+yaml`, `fieldManager`, `force`) with
 //!   `managedFields`. Ownership is tracked per top-level field, and per key under
@@ -86,9 +87,7 @@
 //! # Limits
 //!
 //! Not served: protobuf request bodies other than the access review (415; clients must send
-//! JSON or YAML), `deletecollection` (405), watch events that move an object out of a label
-//! selector (the real server turns them into DELETED; the double filters on the new object),
-//! HTTP/2 extended CONNECT for WebSocket (upgrades are HTTP/1.1, as kubectl does them), admission
+//! JSON or YAML), HTTP/2 extended CONNECT for WebSocket (upgrades are HTTP/1.1, as kubectl does them), admission
 //! beyond the namespace lifecycle and the ServiceAccount check for pods, resources other than the
 //! kinds above (their discovery is served as recorded, their paths answer 404), etcd compaction
 //! and watch-cache eviction (the double keeps the last 10,000 events and answers an older
@@ -159,6 +158,7 @@ pub struct Config {
     impersonators: Vec<String>,
     authorizer: Option<Authorizer>,
     bootstrap_policy: bool,
+    pub(crate) namespace_controller: bool,
     bookmark_interval: Duration,
 }
 
@@ -198,6 +198,7 @@ impl Config {
             impersonators: Vec::new(),
             authorizer: None,
             bootstrap_policy: true,
+            namespace_controller: false,
             bookmark_interval: Duration::from_secs(2),
         }
     }
@@ -231,6 +232,15 @@ impl Config {
     /// which is then allowed everything as the real server's `system:masters` short cut does).
     pub fn without_bootstrap_policy(mut self) -> Config {
         self.bootstrap_policy = false;
+        self
+    }
+
+    /// Finishes namespace deletion as a cluster's namespace controller does: the objects in the
+    /// namespace and then the namespace go away right after the DELETE (answered, as always, with
+    /// the namespace `Terminating`). Without it the namespace stays `Terminating`, as in the
+    /// recordings, where no controller ran.
+    pub fn namespace_controller(mut self) -> Config {
+        self.namespace_controller = true;
         self
     }
 

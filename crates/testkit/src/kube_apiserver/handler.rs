@@ -890,6 +890,9 @@ async fn resource(
         (Method::PUT, false) => update(shared, r, &kind, t),
         (Method::PATCH, false) => patch(shared, r, &kind, t),
         (Method::DELETE, false) => delete(shared, r, &kind, t),
+        (Method::DELETE, true) if kind.kind != "Namespace" => {
+            delete_collection(shared, r, &kind, &t.namespace)
+        }
         _ => method_not_allowed(),
     }
 }
@@ -1622,8 +1625,17 @@ fn delete(shared: &Arc<Shared>, r: &Req, kind: &Kind, t: &Target) -> Resp {
             st.insert("phase".into(), json!("Terminating"));
         }
         let (stored, event) = store.put(*kind, object, false);
+        let mut events = vec![event];
+        if shared.config.namespace_controller {
+            events.extend(store.remove_namespace_contents(&t.name));
+            if let Some((_, event)) = store.remove(*kind, "", &t.name) {
+                events.push(event);
+            }
+        }
         drop(store);
-        publish(shared, event);
+        for event in events {
+            publish(shared, event);
+        }
         return json_response(StatusCode::OK, &objects::with_type(kind, &stored));
     }
     let Some((removed, event)) = store.remove(*kind, &t.namespace, &t.name) else {
@@ -1644,6 +1656,49 @@ fn delete(shared: &Arc<Shared>, r: &Req, kind: &Kind, t: &Target) -> Resp {
     json_response(
         StatusCode::OK,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": Value::Object(d)}),
+    )
+}
+
+/// `deletecollection`: every object matching the selectors goes; the answer is the list of
+/// what was deleted, as the generic registry returns it.
+fn delete_collection(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str) -> Resp {
+    let selector = match objects::parse_label_selector(r.query.get("labelSelector").unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
+    };
+    let fields = r.query.get("fieldSelector").unwrap_or("").to_owned();
+    let mut store = lock(&shared.store);
+    let mut deleted = Vec::new();
+    let mut events = Vec::new();
+    for o in store.list(kind, namespace) {
+        match objects::matches_fields(&o, &fields) {
+            Ok(true) if objects::matches_labels(&o, &selector) => {}
+            Ok(_) => continue,
+            Err(e) => return bad_request(&e),
+        }
+        if dry_run(r) {
+            deleted.push(o);
+            continue;
+        }
+        if let Some((removed, event)) =
+            store.remove(*kind, meta_str(&o, "namespace"), meta_str(&o, "name"))
+        {
+            deleted.push(removed);
+            events.push(event);
+        }
+    }
+    let revision = store.revision();
+    drop(store);
+    for event in events {
+        publish(shared, event);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted,
+        }),
     )
 }
 

@@ -195,6 +195,8 @@ pub(crate) struct Event {
     pub(crate) namespace: String,
     pub(crate) kind_of_event: &'static str,
     pub(crate) object: Value,
+    /// The object before a MODIFIED event (for watches with selectors).
+    pub(crate) previous: Option<Value>,
     pub(crate) revision: u64,
 }
 
@@ -301,12 +303,19 @@ impl Store {
         self.revision
     }
 
-    fn record(&mut self, kind: Kind, kind_of_event: &'static str, object: &Value) -> Event {
+    fn record(
+        &mut self,
+        kind: Kind,
+        kind_of_event: &'static str,
+        object: &Value,
+        previous: Option<Value>,
+    ) -> Event {
         let event = Event {
             kind,
             namespace: meta_str(object, "namespace").to_owned(),
             kind_of_event,
             object: object.clone(),
+            previous,
             revision: self.revision,
         };
         self.history.push_back(event.clone());
@@ -325,8 +334,9 @@ impl Store {
             meta_str(&object, "namespace").to_owned(),
             meta_str(&object, "name").to_owned(),
         );
-        self.objects.insert(key, object.clone());
-        let event = self.record(kind, if created { "ADDED" } else { "MODIFIED" }, &object);
+        let previous = self.objects.insert(key, object.clone());
+        let kind_of_event = if created { "ADDED" } else { "MODIFIED" };
+        let event = self.record(kind, kind_of_event, &object, previous);
         (object, event)
     }
 
@@ -342,8 +352,27 @@ impl Store {
                 .remove(&(kind.resource, namespace.to_owned(), name.to_owned()))?;
         let rv = self.next_revision();
         metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(rv.to_string()));
-        let event = self.record(kind, "DELETED", &object);
+        let event = self.record(kind, "DELETED", &object, None);
         Some((object, event))
+    }
+
+    /// Removes every namespaced object in `namespace` (what the namespace controller does).
+    pub(crate) fn remove_namespace_contents(&mut self, namespace: &str) -> Vec<Event> {
+        let keys: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, ns, _)| ns == namespace)
+            .cloned()
+            .collect();
+        let mut events = Vec::new();
+        for (resource, ns, name) in keys {
+            if let Some(kind) = KINDS.iter().find(|k| k.resource == resource).copied()
+                && let Some((_, event)) = self.remove(kind, &ns, &name)
+            {
+                events.push(event);
+            }
+        }
+        events
     }
 
     /// Stores an object as a controller would, without admission (kind from its apiVersion and

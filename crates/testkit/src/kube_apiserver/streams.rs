@@ -53,11 +53,38 @@ struct WatchFilter {
 }
 
 impl WatchFilter {
-    fn admits(&self, e: &Event) -> bool {
-        e.kind.resource == self.kind.resource
-            && (self.namespace.is_empty() || e.namespace == self.namespace)
-            && objects::matches_labels(&e.object, &self.labels)
-            && objects::matches_fields(&e.object, &self.fields).unwrap_or(false)
+    fn matches(&self, object: &Value) -> bool {
+        objects::matches_labels(object, &self.labels)
+            && objects::matches_fields(object, &self.fields).unwrap_or(false)
+    }
+
+    /// What a watcher with this filter sees of `e`, as the watch cache decides: an object that
+    /// starts to match is ADDED, one that stops matching is DELETED (its last matching state, at
+    /// the event's resourceVersion).
+    fn translate(&self, e: &Event) -> Option<Bytes> {
+        if e.kind.resource != self.kind.resource
+            || !(self.namespace.is_empty() || e.namespace == self.namespace)
+        {
+            return None;
+        }
+        let now = self.matches(&e.object);
+        if e.kind_of_event != "MODIFIED" {
+            return now.then(|| self.line(e.kind_of_event, &e.object));
+        }
+        let before = e.previous.as_ref().is_some_and(|p| self.matches(p));
+        match (before, now) {
+            (true, true) => Some(self.line("MODIFIED", &e.object)),
+            (false, true) => Some(self.line("ADDED", &e.object)),
+            (true, false) => {
+                let mut last = e.previous.clone().unwrap_or(Value::Null);
+                objects::metadata_mut(&mut last).insert(
+                    "resourceVersion".into(),
+                    Value::String(e.revision.to_string()),
+                );
+                Some(self.line("DELETED", &last))
+            }
+            (false, false) => None,
+        }
     }
 
     fn line(&self, kind_of_event: &str, object: &Value) -> Bytes {
@@ -123,8 +150,7 @@ pub(crate) fn watch(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str)
                 Some(events) => (
                     events
                         .into_iter()
-                        .filter(|e| filter.admits(e))
-                        .map(|e| filter.line(e.kind_of_event, &e.object))
+                        .filter_map(|e| filter.translate(&e))
                         .collect::<Vec<_>>(),
                     revision,
                     None,
@@ -180,7 +206,7 @@ pub(crate) fn watch(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str)
                             continue;
                         }
                         seen = e.revision;
-                        if filter.admits(&e) && tx.send(filter.line(e.kind_of_event, &e.object)).await.is_err() {
+                        if let Some(line) = filter.translate(&e) && tx.send(line).await.is_err() {
                             return;
                         }
                     }

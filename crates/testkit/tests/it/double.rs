@@ -287,3 +287,171 @@ async fn client_tls_config_trusts_the_double() {
             .is_err()
     );
 }
+
+async fn admin(
+    double: &Double,
+    method: reqwest::Method,
+    path: &str,
+    ct: &str,
+    body: Value,
+) -> (u16, Value) {
+    let client = support::client_as(double.ca_pem(), "t");
+    let mut b = client
+        .request(method, format!("{}{path}", double.url()))
+        .bearer_auth(double.admin_token());
+    if !body.is_null() {
+        b = b.header("content-type", ct).body(body.to_string());
+    }
+    let r = b.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_with_a_selector_sees_objects_enter_and_leave_it() {
+    let double = Double::start(Config::new()).await.unwrap();
+    double
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "w"}}))
+        .unwrap();
+    let cm = "/api/v1/namespaces/w/configmaps";
+    let (s, _) = admin(&double, reqwest::Method::POST, cm, "application/json",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"team": "a"}}})).await;
+    assert_eq!(s, 201);
+    let rv = double.resource_version().to_string();
+    let client = support::client_as(double.ca_pem(), "t");
+    let watch = client
+        .get(format!(
+            "{}{cm}?watch=1&labelSelector=team%3Db&resourceVersion={rv}&timeoutSeconds=3",
+            double.url()
+        ))
+        .bearer_auth(double.admin_token())
+        .send();
+    let changes = async {
+        let patch = |team: &'static str| {
+            let double = &double;
+            async move {
+                admin(
+                    double,
+                    reqwest::Method::PATCH,
+                    &format!("{cm}/c"),
+                    "application/merge-patch+json",
+                    json!({"metadata": {"labels": {"team": team}}}),
+                )
+                .await
+            }
+        };
+        // Change things once the watch has arrived (polled, with a deadline).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !double
+            .requests()
+            .iter()
+            .any(|r| r.query.contains("watch=1"))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the watch never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(patch("b").await.0, 200);
+        assert_eq!(patch("b").await.0, 200); // no change: no event
+        assert_eq!(
+            admin(
+                &double,
+                reqwest::Method::PATCH,
+                &format!("{cm}/c"),
+                "application/merge-patch+json",
+                json!({"data": {"k": "v"}})
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(patch("c").await.0, 200);
+    };
+    let (resp, ()) = tokio::join!(watch, changes);
+    let text = resp.unwrap().text().await.unwrap();
+    let events: Vec<(String, Value)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["object"]["metadata"]["labels"]["team"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("ADDED".to_owned(), json!("b")),
+            ("MODIFIED".to_owned(), json!("b")),
+            ("DELETED".to_owned(), json!("b")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deletecollection_and_the_namespace_controller() {
+    let double = Double::start(Config::new().namespace_controller())
+        .await
+        .unwrap();
+    double
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}))
+        .unwrap();
+    for (name, owner) in [("a", "fed"), ("b", "fed"), ("c", "someone")] {
+        double
+            .seed(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": "gone", "labels": {"owner": owner}}}),
+            )
+            .unwrap();
+    }
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/gone/roles";
+    let (status, list) = admin(
+        &double,
+        reqwest::Method::DELETE,
+        &format!("{roles}?labelSelector=owner%3Dfed"),
+        "",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["kind"], "RoleList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(double.get("roles", "gone", "a").is_none());
+    assert!(double.get("roles", "gone", "c").is_some());
+    let (status, ns) = admin(
+        &double,
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/gone",
+        "",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(double.get("namespaces", "", "gone").is_none());
+    assert!(double.get("roles", "gone", "c").is_none());
+    // Without the controller the namespace stays Terminating, as recorded (A024-A025).
+    let plain = Double::start(Config::new()).await.unwrap();
+    plain
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stays"}}))
+        .unwrap();
+    assert_eq!(
+        admin(
+            &plain,
+            reqwest::Method::DELETE,
+            "/api/v1/namespaces/stays",
+            "",
+            Value::Null
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        plain.get("namespaces", "", "stays").unwrap()["status"]["phase"],
+        "Terminating"
+    );
+}
