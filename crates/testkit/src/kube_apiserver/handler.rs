@@ -400,9 +400,11 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<UserInfo, AuthnE
             &["system:unauthenticated"],
         ));
     };
+    // As the bearer token authenticator: the scheme is case-insensitive.
     let token = auth
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .ok_or(AuthnError::Unauthorized)?;
     shared
         .config
