@@ -291,6 +291,8 @@ pub(crate) struct Shared {
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) logs: Mutex<BTreeMap<(String, String), Vec<String>>>,
     pub(crate) log_events: broadcast::Sender<(String, String, String)>,
+    /// Watches, log followers and upgraded sessions: aborted when the double is dropped.
+    pub(crate) tasks: Mutex<tokio::task::JoinSet<()>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -315,8 +317,10 @@ impl std::fmt::Debug for Double {
 
 impl Drop for Double {
     fn drop(&mut self) {
-        // The accept loop owns every connection task in a JoinSet: aborting it ends them all.
+        // The accept loop owns every connection task in a JoinSet: aborting it ends them all;
+        // streams and upgraded sessions are tracked apart.
         self.task.abort();
+        lock(&self.shared.tasks).abort_all();
     }
 }
 
@@ -349,6 +353,7 @@ impl Double {
             requests: Mutex::new(Vec::new()),
             logs: Mutex::new(BTreeMap::new()),
             log_events,
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
         });
         let task = tokio::spawn(handler::serve(
             listener,

@@ -22,6 +22,17 @@ use super::objects::{self, Event, Kind, meta_str};
 use super::spdy;
 use super::{Shared, lock};
 
+/// Spawns a task that the double aborts when it is dropped (watches, log followers, upgraded
+/// sessions), reaping the finished ones.
+fn spawn_tracked(
+    shared: &Arc<Shared>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut tasks = lock(&shared.tasks);
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn(task);
+}
+
 fn streaming(rx: mpsc::Receiver<Bytes>) -> Body {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -173,7 +184,7 @@ pub(crate) fn watch(shared: &Arc<Shared>, r: &Req, kind: &Kind, namespace: &str)
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(async move {
+    spawn_tracked(shared, async move {
         if let Some((from, oldest)) = too_old {
             let mut line = json!({"type": "ERROR", "object": {
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -269,7 +280,7 @@ pub(crate) async fn subresource(
                     None,
                 );
             }
-            upgrade(r, t, on_upgrade)
+            upgrade(shared, r, t, on_upgrade)
         }
         _ => status(
             404,
@@ -308,7 +319,7 @@ fn logs(shared: &Arc<Shared>, r: &Req, pod: &Value) -> Resp {
     let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
     let follow = r.query.flag("follow");
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(async move {
+    spawn_tracked(shared, async move {
         for line in lines.into_iter().skip(skip) {
             if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
                 return;
@@ -340,13 +351,18 @@ const WS_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
 /// Answers an exec/attach upgrade: WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`) with an
 /// echo. SPDY/3.1 is not spoken: 400 with a message that says so (kubectl then reports it).
-fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -> Resp {
+fn upgrade(
+    shared: &Arc<Shared>,
+    r: &Req,
+    t: &Target,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Resp {
     let upgrade = r.header_str(header::UPGRADE.as_str()).to_ascii_lowercase();
     let Some(on_upgrade) = on_upgrade else {
         return status(400, "BadRequest", "Upgrade request required", None);
     };
     if upgrade == "spdy/3.1" {
-        return spdy_upgrade(r, t, on_upgrade);
+        return spdy_upgrade(shared, r, t, on_upgrade);
     }
     if upgrade != "websocket" {
         return status(
@@ -359,7 +375,7 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
         );
     }
     if t.subresource == "portforward" {
-        return tunnelled_port_forward(r, on_upgrade);
+        return tunnelled_port_forward(shared, r, on_upgrade);
     }
     let offered: Vec<String> = r
         .headers
@@ -391,7 +407,7 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
     let stdin = r.query.flag("stdin");
     let command = r.query.all("command");
     let v5 = protocol == "v5.channel.k8s.io";
-    tokio::spawn(async move {
+    spawn_tracked(shared, async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
@@ -414,7 +430,12 @@ fn upgrade(r: &Req, t: &Target, on_upgrade: Option<hyper::upgrade::OnUpgrade>) -
 
 /// Answers a SPDY/3.1 upgrade: `X-Stream-Protocol-Version` negotiated as kubelet does (the
 /// first the client offers that is served), then the SPDY session in [`spdy`].
-fn spdy_upgrade(r: &Req, t: &Target, on_upgrade: hyper::upgrade::OnUpgrade) -> Resp {
+fn spdy_upgrade(
+    shared: &Arc<Shared>,
+    r: &Req,
+    t: &Target,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Resp {
     let served: &[&str] = if t.subresource == "portforward" {
         &["portforward.k8s.io"]
     } else {
@@ -456,7 +477,7 @@ fn spdy_upgrade(r: &Req, t: &Target, on_upgrade: hyper::upgrade::OnUpgrade) -> R
             command: r.query.all("command"),
         }
     };
-    tokio::spawn(async move {
+    spawn_tracked(shared, async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
@@ -479,7 +500,11 @@ const TUNNELLED_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// Port-forward over WebSocket as kube-apiserver 1.30+ serves it for kubectl 1.30+: the SPDY
 /// session of [`spdy`] inside the WebSocket's binary messages.
-fn tunnelled_port_forward(r: &Req, on_upgrade: hyper::upgrade::OnUpgrade) -> Resp {
+fn tunnelled_port_forward(
+    shared: &Arc<Shared>,
+    r: &Req,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Resp {
     let offered = r
         .headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -496,7 +521,7 @@ fn tunnelled_port_forward(r: &Req, on_upgrade: hyper::upgrade::OnUpgrade) -> Res
     }
     let key = r.header_str(header::SEC_WEBSOCKET_KEY.as_str()).to_owned();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    tokio::spawn(async move {
+    spawn_tracked(shared, async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

@@ -455,3 +455,52 @@ async fn deletecollection_and_the_namespace_controller() {
         "Terminating"
     );
 }
+
+#[tokio::test]
+async fn dropping_the_double_ends_its_upgraded_sessions() {
+    let double = Double::start(Config::new()).await.unwrap();
+    double
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}))
+        .unwrap();
+    double.seed_running_pod("ns", "p").unwrap();
+    let url = format!(
+        "{}/api/v1/namespaces/ns/pods/p/attach?stdin=true&stdout=true",
+        double.url().replace("https://", "wss://")
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", double.admin_token()).parse().unwrap(),
+    );
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(support::tls_config(
+        double.ca_pem(),
+        &[b"http/1.1"],
+    )));
+    let tcp = tokio::net::TcpStream::connect(double.addr()).await.unwrap();
+    let stream = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    ws.send(Message::Binary([&[0u8][..], b"x"].concat().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        &ws.next().await.unwrap().unwrap().into_data()[..],
+        &[1u8, b'x'][..]
+    );
+    drop(double);
+    // The session ends with the double, not when the client gives up.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the attach session outlived the double");
+}
