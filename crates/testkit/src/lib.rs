@@ -1,5 +1,11 @@
 //! Test helpers for portcullis: real peers started on free loopback ports and stopped on drop.
 //! Only loopback addresses are ever used.
+//!
+//! - [`kube_apiserver::Double`]: an in-process kube-apiserver double built to the recordings of
+//!   a real v1.28.4 server (discovery, RBAC and core kinds, watch, server-side apply,
+//!   impersonation, access reviews, exec/attach/port-forward over WebSocket and SPDY/3.1).
+//! - [`envtest::KubeApiServer`]: the real kube-apiserver of `KUBEBUILDER_ASSETS` with etcd.
+//! - [`Etcd`]: a real etcd.
 #![deny(missing_docs)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,6 +13,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod envtest;
+pub mod kube_apiserver;
 pub mod rbac_dump;
 
 /// Errors starting a peer.
