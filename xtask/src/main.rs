@@ -5,8 +5,8 @@
 //!   cargo-nextest.
 //! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
 //! - `bench [SECTION…]`: runs every benchmark (or the named sections: rbac, rbac-cli, store,
-//!   server, portcullis; or a crate directory's, such as cli) with its competitor in the same run
-//!   and writes `docs/benchmarks.md` (with names, replacing only their sections).
+//!   server, chain, portcullis; or a crate directory's, such as cli) with its competitor in the
+//!   same run and writes `docs/benchmarks.md` (with names, replacing only their sections).
 //! - `deps`: only the install step of `test`.
 //! - `fuzz [TARGET] [--seconds N]`: runs one fuzz target of `fuzz/`, or each in turn, for N
 //!   seconds with cargo-fuzz on the nightly toolchain, and prints how many inputs each tried.
@@ -52,8 +52,8 @@ enum Task {
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
     Bench {
-        /// Only these sections (rbac, rbac-cli, store, server, portcullis) or crate directories
-        /// (cli: both of its sections): they are replaced, the others kept.
+        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis) or crate
+        /// directories (cli, server: both of their sections): they are replaced, the others kept.
         only: Vec<String>,
     },
     /// Install the test dependencies only.
@@ -317,6 +317,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
     ("rbac-cli", "portcullis", "cli", "can_i", ""),
     ("store", "portcullis-store", "store", "store", "etcd"),
     ("server", "portcullis-server", "server", "api", ""),
+    (
+        "chain",
+        "portcullis-server",
+        "server",
+        "chain",
+        "bench-internals",
+    ),
     ("portcullis", "portcullis", "cli", "oidc", ""),
 ];
 
