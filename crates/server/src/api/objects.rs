@@ -263,20 +263,7 @@ pub async fn create(
     }
     // As the RBAC registry: escalation checks before validation. The request names nothing.
     settle(t).await?;
-    t.rt.codec
-        .admit(
-            &AdmitRequest {
-                operation: Operation::Create,
-                user: t.user,
-                store: &*app.store,
-                namespace: &t.namespace,
-                request_name: "",
-                old: None,
-            },
-            &obj,
-        )
-        .await
-        .map_err(|f| failure(t, f))?;
+    admit(app, t, Operation::Create, "", None, &obj).await?;
     t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
     let target = Target {
         rt: t.rt,
@@ -458,20 +445,7 @@ async fn write_update(
     }
     // As the RBAC registry: escalation checks come before validation.
     settle(t).await?;
-    t.rt.codec
-        .admit(
-            &AdmitRequest {
-                operation: Operation::Update,
-                user: t.user,
-                store: &*app.store,
-                namespace: &t.namespace,
-                request_name: &t.name,
-                old: Some(&old),
-            },
-            &sent,
-        )
-        .await
-        .map_err(|f| failure(t, f))?;
+    admit(app, t, Operation::Update, &t.name, Some(&old), &sent).await?;
     t.rt.codec.validate(&new).map_err(|f| failure(t, f))?;
     // Immutable fields are checked once server-owned metadata is carried over.
     t.rt.codec
@@ -523,20 +497,7 @@ async fn create_on_update(
     }
     stamp_created(meta, t.rt.group == portcullis_model::GROUP);
     settle(t).await?;
-    t.rt.codec
-        .admit(
-            &AdmitRequest {
-                operation: Operation::Create,
-                user: t.user,
-                store: &*app.store,
-                namespace: &t.namespace,
-                request_name: &t.name,
-                old: None,
-            },
-            &obj,
-        )
-        .await
-        .map_err(|f| failure(t, f))?;
+    admit(app, t, Operation::Create, &t.name, None, &obj).await?;
     t.rt.codec.validate(&obj).map_err(|f| failure(t, f))?;
     let create = portcullis_rbac::Attributes {
         user: t.user.name.clone(),
@@ -567,6 +528,30 @@ async fn create_on_update(
         .map_err(|e| t.store_error(e))?;
     t.rt.codec.written(kv.mod_revision);
     Ok(json_response(StatusCode::CREATED, &stored_object(&kv)?))
+}
+
+/// Asks the kind's admission about a write of `new` (for a delete, the stored object) to `t`:
+/// `request_name` is the name in the URL (empty for a POST), `old` the stored object.
+async fn admit(
+    app: &AppState,
+    t: &Target<'_>,
+    operation: Operation,
+    request_name: &str,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    let request = AdmitRequest {
+        operation,
+        user: t.user,
+        store: &*app.store,
+        namespace: &t.namespace,
+        request_name,
+        old,
+    };
+    t.rt.codec
+        .admit(&request, new)
+        .await
+        .map_err(|f| failure(t, f))
 }
 
 /// Stamps the metadata of an object about to be created, as the registry does: a new uid, the
@@ -609,20 +594,7 @@ pub async fn delete(
     };
     let current = current(app, t).await?;
     let obj = stored_object(&current)?;
-    t.rt.codec
-        .admit(
-            &AdmitRequest {
-                operation: Operation::Delete,
-                user: t.user,
-                store: &*app.store,
-                namespace: &t.namespace,
-                request_name: &t.name,
-                old: Some(&obj),
-            },
-            &obj,
-        )
-        .await
-        .map_err(|f| failure(t, f))?;
+    admit(app, t, Operation::Delete, &t.name, Some(&obj), &obj).await?;
     let mut expected = current.mod_revision;
     if let Some(rv) = options
         .pointer("/preconditions/resourceVersion")
