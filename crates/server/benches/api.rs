@@ -9,55 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common/admin.rs"]
+mod admin;
 
 use portcullis_server::Config;
 use portcullis_server::config::StoreConfig;
-use portcullis_server::kubeconfig::{Kubeconfig, decode_data};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 const CONCURRENCY: usize = 32;
 const OPS: usize = 4000;
-
-fn admin_client(dir: &std::path::Path) -> reqwest::Client {
-    let kc = Kubeconfig::read(&dir.join("admin.conf")).unwrap();
-    let ca = decode_data(
-        kc.clusters[0]
-            .cluster
-            .certificate_authority_data
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap();
-    let user = &kc.users[0].user;
-    let cert = decode_data(user.client_certificate_data.as_ref().unwrap()).unwrap();
-    let key = decode_data(secrecy::ExposeSecret::expose_secret(
-        user.client_key_data.as_ref().unwrap(),
-    ))
-    .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(&ca).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(&cert).unwrap()],
-        PrivateKeyDer::from_pem_slice(&key).unwrap(),
-    )
-    .unwrap();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap()
-}
 
 struct Result {
     rate: f64,
@@ -137,7 +98,7 @@ fn main() {
         };
         let (create, get) = rt.block_on(async {
             let running = portcullis_server::start(config).await.unwrap();
-            let client = admin_client(dir.path());
+            let client = admin::admin_client(dir.path(), CONCURRENCY);
             let create = run_phase(&client, &running.url, true).await;
             let get = run_phase(&client, &running.url, false).await;
             running.shutdown().await.unwrap();

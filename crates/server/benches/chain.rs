@@ -17,12 +17,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+#[path = "common/admin.rs"]
+mod admin;
+
 use portcullis_authn::chain::{PeerCertificates, RemoteAddr};
 use portcullis_server::Config;
 use portcullis_server::config::StoreConfig;
 use portcullis_server::kubeconfig::{Kubeconfig, decode_data};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use tower::ServiceExt;
 
 const CONCURRENCY: usize = 32;
@@ -70,45 +73,6 @@ async fn phase(
         t.await.unwrap();
     }
     start.elapsed()
-}
-
-/// A client of `url` with the admin's client certificate from the kubeconfig in `dir`.
-fn admin_client(dir: &std::path::Path) -> reqwest::Client {
-    let kc = Kubeconfig::read(&dir.join("admin.conf")).unwrap();
-    let ca = decode_data(
-        kc.clusters[0]
-            .cluster
-            .certificate_authority_data
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap();
-    let user = &kc.users[0].user;
-    let cert = decode_data(user.client_certificate_data.as_ref().unwrap()).unwrap();
-    let key = decode_data(secrecy::ExposeSecret::expose_secret(
-        user.client_key_data.as_ref().unwrap(),
-    ))
-    .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(&ca).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(&cert).unwrap()],
-        PrivateKeyDer::from_pem_slice(&key).unwrap(),
-    )
-    .unwrap();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap()
 }
 
 /// `OPS` creates or gets over the network, `CONCURRENCY` at a time.
@@ -180,7 +144,7 @@ fn main() {
             urls.push(url);
             stops.push(stop);
         }
-        let client = admin_client(dir.path());
+        let client = admin::admin_client(dir.path(), CONCURRENCY);
         // Best of several rounds, the two variants alternated, so that neither is measured
         // only while the machine is busier.
         let mut best = [[Duration::MAX; 2]; 2]; // in-process: [variant][create, get]
