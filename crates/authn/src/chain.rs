@@ -201,10 +201,6 @@ pub struct RequestInfoService<S> {
     inner: S,
 }
 
-/// When the request arrived (for audit and latency).
-#[derive(Debug, Clone, Copy)]
-pub struct Received(pub Instant, pub time::OffsetDateTime);
-
 impl<S, B, R> Service<Request<B>> for RequestInfoService<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
@@ -240,8 +236,6 @@ where
             }
         };
         req.extensions_mut().insert(info);
-        req.extensions_mut()
-            .insert(Received(Instant::now(), time::OffsetDateTime::now_utc()));
         let mut inner = take(&mut self.inner);
         Box::pin(async move { inner.call(req).await })
     }

@@ -52,7 +52,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The filter chain every API request passes: authentication, audit, impersonation,
     /// max-in-flight and authorization.
-    pub chain: Chain,
+    pub chain: Arc<Chain>,
     /// The chain's authorizer, for the checks a handler makes itself (a PUT that creates).
     pub authz: SharedAuthorizer,
     /// What is served.

@@ -60,6 +60,11 @@ pub mod bench_support {
         (with_chain, without)
     }
 
+    /// The filter chain the management API is served with.
+    pub fn chain(running: &crate::Running) -> portcullis_authn::chain::Chain {
+        (*running.state.chain).clone()
+    }
+
     /// Serves `router` over TLS with the management plane's serving certificate (from
     /// `data_dir`) and accept loop, on a free loopback port: its URL, and the sender that stops
     /// it.

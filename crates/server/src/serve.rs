@@ -225,7 +225,7 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let state = AppState {
         store,
-        chain,
+        chain: Arc::new(chain),
         authz,
         registry: Arc::new({
             let mut r = kinds::registry();

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::RemoteAddr;
 use super::metrics::Metrics;
-use super::{Received, RemoteAddr};
 use crate::{RequestInfo, UserInfo};
 
 /// How much of a request is recorded.
@@ -298,10 +298,8 @@ impl AuditRecord {
         if let Some(RemoteAddr(addr)) = req.extensions().get::<RemoteAddr>() {
             source_ips.push(addr.ip().to_string());
         }
-        let received = req
-            .extensions()
-            .get::<Received>()
-            .map_or_else(time::OffsetDateTime::now_utc, |r| r.1);
+        // Audit comes right after authentication, as in kube-apiserver's chain.
+        let received = time::OffsetDateTime::now_utc();
         let request_uri = req
             .uri()
             .path_and_query()

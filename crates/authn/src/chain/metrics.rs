@@ -114,6 +114,9 @@ fn duration_histogram() -> Histogram {
 /// Every metric of a front end, in one registry.
 pub struct Metrics {
     registry: Registry,
+    /// The handles every request touches, resolved once (a family lookup hashes its labels
+    /// under a lock).
+    hot: Hot,
     requests: Family<CodeLabels, Counter>,
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     authentication: Family<ResultLabel, Counter>,
@@ -200,8 +203,37 @@ impl Default for Metrics {
             "TLS handshakes that failed",
             handshake_failures.clone(),
         );
+        // One statement each: a family's handle holds its lock until the statement ends, and
+        // the next lookup of the same family would wait for it.
+        let authenticated = authentication
+            .get_or_create(&ResultLabel { result: "success" })
+            .clone();
+        let allowed = authorization
+            .get_or_create(&DecisionLabels {
+                r#type: "RBAC",
+                name: "rbac",
+                decision: "allowed",
+            })
+            .clone();
+        let read_only = in_flight
+            .get_or_create(&KindLabel {
+                request_kind: "readOnly",
+            })
+            .clone();
+        let mutating = in_flight
+            .get_or_create(&KindLabel {
+                request_kind: "mutating",
+            })
+            .clone();
+        let hot = Hot {
+            authenticated,
+            allowed,
+            read_only,
+            mutating,
+        };
         Metrics {
             registry,
+            hot,
             requests,
             durations,
             authentication,
@@ -214,6 +246,13 @@ impl Default for Metrics {
             handshake_failures,
         }
     }
+}
+
+struct Hot {
+    authenticated: Counter,
+    allowed: Counter,
+    read_only: Gauge,
+    mutating: Gauge,
 }
 
 /// Counts a request as in flight until dropped.
@@ -242,6 +281,10 @@ impl Metrics {
     /// Counts an authentication attempt: `success`, `failure` (no credential where one is
     /// needed) or `error` (a bad credential).
     pub fn authentication(&self, result: &'static str) {
+        if result == "success" {
+            self.hot.authenticated.inc();
+            return;
+        }
         self.authentication
             .get_or_create(&ResultLabel { result })
             .inc();
@@ -249,7 +292,11 @@ impl Metrics {
 
     /// Counts an authorization decision of the RBAC authorizer.
     pub fn authorization(&self, allowed: bool) {
-        let decision = if allowed { "allowed" } else { "denied" };
+        if allowed {
+            self.hot.allowed.inc();
+            return;
+        }
+        let decision = "denied";
         self.authorization
             .get_or_create(&DecisionLabels {
                 r#type: "RBAC",
@@ -261,10 +308,16 @@ impl Metrics {
 
     /// Counts a request of `kind` (`readOnly` or `mutating`) in flight until the guard drops.
     pub fn in_flight(&self, kind: &'static str) -> InFlight {
-        let gauge = self
-            .in_flight
-            .get_or_create(&KindLabel { request_kind: kind })
-            .clone();
+        let gauge = match kind {
+            "readOnly" => self.hot.read_only.clone(),
+            "mutating" => self.hot.mutating.clone(),
+            other => self
+                .in_flight
+                .get_or_create(&KindLabel {
+                    request_kind: other,
+                })
+                .clone(),
+        };
         gauge.inc();
         InFlight(gauge)
     }
