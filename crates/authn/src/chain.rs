@@ -118,6 +118,17 @@ pub type ChainService<S> = RequestInfoService<
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The future of a layer that either answers at once or hands the request on: no allocation.
+pub type Either<F, R, E> = futures::future::Either<std::future::Ready<Result<Response<R>, E>>, F>;
+
+fn answer<F, R, E>(response: Response<R>) -> Either<F, R, E> {
+    futures::future::Either::Left(std::future::ready(Ok(response)))
+}
+
+fn pass<F, R, E>(future: F) -> Either<F, R, E> {
+    futures::future::Either::Right(future)
+}
+
 // === Status responses ===
 
 /// A Kubernetes `Status` failure as kube-apiserver writes it.
@@ -203,14 +214,12 @@ pub struct RequestInfoService<S> {
 
 impl<S, B, R> Service<Request<B>> for RequestInfoService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
     R: From<String>,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = Either<S::Future, R, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -218,26 +227,22 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // Parsed already by [`MetricsLayer`] when it is in front.
-        let parsed = match req.extensions_mut().remove::<RequestInfo>() {
-            Some(info) => Ok(info),
-            None => RequestInfo::parse(req.method(), req.uri().path(), req.uri().query()),
-        };
-        let info = match parsed {
-            Ok(info) => info,
-            Err(e) => {
-                let message = e.to_string();
-                return Box::pin(async move {
-                    Ok(status_response(
+        if req.extensions().get::<RequestInfo>().is_none() {
+            match RequestInfo::parse(req.method(), req.uri().path(), req.uri().query()) {
+                Ok(info) => {
+                    req.extensions_mut().insert(info);
+                }
+                Err(e) => {
+                    return answer(status_response(
                         StatusCode::BAD_REQUEST,
                         "BadRequest",
-                        &message,
-                    ))
-                });
+                        &e.to_string(),
+                    ));
+                }
             }
-        };
-        req.extensions_mut().insert(info);
-        let mut inner = take(&mut self.inner);
-        Box::pin(async move { inner.call(req).await })
+        }
+        // Called right away: `poll_ready` readied this very service.
+        pass(self.inner.call(req))
     }
 }
 
@@ -426,41 +431,36 @@ pub fn is_impersonation_header(name: &http::HeaderName) -> bool {
 
 impl<S, B, R> Service<Request<B>> for ImpersonationService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
     R: From<String>,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = Either<S::Future, R, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let impersonating = req.headers().keys().any(is_impersonation_header);
         if !impersonating {
-            return Box::pin(async move { inner.call(req).await });
+            return pass(self.inner.call(req));
         }
         let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
             // Cannot happen behind authentication: deny.
-            return Box::pin(async { Ok(unauthorized()) });
+            return answer(unauthorized());
         };
         let outcome = impersonate(&*self.authorizer, requester, req.headers());
         let impersonated = match outcome {
             Ok(i) => i,
             Err(ImpersonationError::Invalid(message)) => {
                 // kube-apiserver answers 500 here; a malformed request is the client's error.
-                return Box::pin(async move {
-                    Ok(status_response(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        &message,
-                    ))
-                });
+                return answer(status_response(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &message,
+                ));
             }
             Err(ImpersonationError::Forbidden(attributes)) => {
                 tracing::info!(
@@ -470,13 +470,11 @@ where
                     "impersonation forbidden"
                 );
                 let message = forbidden_message(&attributes);
-                return Box::pin(async move {
-                    Ok(status_response(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        &message,
-                    ))
-                });
+                return answer(status_response(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    &message,
+                ));
             }
         };
         let names: Vec<http::HeaderName> = req
@@ -495,7 +493,7 @@ where
             req.extensions_mut().insert(OriginalUser(original));
         }
         req.extensions_mut().insert(impersonated.user);
-        Box::pin(async move { inner.call(req).await })
+        pass(self.inner.call(req))
     }
 }
 
@@ -609,27 +607,24 @@ pub struct AuthorizationService<S> {
 
 impl<S, B, R> Service<Request<B>> for AuthorizationService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
     R: From<String>,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = Either<S::Future, R, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let (Some(info), Some(user)) = (
             req.extensions().get::<RequestInfo>(),
             req.extensions().get::<UserInfo>(),
         ) else {
             // Cannot happen behind the earlier layers: deny.
-            return Box::pin(async { Ok(unauthorized()) });
+            return answer(unauthorized());
         };
         let attributes = info.attributes(user);
         let decision = self.layer.authorizer.authorize(&attributes);
@@ -652,15 +647,13 @@ where
             } else {
                 format!("{}: {}", forbidden_message(&attributes), decision.reason)
             };
-            return Box::pin(async move {
-                Ok(status_response(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    &message,
-                ))
-            });
+            return answer(status_response(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &message,
+            ));
         }
-        Box::pin(async move { inner.call(req).await })
+        pass(self.inner.call(req))
     }
 }
 

@@ -19,13 +19,13 @@ use crate::{RequestInfo, Verb};
 /// The labels of a request, as kube-apiserver's `MonitorRequest` gives them.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    verb: String,
+    verb: &'static str,
     group: String,
     version: String,
     resource: String,
     subresource: String,
-    scope: String,
-    component: String,
+    scope: &'static str,
+    component: &'static str,
 }
 
 impl RequestLabels {
@@ -46,17 +46,20 @@ impl RequestLabels {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/apply-patch"));
         // kube-apiserver's CleanVerb: the HTTP method, but LIST, WATCH and APPLY by name.
-        let verb = match info.verb() {
-            Verb::List => "LIST".to_owned(),
-            Verb::Watch => "WATCH".to_owned(),
-            Verb::Patch if apply => "APPLY".to_owned(),
-            _ => req.method().as_str().to_owned(),
-        };
         // Unknown methods are not labels: a client could otherwise add series at will.
-        let verb = match verb.as_str() {
-            "GET" | "HEAD" | "LIST" | "WATCH" | "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE"
-            | "OPTIONS" | "CONNECT" => verb,
-            _ => "other".to_owned(),
+        let verb = match (info.verb(), req.method()) {
+            (Verb::List, _) => "LIST",
+            (Verb::Watch, _) => "WATCH",
+            (Verb::Patch, _) if apply => "APPLY",
+            (_, &http::Method::GET) => "GET",
+            (_, &http::Method::HEAD) => "HEAD",
+            (_, &http::Method::POST) => "POST",
+            (_, &http::Method::PUT) => "PUT",
+            (_, &http::Method::PATCH) => "PATCH",
+            (_, &http::Method::DELETE) => "DELETE",
+            (_, &http::Method::OPTIONS) => "OPTIONS",
+            (_, &http::Method::CONNECT) => "CONNECT",
+            _ => "other",
         };
         let scope = if !info.is_resource_request {
             ""
@@ -73,8 +76,8 @@ impl RequestLabels {
             version: info.api_version.clone(),
             resource: info.resource.clone(),
             subresource: info.subresource.clone(),
-            scope: scope.to_owned(),
-            component: "apiserver".to_owned(),
+            scope,
+            component: "apiserver",
         }
     }
 }
@@ -83,7 +86,29 @@ impl RequestLabels {
 struct CodeLabels {
     #[prometheus(flatten)]
     request: RequestLabels,
-    code: String,
+    code: std::borrow::Cow<'static, str>,
+}
+
+/// The label of a response code: the common ones without an allocation.
+fn code_label(code: http::StatusCode) -> std::borrow::Cow<'static, str> {
+    let known = match code.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        other => return std::borrow::Cow::Owned(other.to_string()),
+    };
+    std::borrow::Cow::Borrowed(known)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -273,7 +298,7 @@ impl Metrics {
         self.requests
             .get_or_create(&CodeLabels {
                 request: labels,
-                code: code.as_u16().to_string(),
+                code: code_label(code),
             })
             .inc();
     }
