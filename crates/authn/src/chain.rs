@@ -118,6 +118,28 @@ pub type ChainService<S> = RequestInfoService<
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A layer's `Layer` impl and its service: the inner service and the layer's settings.
+macro_rules! layer_service {
+    ($layer:ident => $service:ident) => {
+        impl<S> Layer<S> for $layer {
+            type Service = $service<S>;
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    layer: self.clone(),
+                }
+            }
+        }
+
+        #[doc = concat!("The service of [`", stringify!($layer), "`].")]
+        #[derive(Clone)]
+        pub struct $service<S> {
+            inner: S,
+            layer: $layer,
+        }
+    };
+}
+
 /// The future of a layer that either answers at once or hands the request on: no allocation.
 pub type Either<F, R, E> = futures::future::Either<std::future::Ready<Result<Response<R>, E>>, F>;
 
@@ -206,7 +228,7 @@ impl<S> Layer<S> for RequestInfoLayer {
     }
 }
 
-/// See [`RequestInfoLayer`].
+/// The service of [`RequestInfoLayer`].
 #[derive(Debug, Clone)]
 pub struct RequestInfoService<S> {
     inner: S,
@@ -265,22 +287,7 @@ pub struct AuthenticationLayer {
     metrics: Arc<Metrics>,
 }
 
-impl<S> Layer<S> for AuthenticationLayer {
-    type Service = AuthenticationService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthenticationService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`AuthenticationLayer`].
-#[derive(Clone)]
-pub struct AuthenticationService<S> {
-    inner: S,
-    layer: AuthenticationLayer,
-}
+layer_service!(AuthenticationLayer => AuthenticationService);
 
 impl<S, B, R> Service<Request<B>> for AuthenticationService<S>
 where
@@ -349,22 +356,7 @@ pub struct AuditLayer {
     log: Option<Arc<AuditLog>>,
 }
 
-impl<S> Layer<S> for AuditLayer {
-    type Service = AuditService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuditService {
-            inner,
-            log: self.log.clone(),
-        }
-    }
-}
-
-/// See [`AuditLayer`].
-#[derive(Clone)]
-pub struct AuditService<S> {
-    inner: S,
-    log: Option<Arc<AuditLog>>,
-}
+layer_service!(AuditLayer => AuditService);
 
 impl<S, B, R> Service<Request<B>> for AuditService<S>
 where
@@ -383,7 +375,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let mut inner = take(&mut self.inner);
-        let Some(log) = self.log.clone() else {
+        let Some(log) = self.layer.log.clone() else {
             return Box::pin(async move { inner.call(req).await });
         };
         let record = AuditRecord::new(&req, log.policy());
@@ -406,22 +398,7 @@ pub struct ImpersonationLayer {
     authorizer: SharedAuthorizer,
 }
 
-impl<S> Layer<S> for ImpersonationLayer {
-    type Service = ImpersonationService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        ImpersonationService {
-            inner,
-            authorizer: self.authorizer.clone(),
-        }
-    }
-}
-
-/// See [`ImpersonationLayer`].
-#[derive(Clone)]
-pub struct ImpersonationService<S> {
-    inner: S,
-    authorizer: SharedAuthorizer,
-}
+layer_service!(ImpersonationLayer => ImpersonationService);
 
 /// Whether a header name is one of the `Impersonate-*` headers (any case: header names are
 /// case-insensitive and stored lower-case).
@@ -451,7 +428,7 @@ where
             // Cannot happen behind authentication: deny.
             return answer(unauthorized());
         };
-        let outcome = impersonate(&*self.authorizer, requester, req.headers());
+        let outcome = impersonate(&*self.layer.authorizer, requester, req.headers());
         let impersonated = match outcome {
             Ok(i) => i,
             Err(ImpersonationError::Invalid(message)) => {
@@ -509,22 +486,7 @@ pub struct MaxInFlightLayer {
     metrics: Arc<Metrics>,
 }
 
-impl<S> Layer<S> for MaxInFlightLayer {
-    type Service = MaxInFlightService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MaxInFlightService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`MaxInFlightLayer`].
-#[derive(Clone)]
-pub struct MaxInFlightService<S> {
-    inner: S,
-    layer: MaxInFlightLayer,
-}
+layer_service!(MaxInFlightLayer => MaxInFlightService);
 
 impl<S, B, R> Service<Request<B>> for MaxInFlightService<S>
 where
@@ -588,22 +550,7 @@ pub struct AuthorizationLayer {
     metrics: Arc<Metrics>,
 }
 
-impl<S> Layer<S> for AuthorizationLayer {
-    type Service = AuthorizationService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthorizationService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`AuthorizationLayer`].
-#[derive(Clone)]
-pub struct AuthorizationService<S> {
-    inner: S,
-    layer: AuthorizationLayer,
-}
+layer_service!(AuthorizationLayer => AuthorizationService);
 
 impl<S, B, R> Service<Request<B>> for AuthorizationService<S>
 where
@@ -675,22 +622,7 @@ impl MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// See [`MetricsLayer`].
-#[derive(Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
+layer_service!(MetricsLayer => MetricsService);
 
 impl<S, B, R> Service<Request<B>> for MetricsService<S>
 where
@@ -715,7 +647,7 @@ where
             req.extensions_mut().insert(info);
         }
         let labels = metrics::RequestLabels::of(&req);
-        let metrics = self.metrics.clone();
+        let metrics = self.layer.metrics.clone();
         let start = Instant::now();
         Box::pin(async move {
             let response = inner.call(req).await?;
