@@ -367,24 +367,25 @@ where
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = futures::future::Either<BoxFuture<Result<Response<R>, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
+        // Without an audit log (the default) the request passes with no allocation.
         let Some(log) = self.layer.log.clone() else {
-            return Box::pin(async move { inner.call(req).await });
+            return futures::future::Either::Right(self.inner.call(req));
         };
+        let mut inner = take(&mut self.inner);
         let record = AuditRecord::new(&req, log.policy());
         req.extensions_mut().insert(record.clone());
-        Box::pin(async move {
+        futures::future::Either::Left(Box::pin(async move {
             let response = inner.call(req).await?;
             log.write(&record, response.status());
             Ok(response)
-        })
+        }))
     }
 }
 

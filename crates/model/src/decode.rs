@@ -181,22 +181,12 @@ fn path_error<E: std::fmt::Display>(
     let path = e.path().to_string();
     let path = if path == "." { "" } else { path.as_str() };
     let message = e.inner().to_string();
-    let unknown_field = crate::error::is_unknown_field(&message);
-    match origin.err(join(prefix, path), message) {
-        Error::Decode {
-            source_name,
-            document,
-            field,
-            message,
-            ..
-        } => Error::Decode {
-            source_name,
-            document,
-            field,
-            message,
-            unknown_field,
-        },
-        other => other,
+    Error::Decode {
+        source_name: origin.source_name.to_owned(),
+        document: origin.document,
+        field: join(prefix, path),
+        unknown_field: crate::error::is_unknown_field(&message),
+        message,
     }
 }
 
