@@ -27,6 +27,16 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     // The store conformance suite runs against a real etcd.
     ("etcd", "etcd-server"),
+    // The LDAP connector's tests run against a real slapd, seeded with ldapadd.
+    ("/usr/sbin/slapd", "slapd"),
+    ("ldapadd", "ldap-utils"),
+    // Forward auth is tested behind real nginx (auth_request) and Caddy (forward_auth); the
+    // proxy's benchmark runs beside nginx proxy_pass.
+    ("/usr/sbin/nginx", "nginx"),
+    ("caddy", "caddy"),
+    // Every page is tested in headless Chromium through chromedriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// Cargo features the test and CI runs turn on (they need the packages above): the etcd
