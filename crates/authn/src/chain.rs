@@ -28,8 +28,8 @@ use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::{
-    AuthenticatorChain, Authorize, Credentials, ImpersonationError, RequestInfo, UserInfo, Verb,
-    impersonate,
+    AuthenticatorChain, Authorize, AuthorizeRemote, Credentials, ImpersonationError, RequestInfo,
+    UserInfo, Verb, impersonate, impersonate_remote,
 };
 use audit::{AuditLog, AuditRecord};
 use metrics::Metrics;
@@ -108,6 +108,40 @@ impl Chain {
             .into_inner()
     }
 }
+
+impl Chain {
+    /// The chain of a front end that forwards to a cluster which authorizes for itself (the
+    /// API proxy): request info → authentication → audit → impersonation (each check asked of
+    /// `impersonation`, the cluster) → max-in-flight → handler. There is no local authorization
+    /// layer: the cluster decides every forwarded request as the identity the handler sends.
+    pub fn forwarding_layer<S>(
+        &self,
+        impersonation: Arc<dyn AuthorizeRemote>,
+    ) -> impl Layer<S, Service = ForwardingChainService<S>> + Clone + use<S> {
+        let read_only = Arc::new(Semaphore::new(self.max_read_only));
+        let mutating = Arc::new(Semaphore::new(self.max_mutating));
+        ServiceBuilder::new()
+            .layer(RequestInfoLayer)
+            .layer(self.authentication_layer())
+            .layer(AuditLayer {
+                log: self.audit.clone(),
+            })
+            .layer(RemoteImpersonationLayer {
+                authorizer: impersonation,
+            })
+            .layer(MaxInFlightLayer {
+                read_only,
+                mutating,
+                metrics: self.metrics.clone(),
+            })
+            .into_inner()
+    }
+}
+
+/// The service [`Chain::forwarding_layer`] makes of a handler.
+pub type ForwardingChainService<S> = RequestInfoService<
+    AuthenticationService<AuditService<RemoteImpersonationService<MaxInFlightService<S>>>>,
+>;
 
 /// The service the chain makes of a handler.
 pub type ChainService<S> = RequestInfoService<
@@ -429,49 +463,103 @@ where
             // Cannot happen behind authentication: deny.
             return answer(unauthorized());
         };
-        let outcome = impersonate(&*self.layer.authorizer, requester, req.headers());
-        let impersonated = match outcome {
-            Ok(i) => i,
-            Err(ImpersonationError::Invalid(message)) => {
-                // kube-apiserver answers 500 here; a malformed request is the client's error.
-                return answer(status_response(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &message,
-                ));
+        match impersonate(&*self.layer.authorizer, requester, req.headers()) {
+            Ok(impersonated) => {
+                act_as(&mut req, impersonated);
+                pass(self.inner.call(req))
             }
-            Err(ImpersonationError::Forbidden(attributes)) => {
-                tracing::info!(
-                    user = %attributes.user,
-                    resource = %attributes.resource,
-                    name = %attributes.name,
-                    "impersonation forbidden"
-                );
-                let message = forbidden_message(&attributes);
-                return answer(status_response(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    &message,
-                ));
+            Err(e) => answer(impersonation_refused(e)),
+        }
+    }
+}
+
+/// The answer to a refused impersonation.
+fn impersonation_refused<R: From<String>>(error: ImpersonationError) -> Response<R> {
+    match error {
+        // kube-apiserver answers 500 here; a malformed request is the client's error.
+        ImpersonationError::Invalid(message) => {
+            status_response(StatusCode::BAD_REQUEST, "BadRequest", &message)
+        }
+        ImpersonationError::Forbidden(attributes) => {
+            tracing::info!(
+                user = %attributes.user,
+                resource = %attributes.resource,
+                name = %attributes.name,
+                "impersonation forbidden"
+            );
+            status_response(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &forbidden_message(&attributes),
+            )
+        }
+    }
+}
+
+/// The request goes on as the impersonated identity: the `Impersonate-*` headers removed, the
+/// audit record and the extensions told.
+fn act_as<B>(req: &mut Request<B>, impersonated: crate::Impersonated) {
+    let names: Vec<http::HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|n| is_impersonation_header(n))
+        .cloned()
+        .collect();
+    for name in names {
+        req.headers_mut().remove(name);
+    }
+    if let Some(record) = req.extensions().get::<AuditRecord>() {
+        record.impersonated(&impersonated.user);
+    }
+    if let Some(original) = impersonated.original {
+        req.extensions_mut().insert(OriginalUser(original));
+    }
+    req.extensions_mut().insert(impersonated.user);
+}
+
+/// The impersonation layer of a front end whose authorizer is elsewhere (the API proxy asks
+/// the cluster behind it with SubjectAccessReviews): the same rules as [`ImpersonationLayer`],
+/// each check awaited.
+#[derive(Clone)]
+pub struct RemoteImpersonationLayer {
+    authorizer: Arc<dyn AuthorizeRemote>,
+}
+
+layer_service!(RemoteImpersonationLayer => RemoteImpersonationService);
+
+impl<S, B, R> Service<Request<B>> for RemoteImpersonationService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: From<String>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = futures::future::Either<S::Future, BoxFuture<Result<Response<R>, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if !req.headers().keys().any(is_impersonation_header) {
+            return futures::future::Either::Left(self.inner.call(req));
+        }
+        let authorizer = self.layer.authorizer.clone();
+        let mut inner = take(&mut self.inner);
+        futures::future::Either::Right(Box::pin(async move {
+            let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+                return Ok(unauthorized());
+            };
+            match impersonate_remote(&*authorizer, requester, req.headers()).await {
+                Ok(impersonated) => {
+                    act_as(&mut req, impersonated);
+                    inner.call(req).await
+                }
+                Err(e) => Ok(impersonation_refused(e)),
             }
-        };
-        let names: Vec<http::HeaderName> = req
-            .headers()
-            .keys()
-            .filter(|n| is_impersonation_header(n))
-            .cloned()
-            .collect();
-        for name in names {
-            req.headers_mut().remove(name);
-        }
-        if let Some(record) = req.extensions().get::<AuditRecord>() {
-            record.impersonated(&impersonated.user);
-        }
-        if let Some(original) = impersonated.original {
-            req.extensions_mut().insert(OriginalUser(original));
-        }
-        req.extensions_mut().insert(impersonated.user);
-        pass(self.inner.call(req))
+        }))
     }
 }
 
@@ -479,7 +567,7 @@ where
 
 /// Bounds the requests served at once, read-only and mutating apart, as kube-apiserver's
 /// max-in-flight filter; a request over the bound gets 429 `TooManyRequests` with
-/// `Retry-After: 1`. Watches are long-running and not counted.
+/// `Retry-After: 1`. Long-running requests (watches, exec, logs…) are not counted.
 #[derive(Clone)]
 pub struct MaxInFlightLayer {
     read_only: Arc<Semaphore>,
@@ -506,12 +594,11 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut inner = take(&mut self.inner);
-        let verb = req
-            .extensions()
-            .get::<RequestInfo>()
-            .map(|i| i.verb().clone());
-        let (kind, semaphore) = match verb {
-            Some(Verb::Watch) => return Box::pin(async move { inner.call(req).await }),
+        let info = req.extensions().get::<RequestInfo>();
+        if info.is_some_and(RequestInfo::is_long_running) {
+            return Box::pin(async move { inner.call(req).await });
+        }
+        let (kind, semaphore) = match info.map(RequestInfo::verb) {
             // As kube-apiserver: get and list are read-only, every other verb mutating.
             Some(Verb::Get | Verb::List) | None => ("readOnly", &self.layer.read_only),
             Some(_) => ("mutating", &self.layer.mutating),

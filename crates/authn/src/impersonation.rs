@@ -29,6 +29,14 @@ pub trait Authorize {
     fn authorize(&self, attributes: &Attributes) -> Decision;
 }
 
+/// An authorizer that asks someone else and waits for the answer (the API proxy asks the
+/// cluster with a SubjectAccessReview); an error inside must deny.
+#[async_trait::async_trait]
+pub trait AuthorizeRemote: Send + Sync {
+    /// Allowed or not.
+    async fn authorize(&self, attributes: &Attributes) -> Decision;
+}
+
 impl<F: Fn(&Attributes) -> Decision> Authorize for F {
     fn authorize(&self, attributes: &Attributes) -> Decision {
         self(attributes)
@@ -83,12 +91,8 @@ struct Check<'a> {
     name: &'a str,
 }
 
-fn check(
-    authz: &dyn Authorize,
-    requester: &UserInfo,
-    c: &Check<'_>,
-) -> Result<(), ImpersonationError> {
-    let attributes = Attributes {
+fn check_attributes(requester: &UserInfo, c: &Check<'_>) -> Attributes {
+    Attributes {
         user: requester.name.clone(),
         groups: requester.groups.clone(),
         extra: requester.extra.clone(),
@@ -100,11 +104,6 @@ fn check(
         namespace: c.namespace.into(),
         name: c.name.into(),
         path: String::new(),
-    };
-    if authz.authorize(&attributes).allowed {
-        Ok(())
-    } else {
-        Err(ImpersonationError::Forbidden(Box::new(attributes)))
     }
 }
 
@@ -146,152 +145,216 @@ pub fn impersonate(
     requester: UserInfo,
     headers: &http::HeaderMap,
 ) -> Result<Impersonated, ImpersonationError> {
-    let users: Vec<&str> = values(headers, IMPERSONATE_USER)?
-        .into_iter()
-        .filter(|u| !u.is_empty())
-        .collect();
-    let groups = values(headers, IMPERSONATE_GROUP)?;
-    let uids = values(headers, IMPERSONATE_UID)?;
-    let mut extra_headers: Vec<&str> = headers
-        .keys()
-        .map(http::HeaderName::as_str)
-        .filter(|k| k.starts_with(IMPERSONATE_EXTRA_PREFIX))
-        .collect();
-    extra_headers.sort_unstable();
-    let [user] = users.as_slice() else {
-        if users.is_empty() {
-            if !groups.is_empty() || !uids.is_empty() || !extra_headers.is_empty() {
-                return Err(ImpersonationError::Invalid(
-                    "requested groups, a uid or extra fields without impersonating a user; add Impersonate-User".into(),
-                ));
-            }
-            return Ok(Impersonated {
-                user: requester,
-                original: None,
-            });
-        }
-        return Err(ImpersonationError::Invalid(
-            "only one Impersonate-User header is allowed".into(),
-        ));
+    let Some(request) = ImpersonationRequest::from_headers(&requester, headers)? else {
+        return Ok(Impersonated {
+            user: requester,
+            original: None,
+        });
     };
-    if uids.len() > 1 {
-        return Err(ImpersonationError::Invalid(
-            "only one Impersonate-Uid header is allowed".into(),
-        ));
-    }
-    let user = (*user).to_owned();
-    let mut impersonated = UserInfo {
-        name: user.clone(),
-        ..UserInfo::default()
-    };
-    match user
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'))
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains(':'))
-    {
-        Some((namespace, name)) => {
-            check(
-                authz,
-                &requester,
-                &Check {
-                    api_group: "",
-                    resource: "serviceaccounts",
-                    subresource: "",
-                    namespace,
-                    name,
-                },
-            )?;
-            if groups.is_empty() {
-                impersonated.groups = vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{namespace}"),
-                ];
-            }
-        }
-        None => check(
-            authz,
-            &requester,
-            &Check {
-                api_group: "",
-                resource: "users",
-                subresource: "",
-                namespace: "",
-                name: &user,
-            },
-        )?,
-    }
-    for group in &groups {
-        check(
-            authz,
-            &requester,
-            &Check {
-                api_group: "",
-                resource: "groups",
-                subresource: "",
-                namespace: "",
-                name: group,
-            },
-        )?;
-        impersonated.groups.push((*group).to_owned());
-    }
-    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for header in extra_headers {
-        let raw = header
-            .get(IMPERSONATE_EXTRA_PREFIX.len()..)
-            .unwrap_or_default();
-        // Header names arrive lower-cased: as kube-apiserver, the key is lower-cased before
-        // it is unescaped.
-        let key = path_unescape(raw);
-        for value in values(headers, header)? {
-            check(
-                authz,
-                &requester,
-                &Check {
-                    api_group: "authentication.k8s.io",
-                    resource: "userextras",
-                    subresource: &key,
-                    namespace: "",
-                    name: value,
-                },
-            )?;
-            extra.entry(key.clone()).or_default().push(value.to_owned());
+    for attributes in request.checks {
+        if !authz.authorize(&attributes).allowed {
+            return Err(ImpersonationError::Forbidden(Box::new(attributes)));
         }
     }
-    impersonated.extra = extra;
-    if let Some(uid) = uids.first() {
-        check(
-            authz,
-            &requester,
-            &Check {
-                api_group: "authentication.k8s.io",
-                resource: "uids",
-                subresource: "",
-                namespace: "",
-                name: uid,
-            },
-        )?;
-        impersonated.uid = (*uid).to_owned();
-    }
-    if user == SYSTEM_ANONYMOUS {
-        if !impersonated
-            .groups
-            .iter()
-            .any(|g| g == SYSTEM_UNAUTHENTICATED)
-        {
-            impersonated.groups.push(SYSTEM_UNAUTHENTICATED.into());
-        }
-    } else if !impersonated
-        .groups
-        .iter()
-        .any(|g| g == SYSTEM_AUTHENTICATED || g == SYSTEM_UNAUTHENTICATED)
-    {
-        impersonated.groups.push(SYSTEM_AUTHENTICATED.into());
-    }
-    tracing::info!(user = %requester.name, impersonated = %impersonated.name, "impersonation");
+    tracing::info!(user = %requester.name, impersonated = %request.user.name, "impersonation");
     Ok(Impersonated {
-        user: impersonated,
+        user: request.user,
         original: Some(requester),
     })
+}
+
+/// [`impersonate`] with an authorizer that must ask someone else (a SubjectAccessReview to a
+/// cluster, for the API proxy): the checks are asked in the same order, and the first denial
+/// (or failure to get an answer) refuses.
+///
+/// # Errors
+///
+/// As [`impersonate`].
+pub async fn impersonate_remote(
+    authz: &dyn AuthorizeRemote,
+    requester: UserInfo,
+    headers: &http::HeaderMap,
+) -> Result<Impersonated, ImpersonationError> {
+    let Some(request) = ImpersonationRequest::from_headers(&requester, headers)? else {
+        return Ok(Impersonated {
+            user: requester,
+            original: None,
+        });
+    };
+    for attributes in request.checks {
+        if !authz.authorize(&attributes).await.allowed {
+            return Err(ImpersonationError::Forbidden(Box::new(attributes)));
+        }
+    }
+    tracing::info!(user = %requester.name, impersonated = %request.user.name, "impersonation");
+    Ok(Impersonated {
+        user: request.user,
+        original: Some(requester),
+    })
+}
+
+/// What `Impersonate-*` headers ask: the identity to act as, and the `impersonate` checks the
+/// requester must pass for it, in kube-apiserver's order (user or service account, each group,
+/// each extra value, the uid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpersonationRequest {
+    /// The identity asked for, with the groups kube-apiserver adds.
+    pub user: UserInfo,
+    /// The attributes each to be authorized for the requester.
+    pub checks: Vec<Attributes>,
+}
+
+impl ImpersonationRequest {
+    /// The request the headers make, or `None` without `Impersonate-*` headers.
+    ///
+    /// # Errors
+    ///
+    /// [`ImpersonationError::Invalid`] for malformed headers.
+    pub fn from_headers(
+        requester: &UserInfo,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<ImpersonationRequest>, ImpersonationError> {
+        let users: Vec<&str> = values(headers, IMPERSONATE_USER)?
+            .into_iter()
+            .filter(|u| !u.is_empty())
+            .collect();
+        let groups = values(headers, IMPERSONATE_GROUP)?;
+        let uids = values(headers, IMPERSONATE_UID)?;
+        let mut extra_headers: Vec<&str> = headers
+            .keys()
+            .map(http::HeaderName::as_str)
+            .filter(|k| k.starts_with(IMPERSONATE_EXTRA_PREFIX))
+            .collect();
+        extra_headers.sort_unstable();
+        let [user] = users.as_slice() else {
+            if users.is_empty() {
+                if !groups.is_empty() || !uids.is_empty() || !extra_headers.is_empty() {
+                    return Err(ImpersonationError::Invalid(
+                        "requested groups, a uid or extra fields without impersonating a user; \
+                         add Impersonate-User"
+                            .into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            return Err(ImpersonationError::Invalid(
+                "only one Impersonate-User header is allowed".into(),
+            ));
+        };
+        if uids.len() > 1 {
+            return Err(ImpersonationError::Invalid(
+                "only one Impersonate-Uid header is allowed".into(),
+            ));
+        }
+        let user = (*user).to_owned();
+        let mut checks = Vec::new();
+        let mut impersonated = UserInfo {
+            name: user.clone(),
+            ..UserInfo::default()
+        };
+        match user
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains(':'))
+        {
+            Some((namespace, name)) => {
+                checks.push(check_attributes(
+                    requester,
+                    &Check {
+                        api_group: "",
+                        resource: "serviceaccounts",
+                        subresource: "",
+                        namespace,
+                        name,
+                    },
+                ));
+                if groups.is_empty() {
+                    impersonated.groups = vec![
+                        "system:serviceaccounts".into(),
+                        format!("system:serviceaccounts:{namespace}"),
+                    ];
+                }
+            }
+            None => checks.push(check_attributes(
+                requester,
+                &Check {
+                    api_group: "",
+                    resource: "users",
+                    subresource: "",
+                    namespace: "",
+                    name: &user,
+                },
+            )),
+        }
+        for group in &groups {
+            checks.push(check_attributes(
+                requester,
+                &Check {
+                    api_group: "",
+                    resource: "groups",
+                    subresource: "",
+                    namespace: "",
+                    name: group,
+                },
+            ));
+            impersonated.groups.push((*group).to_owned());
+        }
+        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for header in extra_headers {
+            let raw = header
+                .get(IMPERSONATE_EXTRA_PREFIX.len()..)
+                .unwrap_or_default();
+            // Header names arrive lower-cased: as kube-apiserver, the key is lower-cased before
+            // it is unescaped.
+            let key = path_unescape(raw);
+            for value in values(headers, header)? {
+                checks.push(check_attributes(
+                    requester,
+                    &Check {
+                        api_group: "authentication.k8s.io",
+                        resource: "userextras",
+                        subresource: &key,
+                        namespace: "",
+                        name: value,
+                    },
+                ));
+                extra.entry(key.clone()).or_default().push(value.to_owned());
+            }
+        }
+        impersonated.extra = extra;
+        if let Some(uid) = uids.first() {
+            checks.push(check_attributes(
+                requester,
+                &Check {
+                    api_group: "authentication.k8s.io",
+                    resource: "uids",
+                    subresource: "",
+                    namespace: "",
+                    name: uid,
+                },
+            ));
+            impersonated.uid = (*uid).to_owned();
+        }
+        if user == SYSTEM_ANONYMOUS {
+            if !impersonated
+                .groups
+                .iter()
+                .any(|g| g == SYSTEM_UNAUTHENTICATED)
+            {
+                impersonated.groups.push(SYSTEM_UNAUTHENTICATED.into());
+            }
+        } else if !impersonated
+            .groups
+            .iter()
+            .any(|g| g == SYSTEM_AUTHENTICATED || g == SYSTEM_UNAUTHENTICATED)
+        {
+            impersonated.groups.push(SYSTEM_AUTHENTICATED.into());
+        }
+        Ok(Some(ImpersonationRequest {
+            user: impersonated,
+            checks,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -68,8 +68,9 @@ pub use cache::TokenCache;
 pub use config::{AuthenticationConfiguration, LegacyOidcFlags};
 pub use error::Error;
 pub use impersonation::{
-    Authorize, IMPERSONATE_EXTRA_PREFIX, IMPERSONATE_GROUP, IMPERSONATE_UID, IMPERSONATE_USER,
-    Impersonated, ImpersonationError, impersonate,
+    Authorize, AuthorizeRemote, IMPERSONATE_EXTRA_PREFIX, IMPERSONATE_GROUP, IMPERSONATE_UID,
+    IMPERSONATE_USER, Impersonated, ImpersonationError, ImpersonationRequest, impersonate,
+    impersonate_remote,
 };
 pub use jwt::{JwtAuthenticator, KeySourceFactory};
 pub use keys::{DiscoveryKeys, KeySource, StaticKeys};

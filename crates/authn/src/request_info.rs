@@ -235,6 +235,18 @@ impl RequestInfo {
         Ok(info)
     }
 
+    /// Whether the request may last as long as the client wants (kube-apiserver's
+    /// `BasicLongRunningRequestCheck`: the verbs `watch` and `proxy`, the subresources
+    /// `attach`, `exec`, `proxy`, `log` and `portforward`). Max-in-flight does not count them.
+    pub fn is_long_running(&self) -> bool {
+        matches!(self.verb, Verb::Watch | Verb::Proxy)
+            || (self.is_resource_request
+                && matches!(
+                    self.subresource.as_str(),
+                    "attach" | "exec" | "proxy" | "log" | "portforward"
+                ))
+    }
+
     /// The verb.
     pub fn verb(&self) -> &Verb {
         &self.verb

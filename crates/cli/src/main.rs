@@ -54,6 +54,62 @@ struct ServerFlags {
     log_format: LogFormat,
 }
 
+/// `portcullis agent`'s flags; each overrides the config file.
+#[derive(clap::Args, Debug)]
+struct AgentFlags {
+    /// YAML config file (AgentConfig).
+    #[arg(long = "config", env = "PORTCULLIS_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// This cluster's name in the fleet (also the default token audience).
+    #[arg(long, env = "PORTCULLIS_CLUSTER")]
+    cluster: Option<String>,
+    /// The management issuer's URL.
+    #[arg(long, env = "PORTCULLIS_ISSUER_URL")]
+    issuer_url: Option<String>,
+    /// CA bundle (PEM) for the issuer's HTTPS.
+    #[arg(long, env = "PORTCULLIS_ISSUER_CA")]
+    issuer_ca: Option<PathBuf>,
+    /// Token audiences accepted (repeatable; the cluster name when none).
+    #[arg(long = "audience", env = "PORTCULLIS_AUDIENCES", value_delimiter = ',')]
+    audiences: Vec<String>,
+    /// An AuthenticationConfiguration file instead of the issuer flags (reloaded on change).
+    #[arg(long, env = "PORTCULLIS_AUTHENTICATION_CONFIG")]
+    authentication_config: Option<PathBuf>,
+    /// Kubeconfig of the cluster's API server and the agent's credential; in-cluster when
+    /// absent.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_KUBECONFIG")]
+    upstream_kubeconfig: Option<PathBuf>,
+    /// Context of the upstream kubeconfig.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CONTEXT")]
+    upstream_context: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "PORTCULLIS_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory for a generated serving certificate.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for a generated serving certificate (repeatable).
+    #[arg(long = "host", env = "PORTCULLIS_HOSTS", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Serving certificate chain (PEM); with --tls-key-file.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// CA (PEM) of break-glass client certificates.
+    #[arg(long, env = "PORTCULLIS_CLIENT_CA_FILE")]
+    client_ca_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum StoreKind {
     Redb,
@@ -101,6 +157,12 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         flags: ServerFlags,
+    },
+    /// Run on an attached cluster: the API proxy (the issuer's tokens in, impersonation out)
+    /// and the TokenReview webhook. Holds no user credentials.
+    Agent {
+        #[command(flatten)]
+        flags: AgentFlags,
     },
     /// Create or update objects from files, directories or `-` (stdin).
     Apply {
@@ -214,6 +276,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Up { flags } => serve(Config::default(), flags).await,
+        Command::Agent { flags } => agent(flags).await,
         Command::Serve { config, flags } => {
             let base = match config {
                 Some(path) => Config::from_file(&path)?,
@@ -408,6 +471,73 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
     }
     println!("  try:              kubectl --kubeconfig {kubeconfig} get workspaces");
     println!("                    portcullis --help");
+    stop.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn agent(flags: AgentFlags) -> Result<ExitCode> {
+    use portcullis_server::agent::{AgentConfig, ServingCertificate, start_agent};
+    init_logging(flags.log_format);
+    let mut config = match &flags.config {
+        Some(path) => AgentConfig::from_file(path)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(v) = flags.cluster {
+        config.cluster = v;
+    }
+    if let Some(v) = flags.issuer_url {
+        config.issuer.url = v;
+    }
+    if let Some(v) = flags.issuer_ca {
+        config.issuer.certificate_authority = Some(v);
+    }
+    if !flags.audiences.is_empty() {
+        config.audiences = flags.audiences;
+    }
+    if let Some(v) = flags.authentication_config {
+        config.authentication_config = Some(v);
+    }
+    if let Some(v) = flags.upstream_kubeconfig {
+        config.upstream.kubeconfig = Some(v);
+    }
+    if let Some(v) = flags.upstream_context {
+        config.upstream.context = Some(v);
+    }
+    if let Some(v) = flags.listen {
+        config.listen = v;
+    }
+    if let Some(v) = flags.data_dir {
+        config.data_dir = v;
+    }
+    config.hosts.extend(flags.hosts);
+    if let (Some(cert_file), Some(key_file)) = (flags.tls_cert_file, flags.tls_key_file) {
+        config.serving_certificate = Some(ServingCertificate {
+            cert_file,
+            key_file,
+        });
+    }
+    if let Some(v) = flags.client_ca_file {
+        config.client_ca_file = Some(v);
+    }
+    let stop = shutdown_signal()?;
+    let cluster = config.cluster.clone();
+    let running = start_agent(config).await.context("starting the agent")?;
+    println!(
+        "portcullis agent for cluster {cluster:?} is running at {}",
+        running.url
+    );
+    if let Some(ca) = &running.ca_path {
+        println!(
+            "  serving CA:  {}  (generated; give it to kubectl as certificate-authority)",
+            ca.display()
+        );
+    }
+    println!(
+        "  readiness:   {}/readyz  (true once the issuer's keys are fetched)",
+        running.url
+    );
     stop.await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await?;

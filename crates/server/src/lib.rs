@@ -7,6 +7,7 @@
 //! are private.
 #![deny(missing_docs)]
 
+pub mod agent;
 mod api;
 pub mod config;
 mod kinds;

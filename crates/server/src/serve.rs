@@ -195,22 +195,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let audit = match &config.audit {
-        Some(audit) => {
-            let text = std::fs::read_to_string(&audit.policy_file).with_context(|| {
-                format!("reading the audit policy {}", audit.policy_file.display())
-            })?;
-            let policy = AuditPolicy::from_yaml(&text).map_err(|e| {
-                anyhow::anyhow!("the audit policy {}: {e}", audit.policy_file.display())
-            })?;
-            Some(Arc::new(
-                AuditLog::open(&audit.log_path, policy, metrics.clone()).with_context(|| {
-                    format!("opening the audit log {}", audit.log_path.display())
-                })?,
-            ))
-        }
-        None => None,
-    };
+    let audit = open_audit(config.audit.as_ref(), &metrics)?;
     let authz: portcullis_authn::chain::SharedAuthorizer = authorizer.clone();
     let chain = Chain {
         authenticator: AuthenticatorChain::new()
@@ -278,6 +263,23 @@ pub async fn start(config: Config) -> Result<Running> {
         #[cfg(feature = "bench-internals")]
         state: kept_state,
     })
+}
+
+/// The audit log of `config`, if any.
+pub(crate) fn open_audit(
+    config: Option<&crate::config::AuditConfig>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<AuditLog>>> {
+    let Some(audit) = config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&audit.policy_file)
+        .with_context(|| format!("reading the audit policy {}", audit.policy_file.display()))?;
+    let policy = AuditPolicy::from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("the audit policy {}: {e}", audit.policy_file.display()))?;
+    let log = AuditLog::open(&audit.log_path, policy, metrics.clone())
+        .with_context(|| format!("opening the audit log {}", audit.log_path.display()))?;
+    Ok(Some(Arc::new(log)))
 }
 
 pub(crate) async fn accept_loop(

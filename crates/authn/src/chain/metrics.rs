@@ -128,6 +128,12 @@ struct KindLabel {
     request_kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    request_kind: &'static str,
+    code: u16,
+}
+
 fn duration_histogram() -> Histogram {
     // kube-apiserver's buckets for request durations, in seconds.
     Histogram::new([
@@ -148,6 +154,7 @@ pub struct Metrics {
     authorization: Family<DecisionLabels, Counter>,
     in_flight: Family<KindLabel, Gauge>,
     dropped: Family<KindLabel, Counter>,
+    upstream: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
     /// Audit events written.
     pub audit_events: Counter,
     /// Audit events lost (the writer failed or fell behind).
@@ -203,6 +210,13 @@ impl Default for Metrics {
             "apiserver_dropped_requests",
             "Requests refused with 429 because too many were in flight, by request kind",
             dropped.clone(),
+        );
+        let upstream: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "portcullis_upstream_duration_seconds",
+            "Time until the upstream's response head arrived (the API proxy's cluster), by request kind (request, upgrade) and HTTP code (0: no answer)",
+            upstream.clone(),
         );
         let audit_events = Counter::default();
         registry.register(
@@ -265,6 +279,7 @@ impl Default for Metrics {
             authorization,
             in_flight,
             dropped,
+            upstream,
             audit_events,
             audit_errors,
             connections,
@@ -352,6 +367,14 @@ impl Metrics {
         self.dropped
             .get_or_create(&KindLabel { request_kind: kind })
             .inc();
+    }
+
+    /// Times a request forwarded upstream, until its response head (`code` 0 when none came).
+    pub fn upstream(&self, upgrade: bool, code: u16, took: Duration) {
+        let request_kind = if upgrade { "upgrade" } else { "request" };
+        self.upstream
+            .get_or_create(&UpstreamLabels { request_kind, code })
+            .observe(took.as_secs_f64());
     }
 
     /// The text exposition of every metric (OpenMetrics, which Prometheus reads).

@@ -1,0 +1,113 @@
+//! Asking the cluster: SubjectAccessReviews for impersonation through the proxy.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, header};
+use http_body_util::BodyExt as _;
+use portcullis_authn::AuthorizeRemote;
+use portcullis_rbac::{Attributes, Decision};
+use serde_json::json;
+
+use crate::upstream::Upstream;
+
+/// Largest SubjectAccessReview answer read.
+const MAX_REVIEW_BYTES: usize = 256 * 1024;
+
+/// Decides `impersonate` checks by asking the cluster: a `SubjectAccessReview` naming the
+/// requester, sent with the proxy's own credential (which needs `create` on
+/// `subjectaccessreviews`). No answer, an error or an unreadable answer deny.
+#[derive(Debug, Clone)]
+pub struct ClusterAuthorizer {
+    upstream: Arc<Upstream>,
+}
+
+impl ClusterAuthorizer {
+    /// Asking `upstream`.
+    pub fn new(upstream: Arc<Upstream>) -> ClusterAuthorizer {
+        ClusterAuthorizer { upstream }
+    }
+
+    async fn ask(&self, a: &Attributes) -> Result<Decision, String> {
+        let mut resource = json!({
+            "verb": a.verb,
+            "group": a.api_group,
+            "resource": a.resource,
+        });
+        for (key, value) in [
+            ("subresource", &a.subresource),
+            ("namespace", &a.namespace),
+            ("name", &a.name),
+        ] {
+            if !value.is_empty() {
+                resource[key] = json!(value);
+            }
+        }
+        let mut spec = json!({
+            "user": a.user,
+            "groups": a.groups,
+            "resourceAttributes": resource,
+        });
+        if !a.extra.is_empty() {
+            spec["extra"] = json!(a.extra);
+        }
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+        });
+        let uri = self
+            .upstream
+            .uri("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+            .map_err(|e| e.to_string())?;
+        let mut req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Body::from(review.to_string()))
+            .map_err(|e| e.to_string())?;
+        if let Some(auth) = self.upstream.authorization()? {
+            req.headers_mut().insert(header::AUTHORIZATION, auth);
+        }
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.upstream.send(req, false),
+        )
+        .await
+        .map_err(|_| "no answer within 30 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+        let code = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_REVIEW_BYTES)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !code.is_success() {
+            return Err(format!(
+                "HTTP {code}: {}",
+                String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or_default())
+            ));
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let status = &answer["status"];
+        let allowed =
+            status["allowed"].as_bool() == Some(true) && status["denied"].as_bool() != Some(true);
+        let reason = status["reason"].as_str().unwrap_or_default().to_owned();
+        Ok(Decision { allowed, reason })
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthorizeRemote for ClusterAuthorizer {
+    async fn authorize(&self, attributes: &Attributes) -> Decision {
+        match self.ask(attributes).await {
+            Ok(decision) => decision,
+            Err(reason) => {
+                tracing::warn!(%reason, user = %attributes.user, "SubjectAccessReview to the cluster failed; denying");
+                Decision {
+                    allowed: false,
+                    reason: format!("the cluster could not be asked: {reason}"),
+                }
+            }
+        }
+    }
+}
