@@ -157,12 +157,23 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
     };
     let original = req.extensions().get::<OriginalUser>().map(|o| o.0.clone());
     let upgrade = is_upgrade(req.headers());
-    if let Some(length) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && length > proxy.config.max_body_bytes
+    if req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        // RFC 9112 §6.3: a sign of request smuggling; never forwarded.
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the request has both Transfer-Encoding and Content-Length",
+        );
+    }
+    // The declared length (Content-Length, or HTTP/2's): refused at once when too large.
+    if let Some(length) = http_body::Body::size_hint(req.body()).upper().or_else(|| {
+        req.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    }) && length > proxy.config.max_body_bytes
     {
         return status(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -254,6 +265,17 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
     .await;
     let mut response = match sent {
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if body_too_large(&e) => {
+            proxy.metrics.upstream(upgrade, 0, started.elapsed());
+            return status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &format!(
+                    "the request body is larger than {} bytes; it was not forwarded whole",
+                    proxy.config.max_body_bytes
+                ),
+            );
+        }
         Ok(Err(e)) => {
             proxy.metrics.upstream(upgrade, 0, started.elapsed());
             tracing::warn!(upstream = %proxy.upstream.server(), error = %error_chain(&e), "upstream request failed");
@@ -327,6 +349,18 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
 
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Whether sending failed because the client's body went over the limit.
+fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An error and its causes, joined (hyper's client errors say little at the top).

@@ -254,7 +254,8 @@ impl Upstream {
     ///
     /// [`UpstreamError::Tls`] for an unusable CA or client certificate.
     pub fn new(config: UpstreamConfig) -> Result<Arc<Upstream>, UpstreamError> {
-        let tls = |alpn: &[&[u8]]| -> Result<rustls::ClientConfig, UpstreamError> {
+        // ALPN is set by the connector builder (h2 and http/1.1, or http/1.1 for upgrades).
+        let tls = || -> Result<rustls::ClientConfig, UpstreamError> {
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(&config.ca_pem) {
@@ -272,7 +273,7 @@ impl Upstream {
                 .with_safe_default_protocol_versions()
                 .map_err(|e| UpstreamError::Tls(e.to_string()))?
                 .with_root_certificates(roots);
-            let mut tls = match &config.client_identity {
+            let tls = match &config.client_identity {
                 Some((cert, key)) => {
                     let chain = CertificateDer::pem_slice_iter(cert)
                         .collect::<Result<Vec<_>, _>>()
@@ -285,7 +286,6 @@ impl Upstream {
                 }
                 None => builder.with_no_client_auth(),
             };
-            tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(tls)
         };
         let connector = |tls: rustls::ClientConfig, h2: bool| {
@@ -316,8 +316,8 @@ impl Upstream {
             }
             b.build(connector)
         };
-        let pooled = client(connector(tls(&[b"h2", b"http/1.1"])?, true), true);
-        let upgrades = client(connector(tls(&[b"http/1.1"])?, false), false);
+        let pooled = client(connector(tls()?, true), true);
+        let upgrades = client(connector(tls()?, false), false);
         Ok(Arc::new(Upstream {
             server: config.server,
             pooled,

@@ -298,7 +298,10 @@ pub(crate) async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_headers(MAX_HEADERS);
+        .max_headers(MAX_HEADERS)
+        // The request head (line and headers) is read into this buffer: bounded as HTTP/2's
+        // header list is (431 beyond it).
+        .max_buf_size(MAX_HEADER_LIST as usize);
     builder.http2().max_header_list_size(MAX_HEADER_LIST);
     loop {
         let (tcp, remote) = tokio::select! {

@@ -410,12 +410,7 @@ impl Double {
 
     /// A kubeconfig (YAML) for this double with `token`, namespace `namespace`.
     pub fn kubeconfig(&self, token: &str, namespace: &str) -> String {
-        use base64::Engine as _;
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: double\n  context:\n    cluster: double\n    user: user\n    namespace: {namespace}\ncurrent-context: double\n",
-            self.url
-        )
+        crate::kubectl::kubeconfig(&self.url, &self.ca_pem, token, namespace)
     }
 
     /// Every request received so far, in arrival order.

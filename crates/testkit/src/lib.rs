@@ -5,6 +5,7 @@
 //!   a real v1.28.4 server (discovery, RBAC and core kinds, watch, server-side apply,
 //!   impersonation, access reviews, exec/attach/port-forward over WebSocket and SPDY/3.1).
 //! - [`envtest::KubeApiServer`]: the real kube-apiserver of `KUBEBUILDER_ASSETS` with etcd.
+//! - [`kubectl::Kubectl`]: real kubectl with its own kubeconfig and directories.
 //! - [`Etcd`]: a real etcd.
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub mod envtest;
 pub mod kube_apiserver;
+pub mod kubectl;
 pub mod rbac_dump;
 
 /// Errors starting a peer.

@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod agent;
 mod api;
 mod escalation;
 mod kube_apiserver;

@@ -1,101 +1,16 @@
 //! Real kubectl (v1.32, as in `kubectl-requests.jsonl`) against the double, each command with a
 //! kubeconfig and an empty cache directory in a temporary directory.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use portcullis_testkit::kube_apiserver::{Config, Double, UserInfo};
+use portcullis_testkit::kubectl::{Kubectl, Output};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
-/// kubectl 1.32: `$KUBECTL`, else the gcloud packaging's `kubectl.1.32` beside the dispatcher
-/// (the dispatcher would pick kubectl 1.28 for a v1.28 server), else `kubectl` on PATH.
-fn kubectl_binary() -> Option<PathBuf> {
-    if let Some(k) = std::env::var_os("KUBECTL") {
-        return Some(PathBuf::from(k));
-    }
-    let path = std::env::var_os("PATH")?;
-    let on_path = std::env::split_paths(&path)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())?;
-    let real = std::fs::canonicalize(&on_path).unwrap_or(on_path.clone());
-    let pinned = real.with_file_name("kubectl.1.32");
-    Some(if pinned.is_file() { pinned } else { on_path })
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    fn new(double: &Double, token: &str, namespace: &str) -> Option<Kubectl> {
-        let Some(bin) = kubectl_binary() else {
-            println!("skipped: kubectl is not installed (set KUBECTL or put kubectl on PATH)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config"),
-            double.kubeconfig(token, namespace),
-        )
-        .unwrap();
-        Some(Kubectl { bin, dir })
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.env("KUBECONFIG", self.dir.path().join("config"))
-            .env("HOME", self.dir.path())
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir.path().join("cache").display()
-            ))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        c
-    }
-
-    async fn run_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-        let mut c = self.command(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.as_bytes()).await.unwrap();
-        drop(input);
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("kubectl ran for more than 60 s")
-            .unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, "", &[]).await
-    }
-
-    fn file(&self, name: &str, content: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        path.display().to_string()
-    }
+/// kubectl for `double` with a token, or `None` when kubectl is not installed.
+fn kubectl(double: &Double, token: &str, namespace: &str) -> Option<Kubectl> {
+    Kubectl::new(&double.kubeconfig(token, namespace)).unwrap()
 }
 
 async fn double_with_namespace(ns: &str) -> Double {
@@ -124,7 +39,7 @@ fn ok(out: &Output) {
 async fn kubectl_get_lists_through_tables() {
     let double = double_with_namespace("rec-k").await;
     double.seed_running_pod("rec-k", "web").unwrap();
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let out = k.run(&["get", "pods"]).await;
@@ -171,7 +86,7 @@ async fn kubectl_get_lists_through_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_watch_streams_changes() {
     let double = double_with_namespace("rec-k").await;
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let mut child = k.command(&["get", "configmaps", "-w"]).spawn().unwrap();
@@ -213,10 +128,12 @@ const ROLE_V2: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmet
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_client_side_creates_then_patches() {
     let double = double_with_namespace("rec-k").await;
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
-    let out = k.run(&["apply", "-f", &k.file("role.yaml", ROLE_V1)]).await;
+    let out = k
+        .run(&["apply", "-f", &k.file("role.yaml", ROLE_V1).unwrap()])
+        .await;
     ok(&out);
     assert!(
         out.stdout
@@ -225,7 +142,7 @@ async fn kubectl_apply_client_side_creates_then_patches() {
         out.stdout
     );
     let out = k
-        .run(&["apply", "-f", &k.file("role-v2.yaml", ROLE_V2)])
+        .run(&["apply", "-f", &k.file("role-v2.yaml", ROLE_V2).unwrap()])
         .await;
     ok(&out);
     assert!(
@@ -248,10 +165,10 @@ async fn kubectl_apply_client_side_creates_then_patches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_server_side_records_the_field_manager() {
     let double = double_with_namespace("rec-k").await;
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
-    let file = k.file("role.yaml", ROLE_V1);
+    let file = k.file("role.yaml", ROLE_V1).unwrap();
     let out = k.run(&["apply", "--server-side", "-f", &file]).await;
     ok(&out);
     assert!(
@@ -273,7 +190,9 @@ async fn kubectl_apply_server_side_records_the_field_manager() {
         .collect();
     assert_eq!(managers, vec![("kubectl", "Apply")]);
     // A second manager that changes the rules conflicts, as A097.
-    let other = k.file("other.yaml", &ROLE_V1.replace("[\"get\"]", "[\"delete\"]"));
+    let other = k
+        .file("other.yaml", &ROLE_V1.replace("[\"get\"]", "[\"delete\"]"))
+        .unwrap();
     let out = k
         .run(&[
             "apply",
@@ -307,7 +226,7 @@ async fn kubectl_apply_server_side_records_the_field_manager() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_auth_whoami_with_and_without_impersonation() {
     let double = double_with_namespace("rec-k").await;
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let out = k.run(&["auth", "whoami", "-o", "json"]).await;
@@ -355,13 +274,13 @@ async fn kubectl_auth_whoami_with_and_without_impersonation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_auth_can_i_answers_from_rbac() {
     let double = double_with_namespace("rec-k").await;
-    let Some(admin) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(admin) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let out = admin.run(&["auth", "can-i", "create", "pods"]).await;
     ok(&out);
     assert_eq!(out.stdout.trim(), "yes");
-    let Some(nobody) = Kubectl::new(&double, "token-nobody", "rec-k") else {
+    let Some(nobody) = kubectl(&double, "token-nobody", "rec-k") else {
         return;
     };
     let out = nobody.run(&["auth", "can-i", "create", "pods"]).await;
@@ -386,7 +305,7 @@ async fn kubectl_auth_can_i_answers_from_rbac() {
 async fn kubectl_exec_echoes_stdin_over_websocket() {
     let double = double_with_namespace("rec-k").await;
     double.seed_running_pod("rec-k", "run").unwrap();
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let out = k
@@ -432,7 +351,7 @@ async fn kubectl_logs_reads_and_follows() {
     double.seed_running_pod("rec-k", "run").unwrap();
     double.append_log("rec-k", "run", "first");
     double.append_log("rec-k", "run", "second");
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let out = k.run(&["logs", "run"]).await;
@@ -456,7 +375,7 @@ async fn kubectl_logs_reads_and_follows() {
 async fn kubectl_exec_echoes_stdin_over_spdy() {
     let double = double_with_namespace("rec-k").await;
     double.seed_running_pod("rec-k", "run").unwrap();
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return;
     };
     let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
@@ -496,7 +415,7 @@ async fn kubectl_exec_echoes_stdin_over_spdy() {
 async fn port_forward_echo(env: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
     let double = double_with_namespace("rec-k").await;
     double.seed_running_pod("rec-k", "run").unwrap();
-    let Some(k) = Kubectl::new(&double, double.admin_token(), "rec-k") else {
+    let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return Vec::new();
     };
     let local = portcullis_testkit::free_port().unwrap();
