@@ -5,7 +5,7 @@
 //!   cargo-nextest.
 //! - `ci`: formatting check, clippy with `-D warnings`, the tests, and the doc build.
 //! - `bench [SECTION…]`: runs every benchmark (or the named sections: rbac, rbac-cli, store,
-//!   server, chain, portcullis; or a crate directory's, such as cli) with its competitor in the
+//!   server, chain, portcullis, proxy; or a crate directory's, such as cli) with its competitor in the
 //!   same run and writes `docs/benchmarks.md` (with names, replacing only their sections).
 //! - `deps`: only the install step of `test`.
 //! - `fuzz [TARGET] [--seconds N]`: runs one fuzz target of `fuzz/`, or each in turn, for N
@@ -62,7 +62,7 @@ enum Task {
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
     Bench {
-        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis) or crate
+        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis, proxy) or crate
         /// directories (cli, server: both of their sections): they are replaced, the others kept.
         only: Vec<String>,
     },
@@ -335,6 +335,7 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "bench-internals",
     ),
     ("portcullis", "portcullis", "cli", "oidc", ""),
+    ("proxy", "portcullis", "cli", "proxy", ""),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {

@@ -20,6 +20,9 @@ pub struct TokenCache {
 struct Inner {
     entries: HashMap<[u8; 32], (Authenticated, u64)>,
     order: VecDeque<[u8; 32]>,
+    /// When expired entries were last swept out (unix seconds): at most once a second, as a
+    /// sweep walks every entry.
+    swept: u64,
 }
 
 impl TokenCache {
@@ -64,9 +67,10 @@ impl TokenCache {
         }
         let key = crate::sha256(token.expose_secret().as_bytes());
         let mut inner = self.lock();
-        if inner.entries.len() >= self.capacity {
+        if inner.entries.len() >= self.capacity && inner.swept < now {
+            inner.swept = now;
             inner.entries.retain(|_, (_, e)| now < *e);
-            let Inner { entries, order } = &mut *inner;
+            let Inner { entries, order, .. } = &mut *inner;
             order.retain(|k| entries.contains_key(k));
         }
         while inner.entries.len() >= self.capacity {

@@ -344,8 +344,36 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
         parts.headers.remove(name);
     }
     parts.version = Version::HTTP_11;
+    // A small answer of declared length (the common get, an error Status) is read whole and
+    // written to the client at once with its head: one write instead of two. Anything else
+    // (watches, logs, large lists: chunked or long) streams.
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= SMALL_RESPONSE_BYTES);
+    if small {
+        return match http_body_util::Limited::new(body, SMALL_RESPONSE_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => Response::from_parts(parts, Body::from(collected.to_bytes())),
+            Err(e) => {
+                tracing::warn!(upstream = %proxy.upstream.server(), error = %e, "upstream response body failed");
+                status(
+                    StatusCode::BAD_GATEWAY,
+                    "BadGateway",
+                    "the cluster's API server ended its answer early",
+                )
+            }
+        };
+    }
     Response::from_parts(parts, Body::new(body.map_err(axum::Error::new)))
 }
+
+/// Responses of at most this many declared bytes are read whole before they are forwarded.
+const SMALL_RESPONSE_BYTES: usize = 64 * 1024;
 
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)

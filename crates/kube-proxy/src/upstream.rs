@@ -316,7 +316,7 @@ impl Upstream {
             }
             b.build(connector)
         };
-        let pooled = client(connector(tls()?, true), true);
+        let pooled = client(connector(tls()?, false), true);
         let upgrades = client(connector(tls()?, false), false);
         Ok(Arc::new(Upstream {
             server: config.server,

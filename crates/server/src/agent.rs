@@ -345,7 +345,7 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
             }),
         )
         .route(
-            "/metrics",
+            "/portcullis/metrics",
             get(move || {
                 let m = metrics_route.clone();
                 async move {

@@ -869,7 +869,7 @@ async fn readiness_waits_for_the_issuer_and_break_glass_certificates_work_withou
         .unwrap();
     assert_eq!(r.status(), 401);
     let metrics = http
-        .get(format!("{}/metrics", agent.url))
+        .get(format!("{}/portcullis/metrics", agent.url))
         .send()
         .await
         .unwrap();
