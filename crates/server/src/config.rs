@@ -45,6 +45,10 @@ pub struct Config {
     pub max_mutating_requests_in_flight: usize,
     /// Audit log of the management API (off when absent).
     pub audit: Option<AuditConfig>,
+    /// Forward auth for the management plane's own web routes behind an ingress (off when
+    /// absent): its endpoints are served on this listener, decided over this plane's RBAC.
+    /// `issuer` and `issuerCA` default to this plane's own.
+    pub forward_auth: Option<portcullis_forward_auth::Config>,
 }
 
 /// Where the management API's audit events go and at what level, as kube-apiserver's
@@ -234,6 +238,7 @@ impl Default for Config {
             max_requests_in_flight: 400,
             max_mutating_requests_in_flight: 200,
             audit: None,
+            forward_auth: None,
         }
     }
 }

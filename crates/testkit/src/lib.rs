@@ -6,6 +6,8 @@
 //!   impersonation, access reviews, exec/attach/port-forward over WebSocket and SPDY/3.1).
 //! - [`envtest::KubeApiServer`]: the real kube-apiserver of `KUBEBUILDER_ASSETS` with etcd.
 //! - [`Etcd`]: a real etcd.
+//! - [`nginx::Nginx`], [`caddy::Caddy`]: real reverse proxies with generated configurations.
+//! - [`chromium::ChromeDriver`]: chromedriver with headless Chromium capabilities.
 #![deny(missing_docs)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,8 +15,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod caddy;
+pub mod chromium;
 pub mod envtest;
 pub mod kube_apiserver;
+pub mod nginx;
 pub mod rbac_dump;
 
 /// Errors starting a peer.
@@ -63,7 +68,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn find_binary(name: &str, package: &str) -> Result<PathBuf, Error> {
+pub(crate) fn find_binary(name: &str, package: &str) -> Result<PathBuf, Error> {
     std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)
