@@ -23,8 +23,8 @@ pub struct Caddy {
 
 impl Caddy {
     /// Starts Caddy with the site blocks that `sites(port)` returns (e.g.
-    /// `http://127.0.0.1:{port} { … }`), with the admin API, automatic HTTPS and config
-    /// persistence off, and waits until it accepts connections.
+    /// `http://127.0.0.1:{port} { … }`), with the admin API and automatic HTTPS off and its
+    /// data and autosaved configuration in the temporary directory, and waits until it accepts connections.
     pub fn start(sites: impl Fn(u16) -> String) -> Result<Caddy, Error> {
         let bin = crate::find_binary("caddy", "caddy")?;
         for _attempt in 0..5 {
@@ -32,7 +32,7 @@ impl Caddy {
             let port = free_port()?;
             let caddyfile = dir.path().join("Caddyfile");
             let text = format!(
-                "{{\n  admin off\n  auto_https off\n  persist_config off\n  log {{\n    output file {}\n  }}\n}}\n\n{}\n",
+                "{{\n  admin off\n  auto_https off\n  log {{\n    output file {}\n  }}\n}}\n\n{}\n",
                 dir.path().join("caddy.log").display(),
                 sites(port)
             );
@@ -56,9 +56,10 @@ impl Caddy {
                 .map_err(|e| Error(format!("starting caddy: {e}")))?;
             let mut guard = ChildGuard(child);
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            // Ready when it accepts; given up at once when it exited (a refused configuration).
             let up = wait_until(Duration::from_secs(20), || {
-                matches!(guard.0.try_wait(), Ok(None))
-                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                !matches!(guard.0.try_wait(), Ok(None))
+                    || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             });
             if up && matches!(guard.0.try_wait(), Ok(None)) {
                 return Ok(Caddy {

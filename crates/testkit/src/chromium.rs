@@ -32,9 +32,10 @@ impl ChromeDriver {
                 .map_err(|e| Error(format!("starting chromedriver: {e}")))?;
             let mut guard = ChildGuard(child);
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            // Ready when it accepts; given up at once when it exited (a refused configuration).
             let up = wait_until(Duration::from_secs(20), || {
-                matches!(guard.0.try_wait(), Ok(None))
-                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                !matches!(guard.0.try_wait(), Ok(None))
+                    || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             });
             if up && matches!(guard.0.try_wait(), Ok(None)) {
                 return Ok(ChromeDriver {

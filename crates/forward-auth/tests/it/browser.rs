@@ -8,7 +8,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use portcullis_testkit::chromium::ChromeDriver;
 
-use crate::support::{PASSWORD, VIEWER, env};
+use crate::support::{PASSWORD, VIEWER, env, proxies};
 
 fn screenshot_dir() -> PathBuf {
     // target/<profile>/deps/it-… → target/forward-auth-screenshots
@@ -33,10 +33,10 @@ async fn wait_for_url(c: &Client, prefix: &str) -> String {
         if url.starts_with(prefix) {
             return url;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reached {prefix}: at {url}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let page = c.source().await.unwrap_or_default();
+            panic!("never reached {prefix}: at {url}\n{page}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -55,7 +55,7 @@ async fn chromium_logs_in_is_refused_an_admin_path_and_logs_out() {
         .await
         .unwrap();
     let dir = screenshot_dir();
-    let site = &e.caddy.url;
+    let site = &proxies().caddy.url;
 
     c.goto(&format!("{site}/app/dashboard")).await.unwrap();
     wait_for_url(&c, &format!("{}/auth", e.server_url)).await;
@@ -65,7 +65,7 @@ async fn chromium_logs_in_is_refused_an_admin_path_and_logs_out() {
     c.find(Locator::Id("login"))
         .await
         .unwrap()
-        .send_keys(VIEWER)
+        .send_keys(crate::support::login_name(VIEWER))
         .await
         .unwrap();
     c.find(Locator::Id("password"))

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Browser, EDITOR, VIEWER, env};
+use crate::support::{Browser, EDITOR, VIEWER, env, proxies};
 
 /// Walks the flow in front of `site` (nginx or Caddy): returns the session cookie.
 async fn log_in_through(site: &str, login: &str, expect_groups: &str) -> (Browser, String) {
@@ -90,7 +90,7 @@ async fn view_user_cannot_edit_and_logout_ends_the_cookie(site: &str) {
 
 #[tokio::test]
 async fn nginx_auth_request_logs_in_passes_identity_and_enforces_rbac() {
-    let site = env().nginx.url.clone();
+    let site = proxies().nginx.url.clone();
     let (mut b, _) = log_in_through(&site, EDITOR, "oidc:editors").await;
     let post = b
         .request("POST", &format!("{site}/app/page"), Some("a=1".into()))
@@ -99,14 +99,14 @@ async fn nginx_auth_request_logs_in_passes_identity_and_enforces_rbac() {
         post.status(),
         200,
         "an editor may post: {}",
-        env().nginx.error_log()
+        proxies().nginx.error_log()
     );
     view_user_cannot_edit_and_logout_ends_the_cookie(&site).await;
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_logs_in_passes_identity_and_enforces_rbac() {
-    let site = env().caddy.url.clone();
+    let site = proxies().caddy.url.clone();
     let (mut b, _) = log_in_through(&site, EDITOR, "oidc:editors").await;
     let post = b
         .request("POST", &format!("{site}/app/page"), Some("a=1".into()))
@@ -115,18 +115,20 @@ async fn caddy_forward_auth_logs_in_passes_identity_and_enforces_rbac() {
         post.status(),
         200,
         "an editor may post: {}",
-        env().caddy.logs()
+        proxies().caddy.logs()
     );
     view_user_cannot_edit_and_logout_ends_the_cookie(&site).await;
 }
 
 #[tokio::test]
 async fn api_clients_get_401_and_may_use_an_id_token_instead_of_a_cookie() {
-    let e = env();
     let tokens = crate::support::tokens_for(EDITOR).await;
     let id_token = tokens["id_token"].as_str().unwrap();
-    for site in [&e.nginx.url, &e.caddy.url] {
-        let client = reqwest::Client::new();
+    for site in [&proxies().nginx.url, &proxies().caddy.url] {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let anonymous = client
             .get(format!("{site}/app/api"))
             .header("accept", "application/json")

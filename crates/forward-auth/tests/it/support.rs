@@ -21,28 +21,66 @@ pub const PASSWORD: &str = "correct horse battery staple 1";
 pub const VIEWER: &str = "viewer@example.com";
 pub const EDITOR: &str = "editor@example.com";
 
+/// The login name of a test user (the User's name; the ID token names them by e-mail).
+pub fn login_name(email: &str) -> &str {
+    email.split('@').next().unwrap()
+}
+
 #[allow(dead_code)]
 pub struct Env {
     pub server_url: String,
     pub ca_pem: String,
     pub ca_path: std::path::PathBuf,
-    pub upstream: String,
-    pub nginx: Nginx,
-    pub caddy: Caddy,
     pub runtime: tokio::runtime::Runtime,
     _running: portcullis_server::Running,
     _dir: tempfile::TempDir,
 }
 
-static ENV: OnceLock<Env> = OnceLock::new();
+/// nginx and Caddy in front of the echoing upstream, both asking the management plane.
+#[allow(dead_code)]
+pub struct Proxies {
+    pub upstream: String,
+    pub nginx: Nginx,
+    pub caddy: Caddy,
+}
 
-/// The shared world, started on first use (on a runtime of its own that outlives each test's).
+static ENV: OnceLock<Env> = OnceLock::new();
+static PROXIES: OnceLock<Proxies> = OnceLock::new();
+
+/// The management plane, started on first use (on a runtime of its own that outlives each
+/// test's).
 pub fn env() -> &'static Env {
     ENV.get_or_init(|| {
         std::thread::spawn(start_env)
             .join()
-            .unwrap_or_else(|_| panic!("starting the test world failed"))
+            .unwrap_or_else(|_| panic!("starting the management plane failed"))
     })
+}
+
+/// The proxies, started on first use.
+pub fn proxies() -> &'static Proxies {
+    let e = env();
+    PROXIES.get_or_init(|| {
+        std::thread::spawn(|| start_proxies(e))
+            .join()
+            .unwrap_or_else(|_| panic!("starting the proxies failed"))
+    })
+}
+
+fn start_proxies(e: &'static Env) -> Proxies {
+    {
+        let upstream = e.runtime.block_on(serve_echo());
+        let server = e.server_url.clone();
+        let up = upstream.clone();
+        let nginx = Nginx::start(1, |port| nginx_site(port, &server, &up)).unwrap();
+        let ca = e.ca_path.display().to_string();
+        let caddy = Caddy::start(|port| caddy_site(port, &server, &ca, &up)).unwrap();
+        Proxies {
+            upstream,
+            nginx,
+            caddy,
+        }
+    }
 }
 
 fn forward_auth_client() -> portcullis_model::Client {
@@ -96,19 +134,10 @@ fn start_env() -> Env {
     let ca_path = running.ca_path.clone();
     let ca_pem = std::fs::read_to_string(&ca_path).unwrap();
     runtime.block_on(seed(&server_url, &ca_pem, dir.path()));
-    let upstream = runtime.block_on(serve_echo());
-    let server = server_url.clone();
-    let up = upstream.clone();
-    let nginx = Nginx::start(1, |port| nginx_site(port, &server, &up)).unwrap();
-    let ca = ca_path.display().to_string();
-    let caddy = Caddy::start(|port| caddy_site(port, &server, &ca, &up)).unwrap();
     Env {
         server_url,
         ca_pem,
         ca_path,
-        upstream,
-        nginx,
-        caddy,
         runtime,
         _running: running,
         _dir: dir,
@@ -134,6 +163,7 @@ server {{
   }}
   location ~ ^/(_oauth|oauth2/) {{
     proxy_pass {server};
+    proxy_redirect off;
     proxy_ssl_verify off;
     proxy_set_header X-Forwarded-Host $http_host;
     proxy_set_header X-Forwarded-Proto $scheme;
@@ -435,7 +465,7 @@ impl Browser {
             .extend_pairs([
                 ("request", hidden("request").as_str()),
                 ("csrf", hidden("csrf").as_str()),
-                ("login", login),
+                ("login", login_name(login)),
                 ("password", PASSWORD),
             ])
             .finish();
@@ -486,7 +516,7 @@ pub async fn tokens_for(login: &str) -> Value {
         .extend_pairs([
             ("request", hidden("request").as_str()),
             ("csrf", hidden("csrf").as_str()),
-            ("login", login),
+            ("login", login_name(login)),
             ("password", PASSWORD),
         ])
         .finish();
@@ -627,7 +657,7 @@ pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
         .extend_pairs([
             ("request", hidden("request").as_str()),
             ("csrf", hidden("csrf").as_str()),
-            ("login", login),
+            ("login", login_name(login)),
             ("password", PASSWORD),
         ])
         .finish();
