@@ -144,20 +144,23 @@ async fn every_open_redirect_variant_is_refused() {
         assert_eq!(r.status(), 400, "rd {rd:?} was not refused");
         assert!(r.headers().get("location").is_none(), "{rd:?}");
     }
-    for (rd, to) in [
-        ("/app/page?x=1", "https://app.test/app/page?x=1"),
-        ("https://app.test/a", "https://app.test/a"),
-        (
-            "https://grafana.example.com/d",
-            "https://grafana.example.com/d",
-        ),
+    // Allowed targets start the login (the target travels sealed in the login cookie; where
+    // each one resolves to is `redirect::check`'s unit test).
+    let issuer = format!("{}/auth?", crate::support::env().server_url);
+    for rd in [
+        "/app/page?x=1",
+        "https://app.test/a",
+        "https://grafana.example.com/d",
     ] {
         let r = call(&fa, PROXY, start(rd)).await;
         assert_eq!(r.status(), 302, "{rd}");
+        let to = r.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with(&issuer), "{rd}: {to}");
         let cookie = set_cookie_value(&r, "_portcullis_auth_login").unwrap();
-        // The redirect target travels sealed in the login cookie, checked once.
-        assert!(!cookie.contains("app.test"));
-        let _ = to;
+        assert!(
+            !cookie.contains("app.") && !cookie.contains("grafana"),
+            "{cookie}"
+        );
     }
 }
 
@@ -415,4 +418,58 @@ async fn logout_ends_the_session_in_process() {
         .any(|v| v.to_str().unwrap().starts_with("_portcullis_auth=;"));
     assert!(cleared);
     assert_eq!(status_of(&fa, "GET", "/app/x", &cookie).await, 401);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_renewed_silently_with_the_refresh_token_kept_server_side() {
+    let (fa, clock) = in_process(|_| {}).await;
+    let cookie = session_for(&fa, VIEWER).await;
+    // The refresh token is not in the cookie: it is ~200 bytes of sealed identity.
+    assert!(cookie.len() < 600, "{}", cookie.len());
+    // Past the ID token's five minutes (within the verifier's leeway for the new one).
+    clock.advance(301);
+    assert_eq!(status_of(&fa, "GET", "/app/x", &cookie).await, 401);
+    let c = with_cookie(&cookie);
+    let r = call(
+        &fa,
+        PROXY,
+        check_request(
+            "GET",
+            "app.test",
+            "/app/x?y=1",
+            &[("cookie", &c), ("accept", "text/html")],
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    // Straight back, without a trip to the issuer's login.
+    assert_eq!(r.headers()["location"], "https://app.test/app/x?y=1");
+    let renewed = set_cookie_value(&r, "_portcullis_auth").expect("a renewed cookie");
+    assert_ne!(renewed, cookie);
+    // After logout there is nothing left to renew with.
+    let c = with_cookie(&renewed);
+    let out = call(
+        &fa,
+        PROXY,
+        check_request("GET", "app.test", "/_oauth/logout", &[("cookie", &c)]),
+    )
+    .await;
+    assert_eq!(out.status(), 302);
+    let again = call(
+        &fa,
+        PROXY,
+        check_request(
+            "GET",
+            "app.test",
+            "/app/x",
+            &[("cookie", &c), ("accept", "text/html")],
+        ),
+    )
+    .await;
+    assert_eq!(again.status(), 302);
+    let to = again.headers()["location"].to_str().unwrap();
+    assert!(
+        to.contains("/auth?"),
+        "a logged-out session was renewed: {to}"
+    );
 }

@@ -124,6 +124,8 @@ fn start_env() -> Env {
             ..portcullis_server::Config::default()
         };
         config.oidc.static_clients = vec![forward_auth_client()];
+        // Short ID tokens: the renewal test moves forward auth's clock past one.
+        config.oidc.id_token_seconds = 300;
         // The issuer is filled in by the server (its own URL and CA).
         let mut fa = fa_config("https://placeholder.invalid");
         fa.issuer = String::new();
