@@ -112,10 +112,7 @@ pub(crate) fn trusted(fa: &ForwardAuth, parts: &http::request::Parts) -> bool {
 
 /// The one value of a header, if present once and readable; a repeated header is refused
 /// (two `X-Forwarded-Host` values are a smuggling attempt, not a choice).
-fn single<'a>(
-    headers: &'a HeaderMap,
-    name: impl http::header::AsHeaderName,
-) -> Result<Option<&'a str>, ()> {
+fn single(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Result<Option<&str>, ()> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -140,15 +137,15 @@ pub(crate) fn judge(
     fa: &ForwardAuth,
     parts: &http::request::Parts,
     mode: Option<Mode>,
-) -> Result<Seen, Response> {
+) -> Result<Seen, Box<Response>> {
     let bad = |what: &str| {
-        pages::message(
+        Box::new(pages::message(
             StatusCode::BAD_REQUEST,
             "Bad request",
             &format!(
                 "{what}; the proxy in front of this service must send it once and well-formed."
             ),
-        )
+        ))
     };
     let headers = &parts.headers;
     let own_authority = single(headers, HOST)
@@ -440,7 +437,7 @@ pub(crate) async fn check(fa: &ForwardAuth, parts: &http::request::Parts, mode: 
     }
     let seen = match judge(fa, parts, Some(mode)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let path = match normalize(path_of(&seen.target)) {
         Ok(p) => p,

@@ -21,7 +21,7 @@ pub(crate) async fn start_direct(State(fa): State<ForwardAuth>, req: Request) ->
     let (parts, _) = req.into_parts();
     match check::judge(&fa, &parts, None) {
         Ok(seen) => start(&fa, &seen, &parts.headers).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -29,7 +29,7 @@ pub(crate) async fn callback_direct(State(fa): State<ForwardAuth>, req: Request)
     let (parts, _) = req.into_parts();
     match check::judge(&fa, &parts, None) {
         Ok(seen) => callback(&fa, &seen, &parts.headers).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -37,7 +37,7 @@ pub(crate) async fn logout_direct(State(fa): State<ForwardAuth>, req: Request) -
     let (parts, _) = req.into_parts();
     match check::judge(&fa, &parts, None) {
         Ok(seen) => logout(&fa, &seen, &parts.headers).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -120,7 +120,7 @@ fn session_set_cookie(
     sid: &str,
     identity: &Identity,
     exp: u64,
-) -> Result<Option<HeaderValue>, Response> {
+) -> Result<Option<HeaderValue>, Box<Response>> {
     let c = &fa.inner.config;
     let cookie = SessionCookie {
         sid: sid.to_owned(),
@@ -136,19 +136,19 @@ fn session_set_cookie(
         },
     };
     let too_big = || {
-        pages::message(
+        Box::new(pages::message(
             StatusCode::FORBIDDEN,
             "Session too large",
             "Your identity (user name, e-mail and groups) does not fit in one 4 KB cookie. Ask an administrator to trim your groups or turn off passIDToken.",
-        )
+        ))
     };
     let json = serde_json::to_vec(&cookie).map_err(|_| too_big())?;
     let sealed = fa.inner.ring.load().seal(SESSION, &json).map_err(|_| {
-        pages::message(
+        Box::new(pages::message(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Error",
             "Sealing the session failed.",
-        )
+        ))
     })?;
     // The browser limit is on name, `=` and value together (RFC 6265 §6.1).
     if sealed.len() + c.cookie_name.len() + 1 > MAX_SEALED_LEN {
@@ -314,7 +314,7 @@ async fn renew(
     fa.inner.sessions.save(&cookie.sid, &record).await.ok()?;
     match session_set_cookie(fa, origin, &cookie.sid, &identity, exp) {
         Ok(set) => Some(redirect_to(rd, vec![set])),
-        Err(response) => Some(response),
+        Err(response) => Some(*response),
     }
 }
 
@@ -407,7 +407,7 @@ pub(crate) async fn callback(fa: &ForwardAuth, seen: &Seen, headers: &HeaderMap)
     };
     let set = match session_set_cookie(fa, &seen.origin, &sid, &identity, exp) {
         Ok(set) => set,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let record = SessionRecord {
         refresh_token: tokens.refresh_token,

@@ -83,8 +83,10 @@ fn segment(raw: &str) -> Result<String, PathError> {
                 out.push(char::from(decoded));
             } else {
                 out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                for digit in [h, l] {
+                    let c = char::from_digit(u32::from(digit), 16).unwrap_or('0');
+                    out.push(c.to_ascii_uppercase());
+                }
             }
             i += 3;
         } else {
