@@ -45,13 +45,7 @@ async fn load(
     for _ in 0..CONNECTIONS {
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = connect(addr).await;
             let mut latencies = Vec::with_capacity(200_000);
             let mut errors = 0;
             loop {
@@ -59,7 +53,15 @@ async fn load(
                 if t >= end {
                     break;
                 }
-                let response = sender.send_request(request()).await.unwrap();
+                // A connection the server closed (nginx's keepalive_requests) is opened again.
+                if sender.ready().await.is_err() {
+                    sender = connect(addr).await;
+                    continue;
+                }
+                let Ok(response) = sender.send_request(request()).await else {
+                    sender = connect(addr).await;
+                    continue;
+                };
                 let ok = response.status().is_success();
                 let _ = response.into_body().collect().await;
                 if t >= measure_from {
@@ -117,6 +119,7 @@ fn main() {
 upstream portcullis {{ server {fa_addr}; keepalive 64; }}
 server {{
   listen 127.0.0.1:{port};
+  keepalive_requests 1000000;
   root {root};
   location = /_check {{
     internal;
@@ -208,6 +211,17 @@ server {{
 }
 
 use std::path::PathBuf;
+
+async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
 
 async fn load_once(addr: SocketAddr, request: http::Request<Empty<Bytes>>) -> u16 {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();

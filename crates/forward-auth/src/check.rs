@@ -219,20 +219,19 @@ pub(crate) fn judge(
 /// The first identity header a client sent, if any (USER-ASKS 8: `X_Auth_Request_User` and
 /// `x-auth-request-user` are the same header to many applications).
 pub(crate) fn injected_identity_header(headers: &HeaderMap) -> Option<String> {
+    // Header names arrive lower-case; `_` counts as `-`. No allocation per header: this runs
+    // on every check.
+    let same = |name: &str, want: &str| {
+        name.len() == want.len()
+            && name
+                .bytes()
+                .zip(want.bytes())
+                .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+    };
     headers.keys().find_map(|name| {
-        let normal: String = name
-            .as_str()
-            .chars()
-            .map(|c| {
-                if c == '_' {
-                    '-'
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            })
-            .collect();
         IDENTITY_HEADERS
-            .contains(&normal.as_str())
+            .iter()
+            .any(|want| same(name.as_str(), want))
             .then(|| name.as_str().to_owned())
     })
 }

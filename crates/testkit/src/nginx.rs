@@ -1,12 +1,10 @@
 //! A real nginx (Debian `nginx`) on a free loopback port, with a generated configuration in a
 //! temporary directory; stopped on drop.
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
-use crate::{ChildGuard, Error, free_port, wait_until};
+use crate::{Error, PeerGuard, launch, watched};
 
 /// A running nginx.
 #[derive(Debug)]
@@ -17,7 +15,7 @@ pub struct Nginx {
     pub port: u16,
     /// The generated `nginx.conf`.
     pub config_path: PathBuf,
-    _child: ChildGuard,
+    _child: PeerGuard,
     dir: tempfile::TempDir,
 }
 
@@ -48,61 +46,52 @@ impl Nginx {
     /// connections. Its logs are `error.log` in the temporary directory.
     pub fn start(workers: usize, servers: impl Fn(u16) -> String) -> Result<Nginx, Error> {
         let bin = binary()?;
-        for _attempt in 0..5 {
-            let dir = tempfile::tempdir().map_err(|e| Error(e.to_string()))?;
-            let port = free_port()?;
-            let d = dir.path().display();
-            let user = if running_as_root() {
-                "user root root;\n"
-            } else {
-                ""
-            };
-            let config = format!(
-                "{user}daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-                 events {{ worker_connections 4096; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-                   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                   default_type text/plain;\n{}\n}}\n",
-                servers(port)
-            );
-            let config_path = dir.path().join("nginx.conf");
-            std::fs::write(&config_path, config).map_err(|e| Error(e.to_string()))?;
-            let child = Command::new(&bin)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&config_path)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| Error(format!("starting nginx: {e}")))?;
-            let mut guard = ChildGuard(child);
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            // Ready when it accepts; given up at once when it exited (a refused configuration).
-            let up = wait_until(Duration::from_secs(20), || {
-                !matches!(guard.0.try_wait(), Ok(None))
-                    || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            });
-            if up && matches!(guard.0.try_wait(), Ok(None)) {
-                return Ok(Nginx {
-                    url: format!("http://127.0.0.1:{port}"),
-                    port,
-                    config_path,
-                    _child: guard,
-                    dir,
-                });
-            }
-            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            if log.contains("emerg") && !log.contains("Address already in use") {
-                return Err(Error(format!("nginx refused its configuration:\n{log}")));
-            }
-            drop(guard);
-        }
-        Err(Error(
-            "nginx did not start on loopback after 5 attempts".into(),
-        ))
+        let user = if running_as_root() {
+            "user root root;\n"
+        } else {
+            ""
+        };
+        let launched = launch(
+            "nginx",
+            |port| {
+                let dir = tempfile::tempdir().map_err(|e| Error(e.to_string()))?;
+                let d = dir.path().display();
+                let config = format!(
+                    "{user}daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                     events {{ worker_connections 4096; }}\n\
+                     http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                       fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                       default_type text/plain;\n{}\n}}\n",
+                    servers(port)
+                );
+                let config_path = dir.path().join("nginx.conf");
+                std::fs::write(&config_path, config).map_err(|e| Error(e.to_string()))?;
+                let mut command = watched(&bin);
+                command
+                    .arg("-p")
+                    .arg(dir.path())
+                    .arg("-c")
+                    .arg(&config_path)
+                    .arg("-e")
+                    .arg(dir.path().join("error.log"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                Ok((command, (dir, config_path)))
+            },
+            |(dir, _)| {
+                let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                (log.contains("emerg") && !log.contains("Address already in use"))
+                    .then(|| format!("it refused its configuration:\n{log}"))
+            },
+        )?;
+        let (dir, config_path) = launched.state;
+        Ok(Nginx {
+            url: format!("http://127.0.0.1:{}", launched.port),
+            port: launched.port,
+            config_path,
+            _child: launched.child,
+            dir,
+        })
     }
 
     /// The error log so far (for a failing test's message).

@@ -43,7 +43,8 @@ async fn wait_for_url(c: &Client, prefix: &str) -> String {
 
 #[tokio::test]
 async fn chromium_logs_in_is_refused_an_admin_path_and_logs_out() {
-    let e = env();
+    // The world first: its start is not part of the browser's walk.
+    proxies();
     let driver = ChromeDriver::start().unwrap();
     // The issuer's certificate is from the test CA, which this fresh profile does not know.
     let caps = driver
@@ -54,6 +55,17 @@ async fn chromium_logs_in_is_refused_an_admin_path_and_logs_out() {
         .connect(&driver.url)
         .await
         .unwrap();
+    // The session is closed (and Chromium with it) whether or not the walk succeeds.
+    let walk = tokio::spawn(walk(c.clone()));
+    let outcome = walk.await;
+    c.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn walk(c: Client) {
+    let e = env();
     let dir = screenshot_dir();
     let site = &proxies().caddy.url;
 
@@ -125,5 +137,4 @@ async fn chromium_logs_in_is_refused_an_admin_path_and_logs_out() {
     wait_for_url(&c, &format!("{}/auth", e.server_url)).await;
     c.wait().for_element(Locator::Id("password")).await.unwrap();
     shot(&c, &dir, 5, "login-again").await;
-    c.close().await.unwrap();
 }

@@ -88,36 +88,26 @@ async fn view_user_cannot_edit_and_logout_ends_the_cookie(site: &str) {
     );
 }
 
-#[tokio::test]
-async fn nginx_auth_request_logs_in_passes_identity_and_enforces_rbac() {
-    let site = proxies().nginx.url.clone();
-    let (mut b, _) = log_in_through(&site, EDITOR, "oidc:editors").await;
+/// An editor may post; a viewer may not; logout ends the cookie.
+async fn full_flow(site: &str, logs: impl Fn() -> String) {
+    let (mut b, _) = log_in_through(site, EDITOR, "oidc:editors").await;
     let post = b
         .request("POST", &format!("{site}/app/page"), Some("a=1".into()))
         .await;
-    assert_eq!(
-        post.status(),
-        200,
-        "an editor may post: {}",
-        proxies().nginx.error_log()
-    );
-    view_user_cannot_edit_and_logout_ends_the_cookie(&site).await;
+    assert_eq!(post.status(), 200, "an editor may post: {}", logs());
+    view_user_cannot_edit_and_logout_ends_the_cookie(site).await;
+}
+
+#[tokio::test]
+async fn nginx_auth_request_logs_in_passes_identity_and_enforces_rbac() {
+    let nginx = &proxies().nginx;
+    full_flow(&nginx.url, || nginx.error_log()).await;
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_logs_in_passes_identity_and_enforces_rbac() {
-    let site = proxies().caddy.url.clone();
-    let (mut b, _) = log_in_through(&site, EDITOR, "oidc:editors").await;
-    let post = b
-        .request("POST", &format!("{site}/app/page"), Some("a=1".into()))
-        .await;
-    assert_eq!(
-        post.status(),
-        200,
-        "an editor may post: {}",
-        proxies().caddy.logs()
-    );
-    view_user_cannot_edit_and_logout_ends_the_cookie(&site).await;
+    let caddy = &proxies().caddy;
+    full_flow(&caddy.url, || caddy.logs()).await;
 }
 
 #[tokio::test]

@@ -444,6 +444,25 @@ impl Browser {
         panic!("too many redirects: {visited:?}");
     }
 
+    /// Fills the issuer's login form of `html` for `login` and posts it.
+    pub async fn submit_login(&mut self, html: &str, login: &str) -> reqwest::Response {
+        let hidden = |name: &str| {
+            let needle = format!("name=\"{name}\" value=\"");
+            let start = html.rfind(&needle).unwrap() + needle.len();
+            html[start..start + html[start..].find('"').unwrap()].to_owned()
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("request", hidden("request").as_str()),
+                ("csrf", hidden("csrf").as_str()),
+                ("login", login_name(login)),
+                ("password", PASSWORD),
+            ])
+            .finish();
+        let action = format!("{}/auth/login", env().server_url);
+        self.request("POST", &action, Some(form)).await
+    }
+
     /// On the issuer's login page `page` (at `page_url`), logs in as `login` and follows the
     /// redirects back; the final answer and the URLs visited.
     pub async fn log_in(
@@ -458,24 +477,11 @@ impl Browser {
             html.contains("name=\"password\""),
             "not a login page: {html}"
         );
-        let hidden = |name: &str| {
-            let needle = format!("name=\"{name}\" value=\"");
-            let start = html.rfind(&needle).unwrap() + needle.len();
-            html[start..start + html[start..].find('"').unwrap()].to_owned()
-        };
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("request", hidden("request").as_str()),
-                ("csrf", hidden("csrf").as_str()),
-                ("login", login_name(login)),
-                ("password", PASSWORD),
-            ])
-            .finish();
         let action = reqwest::Url::parse(page_url)
             .unwrap()
             .join("/auth/login")
             .unwrap();
-        let answer = self.request("POST", action.as_str(), Some(form)).await;
+        let answer = self.submit_login(&html, login).await;
         assert_eq!(
             answer.status(),
             303,
@@ -509,22 +515,7 @@ pub async fn tokens_for(login: &str) -> Value {
     let mut b = Browser::new(&e.ca_pem);
     let page = b.get(auth.as_str()).await;
     let html = page.text().await.unwrap();
-    let hidden = |name: &str| {
-        let needle = format!("name=\"{name}\" value=\"");
-        let start = html.rfind(&needle).unwrap() + needle.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
-    };
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("request", hidden("request").as_str()),
-            ("csrf", hidden("csrf").as_str()),
-            ("login", login_name(login)),
-            ("password", PASSWORD),
-        ])
-        .finish();
-    let answer = b
-        .request("POST", &format!("{}/auth/login", e.server_url), Some(form))
-        .await;
+    let answer = b.submit_login(&html, login).await;
     assert_eq!(answer.status(), 303);
     let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
     let code = location
@@ -650,22 +641,7 @@ pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
     let mut b = Browser::new(&e.ca_pem);
     let page = b.get(&authorize).await;
     let html = page.text().await.unwrap();
-    let hidden = |name: &str| {
-        let needle = format!("name=\"{name}\" value=\"");
-        let start = html.rfind(&needle).unwrap() + needle.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
-    };
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("request", hidden("request").as_str()),
-            ("csrf", hidden("csrf").as_str()),
-            ("login", login_name(login)),
-            ("password", PASSWORD),
-        ])
-        .finish();
-    let answer = b
-        .request("POST", &format!("{}/auth/login", e.server_url), Some(form))
-        .await;
+    let answer = b.submit_login(&html, login).await;
     assert_eq!(answer.status(), 303);
     let callback = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(callback.path(), "/_oauth");
