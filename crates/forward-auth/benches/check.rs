@@ -22,7 +22,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use portcullis_testkit::nginx::Nginx;
 
-const CONNECTIONS: usize = 32;
+/// Concurrent connections: enough to keep both cores busy, few enough that a request is not
+/// queued behind dozens of others (latency at N connections is about N / throughput).
+const CONNECTIONS: usize = 8;
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 
@@ -103,6 +105,9 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fa_addr = listener.local_addr().unwrap();
         let app = fa.router().into_make_service_with_connect_info::<SocketAddr>();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let www = tempfile::tempdir().unwrap();
@@ -168,6 +173,37 @@ server {{
                 .body(Empty::new())
                 .unwrap()
         };
+        // What one check costs in process (the router called directly, one task, no sockets).
+        let router = fa.router();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let in_process = {
+            use tower::ServiceExt as _;
+            let request = || {
+                let mut r = direct().map(|_| axum::body::Body::empty());
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                r
+            };
+            for _ in 0..2000 {
+                router.clone().oneshot(request()).await.unwrap();
+            }
+            let n = 50_000;
+            let mut latencies = Vec::with_capacity(n);
+            let started = Instant::now();
+            for _ in 0..n {
+                let t = Instant::now();
+                let r = router.clone().oneshot(request()).await.unwrap();
+                assert_eq!(r.status(), 200);
+                latencies.push(t.elapsed());
+            }
+            let elapsed = started.elapsed();
+            latencies.sort();
+            Outcome {
+                rate: n as f64 / elapsed.as_secs_f64(),
+                p50: latencies[n / 2],
+                p99: latencies[n * 99 / 100],
+                errors: 0,
+            }
+        };
         // One check first: the setup must be right before it is timed.
         let probe = load_once(fa_addr, direct()).await;
         assert_eq!(probe, 200, "the direct check does not allow the session");
@@ -175,6 +211,7 @@ server {{
         assert_eq!(probe, 200, "nginx does not allow the session: {}", nginx.error_log());
 
         let rows = [
+            ("forward auth in process, one task, no sockets (valid cookie)", in_process),
             ("forward auth, direct (valid cookie)", load(fa_addr, direct).await),
             ("nginx `auth_request` → forward auth (valid cookie)", load(nginx_addr, through).await),
             ("nginx, same page without auth", load(nginx_addr, plain).await),
@@ -184,7 +221,7 @@ server {{
         );
         for (name, o) in &rows {
             table.push_str(&format!(
-                "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |\n",
+                "| {name} | {:.0} | {:.3} ms | {:.3} ms | {} |\n",
                 o.rate,
                 o.p50.as_secs_f64() * 1e3,
                 o.p99.as_secs_f64() * 1e3,
