@@ -369,6 +369,19 @@ async fn an_oversized_cookie_is_anonymous_and_harmless() {
 }
 
 #[tokio::test]
+async fn an_identity_too_large_for_one_cookie_is_refused_not_split() {
+    let (fa, _) = in_process(|_| {}).await;
+    let r = crate::support::callback_for(&fa, crate::support::CROWD).await;
+    assert_eq!(r.status(), 403);
+    assert!(set_cookie_value(&r, "_portcullis_auth").is_none());
+    let body = axum::body::to_bytes(r.into_body(), 16384).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("does not fit in one 4 KB cookie"),
+        "{body:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_session_cookie_is_one_cookie_with_the_right_attributes() {
     let (fa, _) = in_process(|c| c.pass_id_token = true).await;
     let cookie = session_for(&fa, EDITOR).await;

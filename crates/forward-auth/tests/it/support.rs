@@ -20,6 +20,8 @@ pub const CLIENT_ID: &str = "forward-auth";
 pub const PASSWORD: &str = "correct horse battery staple 1";
 pub const VIEWER: &str = "viewer@example.com";
 pub const EDITOR: &str = "editor@example.com";
+/// A user in so many groups that they cannot fit in one 4 KB cookie.
+pub const CROWD: &str = "crowd@example.com";
 
 /// The login name of a test user (the User's name; the ID token names them by e-mail).
 pub fn login_name(email: &str) -> &str {
@@ -259,13 +261,20 @@ async fn seed(url: &str, ca_pem: &str, data_dir: &std::path::Path) {
     let hash = portcullis_oidc::hash_password(PASSWORD.to_owned())
         .await
         .unwrap();
-    for (name, email, group) in [("viewer", VIEWER, "viewers"), ("editor", EDITOR, "editors")] {
+    let crowd: Vec<String> = (0..150)
+        .map(|i| format!("a-group-with-a-long-name-{i:03}"))
+        .collect();
+    for (name, email, groups) in [
+        ("viewer", VIEWER, vec!["viewers".to_owned()]),
+        ("editor", EDITOR, vec!["editors".to_owned()]),
+        ("crowd", CROWD, crowd),
+    ] {
         let user = json!({
             "apiVersion": "portcullis.dev/v1alpha1",
             "kind": "User",
             "metadata": { "name": name },
             "spec": {
-                "email": email, "emailVerified": true, "groups": [group],
+                "email": email, "emailVerified": true, "groups": groups,
                 "displayName": name, "passwordHash": hash,
             },
         });
@@ -632,6 +641,14 @@ pub fn check_request(
 /// Logs `login` in through `fa` in process (start, the issuer's login page, callback) and
 /// returns the session cookie's value.
 pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
+    let r = callback_for(fa, login).await;
+    assert_eq!(r.status(), 302, "callback failed");
+    assert_eq!(r.headers()["location"], "https://app.test/app/home");
+    set_cookie_value(&r, "_portcullis_auth").unwrap()
+}
+
+/// Logs `login` in through `fa` in process up to the callback; its answer.
+pub async fn callback_for(fa: &ForwardAuth, login: &str) -> http::Response<axum::body::Body> {
     let e = env();
     let start = check_request("GET", "app.test", "/app/home", &[("accept", "text/html")]);
     let r = call(fa, "127.0.0.1:5000", start).await;
@@ -646,7 +663,7 @@ pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
     let callback = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(callback.path(), "/_oauth");
     let target = format!("/_oauth?{}", callback.query().unwrap());
-    let r = call(
+    call(
         fa,
         "127.0.0.1:5000",
         check_request(
@@ -656,10 +673,7 @@ pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
             &[("cookie", &format!("_portcullis_auth_login={login_cookie}"))],
         ),
     )
-    .await;
-    assert_eq!(r.status(), 302, "callback failed");
-    assert_eq!(r.headers()["location"], "https://app.test/app/home");
-    set_cookie_value(&r, "_portcullis_auth").unwrap()
+    .await
 }
 
 /// The value a response sets for cookie `name`.
