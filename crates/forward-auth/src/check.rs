@@ -423,8 +423,22 @@ fn allowed(fa: &ForwardAuth, identity: &Identity, headers: &HeaderMap) -> Respon
     pages::no_store(response)
 }
 
-/// Answers a check.
+/// Answers a check. nginx understands only 2xx, 401 and 403 from `auth_request` (anything
+/// else becomes a 500): every other refusal is a 403 there.
 pub(crate) async fn check(fa: &ForwardAuth, parts: &http::request::Parts, mode: Mode) -> Response {
+    let mut response = decide(fa, parts, mode).await;
+    let status = response.status();
+    if mode == Mode::Nginx
+        && !status.is_success()
+        && status != StatusCode::UNAUTHORIZED
+        && status != StatusCode::FORBIDDEN
+    {
+        *response.status_mut() = StatusCode::FORBIDDEN;
+    }
+    response
+}
+
+async fn decide(fa: &ForwardAuth, parts: &http::request::Parts, mode: Mode) -> Response {
     if let Some(name) = injected_identity_header(&parts.headers) {
         return pages::message(
             StatusCode::BAD_REQUEST,

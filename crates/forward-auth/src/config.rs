@@ -16,11 +16,12 @@ pub struct Config {
     pub issuer: String,
     /// PEM CA bundle the issuer's TLS certificate is verified with (the system roots when
     /// absent).
-    #[serde(default)]
+    #[serde(rename = "issuerCA", default)]
     pub issuer_ca: Option<String>,
     /// The OIDC client this endpoint logs users in as (registered at the issuer with the
     /// `/_oauth` callback of each protected host, or of `authHost`). Also the audience ID tokens
     /// must carry.
+    #[serde(rename = "clientID")]
     pub client_id: String,
     /// A file holding the client's secret, for a confidential client (the secret itself is
     /// never in the configuration); public clients use PKCE alone (PKCE is used either way,
@@ -59,17 +60,17 @@ pub struct Config {
     #[serde(default)]
     pub claims: ClaimMapping,
     /// Send `Authorization: Bearer <ID token>` upstream, for applications that verify it.
-    #[serde(default)]
+    #[serde(rename = "passIDToken", default)]
     pub pass_id_token: bool,
     /// Header carrying the original URI in nginx `auth_request` subrequests.
-    #[serde(default = "default_original_uri_header")]
+    #[serde(rename = "originalURIHeader", default = "default_original_uri_header")]
     pub original_uri_header: String,
     /// Header carrying the original method in nginx `auth_request` subrequests.
     #[serde(default = "default_original_method_header")]
     pub original_method_header: String,
     /// Sent to the issuer's end-session endpoint as `post_logout_redirect_uri` (it must be
     /// registered for the client).
-    #[serde(default)]
+    #[serde(rename = "postLogoutRedirectURI", default)]
     pub post_logout_redirect_uri: Option<String>,
     /// How often a session is checked against the store (a logout elsewhere is seen within
     /// this many seconds).
@@ -244,5 +245,44 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_field() {
+        let ok = Config::new("https://mgmt.example.com", "dashboards");
+        assert_eq!(ok.validate(), Ok(()));
+        assert!(ok.trusted_proxies.is_empty(), "the default trusts no proxy");
+        let bad = |edit: fn(&mut Config), field: &str| {
+            let mut c = ok.clone();
+            edit(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(field), "{err}");
+        };
+        bad(|c| c.cookie_name = "a b".into(), "cookieName");
+        bad(|c| c.issuer = "mgmt.example.com".into(), "issuer");
+        bad(|c| c.client_id.clear(), "clientID");
+        bad(|c| c.renew_seconds = 0, "renewSeconds");
+        bad(
+            |c| c.auth_host = Some("auth.example.com".into()),
+            "cookieDomain",
+        );
+        bad(
+            |c| c.original_uri_header = "bad header".into(),
+            "not a valid header",
+        );
+        bad(
+            |c| {
+                c.hosts = vec![HostRule {
+                    host: "a".into(),
+                    path_prefix: "grafana/".into(),
+                }]
+            },
+            "pathPrefix",
+        );
     }
 }

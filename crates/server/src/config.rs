@@ -350,6 +350,29 @@ mod tests {
     }
 
     #[test]
+    fn the_forward_auth_section_parses_and_unknown_fields_are_refused() {
+        let config = parse(
+            "forwardAuth:
+  clientID: dashboards
+  trustedProxies: [10.0.0.0/8, 127.0.0.1/32]
+  hosts: [{ host: grafana.example.com, pathPrefix: /grafana }]
+  allowedRedirectDomains: [.example.com]",
+        )
+        .unwrap();
+        let fa = config.forward_auth.unwrap();
+        assert_eq!(fa.client_id, "dashboards");
+        assert!(
+            fa.issuer.is_empty(),
+            "filled in with this plane's issuer at start"
+        );
+        assert_eq!(fa.trusted_proxies.len(), 2);
+        assert_eq!(fa.hosts[0].path_prefix, "/grafana");
+        let err = parse("forwardAuth: { clientID: x, cookieSecret: y }").unwrap_err();
+        assert!(err.contains("cookieSecret"), "{err}");
+        assert!(parse("forwardAuth: { clientID: x, trustedProxies: [everyone] }").is_err());
+    }
+
+    #[test]
     fn bad_oidc_settings_are_refused_with_their_field() {
         let err = parse("oidc: { idTokenLifetime: 5 }").unwrap_err();
         assert!(err.contains("idTokenLifetime"), "{err}");

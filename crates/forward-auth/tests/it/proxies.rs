@@ -148,3 +148,44 @@ async fn api_clients_get_401_and_may_use_an_id_token_instead_of_a_cookie() {
         assert_ne!(forged.status(), 200, "{site}");
     }
 }
+
+#[tokio::test]
+async fn identity_headers_injected_through_the_proxies_never_reach_the_upstream() {
+    let tokens = crate::support::tokens_for(VIEWER).await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let p = proxies();
+    // nginx: the check refuses (403: all nginx understands besides 2xx and 401). nginx itself
+    // drops headers with underscores (`underscores_in_headers off`).
+    for (site, name, want) in [
+        (&p.nginx.url, "X-Auth-Request-User", 403),
+        (&p.nginx.url, "x-auth-request-groups", 403),
+        (&p.caddy.url, "X-Auth-Request-User", 400),
+        (&p.caddy.url, "X_Auth_Request_User", 400),
+        (&p.caddy.url, "x_forwarded_email", 400),
+    ] {
+        let r = client
+            .get(format!("{site}/app/x"))
+            .bearer_auth(id_token)
+            .header(name, "admin@example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{site} {name}");
+    }
+    let underscore = client
+        .get(format!("{}/app/x", p.nginx.url))
+        .bearer_auth(id_token)
+        .header("X_Auth_Request_User", "admin@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(underscore.status(), 200);
+    let echo: Value = underscore.json().await.unwrap();
+    let seen = echo["headers"].as_object().unwrap();
+    assert_eq!(echo["headers"]["x-auth-request-user"], VIEWER);
+    assert!(
+        !seen.keys().any(|k| k.contains('_')),
+        "an underscore header reached the upstream: {echo}"
+    );
+}
