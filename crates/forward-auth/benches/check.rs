@@ -118,6 +118,10 @@ fn main() {
         std::fs::write(www.path().join("plain/index.html"), page).unwrap();
         let root = www.path().display().to_string();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let check = support::nginx_check_location(
+            "http://portcullis",
+            "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        );
         let nginx = Nginx::start(workers, |port| {
             format!(
                 r#"
@@ -126,19 +130,8 @@ server {{
   listen 127.0.0.1:{port};
   keepalive_requests 1000000;
   root {root};
-  location = /_check {{
-    internal;
-    proxy_pass http://portcullis/auth-request;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_pass_request_body off;
-    proxy_set_header Content-Length "";
-    proxy_set_header X-Original-URI $request_uri;
-    proxy_set_header X-Original-Method $request_method;
-    proxy_set_header X-Forwarded-Host $http_host;
-    proxy_set_header X-Forwarded-Proto $scheme;
-  }}
-  location /app/ {{ auth_request /_check; }}
+{check}
+  location /app/ {{ auth_request /_portcullis_check; }}
   location /plain/ {{ }}
 }}
 "#

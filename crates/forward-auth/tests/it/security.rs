@@ -9,6 +9,16 @@ use crate::support::{
 
 const PROXY: &str = "127.0.0.1:40000";
 
+/// A browser's GET of `uri` on app.test with the `Cookie` header `cookie`.
+async fn as_browser(
+    fa: &portcullis_forward_auth::ForwardAuth,
+    uri: &str,
+    cookie: &str,
+) -> http::Response<axum::body::Body> {
+    let headers = [("cookie", cookie), ("accept", "text/html")];
+    call(fa, PROXY, check_request("GET", "app.test", uri, &headers)).await
+}
+
 fn with_cookie(cookie: &str) -> String {
     format!("_portcullis_auth={cookie}")
 }
@@ -350,17 +360,7 @@ async fn an_oversized_cookie_is_anonymous_and_harmless() {
         "_portcullis_auth={huge}; _portcullis_auth={}",
         "B".repeat(3000)
     );
-    let r = call(
-        &fa,
-        PROXY,
-        check_request(
-            "GET",
-            "app.test",
-            "/app/x",
-            &[("cookie", &c), ("accept", "text/html")],
-        ),
-    )
-    .await;
+    let r = as_browser(&fa, "/app/x", &c).await;
     assert_eq!(
         r.status(),
         302,
@@ -443,17 +443,7 @@ async fn an_expired_session_is_renewed_silently_with_the_refresh_token_kept_serv
     clock.advance(301);
     assert_eq!(status_of(&fa, "GET", "/app/x", &cookie).await, 401);
     let c = with_cookie(&cookie);
-    let r = call(
-        &fa,
-        PROXY,
-        check_request(
-            "GET",
-            "app.test",
-            "/app/x?y=1",
-            &[("cookie", &c), ("accept", "text/html")],
-        ),
-    )
-    .await;
+    let r = as_browser(&fa, "/app/x?y=1", &c).await;
     assert_eq!(r.status(), 302);
     // Straight back, without a trip to the issuer's login.
     assert_eq!(r.headers()["location"], "https://app.test/app/x?y=1");
@@ -468,17 +458,7 @@ async fn an_expired_session_is_renewed_silently_with_the_refresh_token_kept_serv
     )
     .await;
     assert_eq!(out.status(), 302);
-    let again = call(
-        &fa,
-        PROXY,
-        check_request(
-            "GET",
-            "app.test",
-            "/app/x",
-            &[("cookie", &c), ("accept", "text/html")],
-        ),
-    )
-    .await;
+    let again = as_browser(&fa, "/app/x", &c).await;
     assert_eq!(again.status(), 302);
     let to = again.headers()["location"].to_str().unwrap();
     assert!(

@@ -148,23 +148,33 @@ fn start_env() -> Env {
     }
 }
 
-/// The nginx site under test: `auth_request` to the management plane's forward auth.
-pub fn nginx_site(port: u16, server: &str, upstream: &str) -> String {
+/// nginx's internal check location `/_portcullis_check`: an `auth_request` subrequest to
+/// `forward_auth` (its base URL) with the original method, URI, host and scheme; `extra` adds
+/// directives (TLS to the upstream, keep-alive).
+pub fn nginx_check_location(forward_auth: &str, extra: &str) -> String {
     format!(
-        r#"
-server {{
-  listen 127.0.0.1:{port};
-  location = /_portcullis_check {{
+        r#"  location = /_portcullis_check {{
     internal;
-    proxy_pass {server}/auth-request;
-    proxy_ssl_verify off;
+    proxy_pass {forward_auth}/auth-request;
+    {extra}
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header X-Original-URI $request_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Forwarded-Host $http_host;
     proxy_set_header X-Forwarded-Proto $scheme;
-  }}
+  }}"#
+    )
+}
+
+/// The nginx site under test: `auth_request` to the management plane's forward auth.
+pub fn nginx_site(port: u16, server: &str, upstream: &str) -> String {
+    let check = nginx_check_location(server, "proxy_ssl_verify off;");
+    format!(
+        r#"
+server {{
+  listen 127.0.0.1:{port};
+{check}
   location ~ ^/(_oauth|oauth2/) {{
     proxy_pass {server};
     proxy_redirect off;
