@@ -97,7 +97,16 @@ async fn load(
     }
 }
 
+/// The machine's load average when the run began (other builds share it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
+    let load_at_start = load_average();
     let e = support::env();
     e.runtime.block_on(async {
         let (fa, _) = support::in_process(|_| {}).await;
@@ -226,9 +235,9 @@ server {{
              {CONNECTIONS} keep-alive HTTP/1.1 connections from a load generator in the same process, \
              {}s measured after {}s of warm-up, one valid session cookie (a viewer allowed on \
              `/app/*` by a ClusterRole with `nonResourceURLs`); nginx with {workers} worker(s) serving a \
-             static page. Machine: {}. The machine is shared with other builds, and the load \
-             generator competes with what it measures for the same cores, so the figures are a \
-             floor.\n\n{table}",
+             static page. Machine: {}, load average {load_at_start} when the run began. The machine is shared with \
+             other builds, and the load generator competes with what it measures for the same \
+             cores, so the figures are a floor; compare the rows with each other.\n\n{table}",
             MEASURE.as_secs(),
             WARMUP.as_secs(),
             portcullis_testkit::machine(),
