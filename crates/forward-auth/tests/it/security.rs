@@ -466,3 +466,53 @@ async fn an_expired_session_is_renewed_silently_with_the_refresh_token_kept_serv
         "a logged-out session was renewed: {to}"
     );
 }
+
+#[tokio::test]
+async fn one_central_auth_host_logs_in_every_host_under_the_cookie_domain() {
+    let (fa, _) = in_process(|c| {
+        c.auth_host = Some("auth.app.test".into());
+        c.cookie_domain = Some("app.test".into());
+    })
+    .await;
+    let r = crate::support::callback_on(&fa, VIEWER, "grafana.app.test", "auth.app.test").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://grafana.app.test/app/home");
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("_portcullis_auth="))
+        .unwrap();
+    assert!(set.contains("Domain=app.test"), "{set}");
+    let cookie = set_cookie_value(&r, "_portcullis_auth").unwrap();
+    let c = with_cookie(&cookie);
+    for host in ["grafana.app.test", "prometheus.app.test"] {
+        let r = call(
+            &fa,
+            PROXY,
+            check_request("GET", host, "/app/x", &[("cookie", &c)]),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn cookies_sealed_before_a_key_rotation_still_open_and_new_ones_use_the_new_key() {
+    use base64::Engine as _;
+    let key_id = |cookie: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cookie)
+            .unwrap()[1..5]
+            .to_vec()
+    };
+    let (fa, clock) = in_process(|c| c.key_rotation_seconds = 60).await;
+    let before = session_for(&fa, VIEWER).await;
+    clock.advance(61);
+    fa.rotate_keys().await.unwrap();
+    assert_eq!(status_of(&fa, "GET", "/app/x", &before).await, 200);
+    let after = session_for(&fa, EDITOR).await;
+    assert_ne!(key_id(&before), key_id(&after), "the new key seals");
+    assert_eq!(status_of(&fa, "GET", "/app/x", &after).await, 200);
+}

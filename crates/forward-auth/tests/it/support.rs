@@ -95,6 +95,7 @@ fn forward_auth_client() -> portcullis_model::Client {
                 "http://127.0.0.1/_oauth".into(),
                 "http://127.0.0.1/cb".into(),
                 "https://app.test/_oauth".into(),
+                "https://auth.app.test/_oauth".into(),
             ],
             ..Default::default()
         },
@@ -659,8 +660,18 @@ pub async fn session_for(fa: &ForwardAuth, login: &str) -> String {
 
 /// Logs `login` in through `fa` in process up to the callback; its answer.
 pub async fn callback_for(fa: &ForwardAuth, login: &str) -> http::Response<axum::body::Body> {
+    callback_on(fa, login, "app.test", "app.test").await
+}
+
+/// [`callback_for`] starting on `host` with the callback on `callback_host`.
+pub async fn callback_on(
+    fa: &ForwardAuth,
+    login: &str,
+    host: &str,
+    callback_host: &str,
+) -> http::Response<axum::body::Body> {
     let e = env();
-    let start = check_request("GET", "app.test", "/app/home", &[("accept", "text/html")]);
+    let start = check_request("GET", host, "/app/home", &[("accept", "text/html")]);
     let r = call(fa, "127.0.0.1:5000", start).await;
     assert_eq!(r.status(), 302);
     let login_cookie = set_cookie_value(&r, "_portcullis_auth_login").unwrap();
@@ -672,13 +683,14 @@ pub async fn callback_for(fa: &ForwardAuth, login: &str) -> http::Response<axum:
     assert_eq!(answer.status(), 303);
     let callback = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(callback.path(), "/_oauth");
+    assert_eq!(callback.host_str(), Some(callback_host));
     let target = format!("/_oauth?{}", callback.query().unwrap());
     call(
         fa,
         "127.0.0.1:5000",
         check_request(
             "GET",
-            "app.test",
+            callback_host,
             &target,
             &[("cookie", &format!("_portcullis_auth_login={login_cookie}"))],
         ),
