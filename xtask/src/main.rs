@@ -336,6 +336,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
     ),
     ("portcullis", "portcullis", "cli", "oidc", ""),
     ("proxy", "portcullis", "cli", "proxy", ""),
+    (
+        "forward-auth",
+        "portcullis-forward-auth",
+        "forward-auth",
+        "check",
+        "",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
@@ -348,7 +355,7 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
     }) {
         let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
         bail!(
-            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server)",
+            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, forward-auth)",
             names.join(", ")
         );
     }

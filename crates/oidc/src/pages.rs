@@ -69,7 +69,10 @@ pub(crate) struct FormPost<'a> {
     pub(crate) nonce: &'a str,
 }
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// `form-action` also governs the redirect that answers a form (CSP Level 3 §6.4.1; Chromium
+/// enforces it): after the login form, the browser is sent to the client's registered
+/// `redirect_uri`, which is https or, for public clients, loopback http (RFC 8252 §7.3).
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http://127.0.0.1:* http://[::1]:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers every page carries: no caching, no framing (clickjacking), no foreign resources,
 /// forms post only to this origin.

@@ -45,6 +45,10 @@ pub struct Config {
     pub max_mutating_requests_in_flight: usize,
     /// Audit log of the management API (off when absent).
     pub audit: Option<AuditConfig>,
+    /// Forward auth for the management plane's own web routes behind an ingress (off when
+    /// absent): its endpoints are served on this listener, decided over this plane's RBAC.
+    /// `issuer` and `issuerCA` default to this plane's own.
+    pub forward_auth: Option<portcullis_forward_auth::Config>,
 }
 
 /// Where the management API's audit events go and at what level, as kube-apiserver's
@@ -234,6 +238,7 @@ impl Default for Config {
             max_requests_in_flight: 400,
             max_mutating_requests_in_flight: 200,
             audit: None,
+            forward_auth: None,
         }
     }
 }
@@ -342,6 +347,29 @@ mod tests {
             provider.signing_keys,
             [KeySpec::Rs256Bits3072, KeySpec::Ed25519]
         );
+    }
+
+    #[test]
+    fn the_forward_auth_section_parses_and_unknown_fields_are_refused() {
+        let config = parse(
+            "forwardAuth:
+  clientID: dashboards
+  trustedProxies: [10.0.0.0/8, 127.0.0.1/32]
+  hosts: [{ host: grafana.example.com, pathPrefix: /grafana }]
+  allowedRedirectDomains: [.example.com]",
+        )
+        .unwrap();
+        let fa = config.forward_auth.unwrap();
+        assert_eq!(fa.client_id, "dashboards");
+        assert!(
+            fa.issuer.is_empty(),
+            "filled in with this plane's issuer at start"
+        );
+        assert_eq!(fa.trusted_proxies.len(), 2);
+        assert_eq!(fa.hosts[0].path_prefix, "/grafana");
+        let err = parse("forwardAuth: { clientID: x, cookieSecret: y }").unwrap_err();
+        assert!(err.contains("cookieSecret"), "{err}");
+        assert!(parse("forwardAuth: { clientID: x, trustedProxies: [everyone] }").is_err());
     }
 
     #[test]

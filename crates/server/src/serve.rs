@@ -208,6 +208,8 @@ pub async fn start(config: Config) -> Result<Running> {
         max_read_only: config.max_requests_in_flight,
         max_mutating: config.max_mutating_requests_in_flight,
     };
+    let store_for_fa = store.clone();
+    let authz_for_fa = authz.clone();
     let state = AppState {
         store,
         chain: Arc::new(chain),
@@ -231,11 +233,27 @@ pub async fn start(config: Config) -> Result<Running> {
     // route, the issuer's too, is counted and timed.
     #[cfg(feature = "bench-internals")]
     let kept_state = state.clone();
-    let router = match provider.issuer_path() {
+    let mut router = match provider.issuer_path() {
         "" => api::app(state).merge(provider.router()),
         path => api::app(state).nest(path, provider.router()),
+    };
+    let mut background = vec![rotation, maintenance, rbac_sync];
+    if let Some(fa_config) = &config.forward_auth {
+        let forward_auth = forward_auth(
+            fa_config,
+            &url,
+            &pki.ca.cert_pem,
+            &keys,
+            &authz_for_fa,
+            &store_for_fa,
+            encryption_key.0,
+        )
+        .await
+        .context("forwardAuth")?;
+        router = router.merge(forward_auth.router());
+        background.push(tokio::spawn(forward_auth.run_maintenance()));
     }
-    .layer(MetricsLayer::new(metrics.clone()));
+    let router = router.layer(MetricsLayer::new(metrics.clone()));
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(accept_loop(
@@ -259,7 +277,7 @@ pub async fn start(config: Config) -> Result<Running> {
         admin_password,
         shutdown: Some(tx),
         task,
-        background: vec![rotation, maintenance, rbac_sync],
+        background,
         #[cfg(feature = "bench-internals")]
         state: kept_state,
     })
@@ -280,6 +298,35 @@ pub(crate) fn open_audit(
     let log = AuditLog::open(&audit.log_path, policy, metrics.clone())
         .with_context(|| format!("opening the audit log {}", audit.log_path.display()))?;
     Ok(Some(Arc::new(log)))
+}
+
+/// The management plane's own forward auth: its issuer (in-process keys, its CA), its RBAC,
+/// its store.
+async fn forward_auth(
+    config: &portcullis_forward_auth::Config,
+    url: &str,
+    ca_pem: &str,
+    keys: &KeySourceFactory,
+    authorizer: &portcullis_authn::chain::SharedAuthorizer,
+    store: &Arc<dyn Store>,
+    encryption_key: [u8; 32],
+) -> Result<portcullis_forward_auth::ForwardAuth> {
+    let mut config = config.clone();
+    if config.issuer.is_empty() {
+        config.issuer = url.to_owned();
+    }
+    if config.issuer_ca.is_none() && config.issuer == url {
+        config.issuer_ca = Some(ca_pem.to_owned());
+    }
+    let deps = portcullis_forward_auth::Dependencies {
+        authorizer: authorizer.clone(),
+        store: store.clone(),
+        encryption_key,
+        keys: keys.clone(),
+        tls: true,
+        clock: None,
+    };
+    Ok(portcullis_forward_auth::ForwardAuth::new(config, deps).await?)
 }
 
 pub(crate) async fn accept_loop(

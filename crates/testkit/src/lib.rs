@@ -7,6 +7,8 @@
 //! - [`envtest::KubeApiServer`]: the real kube-apiserver of `KUBEBUILDER_ASSETS` with etcd.
 //! - [`kubectl::Kubectl`]: real kubectl with its own kubeconfig and directories.
 //! - [`Etcd`]: a real etcd.
+//! - [`nginx::Nginx`], [`caddy::Caddy`]: real reverse proxies with generated configurations.
+//! - [`chromium::ChromeDriver`]: chromedriver with headless Chromium capabilities.
 #![deny(missing_docs)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,9 +16,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod caddy;
+pub mod chromium;
 pub mod envtest;
 pub mod kube_apiserver;
 pub mod kubectl;
+pub mod nginx;
 pub mod rbac_dump;
 
 /// Errors starting a peer.
@@ -65,7 +70,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn find_binary(name: &str, package: &str) -> Result<PathBuf, Error> {
+pub(crate) fn find_binary(name: &str, package: &str) -> Result<PathBuf, Error> {
     std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)
@@ -131,6 +136,93 @@ impl Etcd {
             "etcd did not start on loopback after 5 attempts".into(),
         ))
     }
+}
+
+/// A peer started through [`watched`]: stopped (SIGTERM, then SIGKILL after ten seconds) when
+/// dropped, and also when this process ends without dropping it (a peer kept in a `static`, a
+/// test killed at its timeout), because its wrapper sees its standard input close.
+#[derive(Debug)]
+pub struct PeerGuard(Child);
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        // End of input: the wrapper sends SIGTERM to the peer and exits when it has.
+        drop(self.0.stdin.take());
+        let child = &mut self.0;
+        if !wait_until(Duration::from_secs(10), || {
+            !matches!(child.try_wait(), Ok(None))
+        }) {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+/// The wrapper: runs the peer (`$0 $@`), stops it with SIGTERM once its own standard input
+/// reaches its end, and exits with the peer's status when the peer exits by itself. (A
+/// background list's input would be `/dev/null`; the watcher reads the wrapper's through fd 3.)
+const WRAPPER: &str = r#"exec 3<&0
+"$0" "$@" &
+peer=$!
+( read -r _ <&3; kill -TERM "$peer" 2>/dev/null ) &
+watcher=$!
+wait "$peer"
+status=$?
+kill "$watcher" 2>/dev/null
+exit "$status""#;
+
+/// A command running `program` under the wrapper that stops it when this process goes away
+/// (add the peer's arguments to it).
+pub(crate) fn watched(program: &std::path::Path) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(WRAPPER)
+        .arg(program)
+        .stdin(std::process::Stdio::piped());
+    command
+}
+
+/// A peer process listening on a free loopback port.
+pub(crate) struct Launched<T> {
+    pub(crate) child: PeerGuard,
+    pub(crate) port: u16,
+    pub(crate) state: T,
+}
+
+/// Starts a peer on a free loopback port: `prepare(port)` writes its configuration and returns
+/// the command (from [`watched`]) and what the peer keeps (its temporary directory). Ready when
+/// it accepts on the port. A peer that exits is given up at once: when `refused(&state)` finds
+/// why (a refused configuration) that is the error; otherwise the port was likely taken
+/// between probe and bind, and it is tried again on a new port (5 times).
+pub(crate) fn launch<T>(
+    what: &str,
+    mut prepare: impl FnMut(u16) -> Result<(Command, T), Error>,
+    refused: impl Fn(&T) -> Option<String>,
+) -> Result<Launched<T>, Error> {
+    for _attempt in 0..5 {
+        let port = free_port()?;
+        let (mut command, state) = prepare(port)?;
+        let child = command
+            .spawn()
+            .map_err(|e| Error(format!("starting {what}: {e}")))?;
+        let mut child = PeerGuard(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let up = wait_until(Duration::from_secs(20), || {
+            !matches!(child.0.try_wait(), Ok(None))
+                || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        if up && matches!(child.0.try_wait(), Ok(None)) {
+            return Ok(Launched { child, port, state });
+        }
+        drop(child);
+        if let Some(why) = refused(&state) {
+            return Err(Error(format!("{what} did not start: {why}")));
+        }
+    }
+    Err(Error(format!(
+        "{what} did not start on loopback after 5 attempts"
+    )))
 }
 
 /// The machine a benchmark ran on, for its report: core count and CPU model.
