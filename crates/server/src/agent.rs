@@ -74,6 +74,11 @@ pub struct AgentConfig {
     pub audit: Option<AuditConfig>,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Forward auth for this cluster's web UIs (off when absent): logins at the management
+    /// issuer, path RBAC over this cluster's ClusterRoles and ClusterRoleBindings (read from its
+    /// API server every few seconds), sessions in `dataDir`. Its issuer and CA default to the
+    /// agent's.
+    pub forward_auth: Option<portcullis_forward_auth::Config>,
 }
 
 /// The management issuer as the agent trusts it.
@@ -138,6 +143,7 @@ impl Default for AgentConfig {
             max_mutating_requests_in_flight: 200,
             audit: None,
             shutdown_grace_seconds: 10,
+            forward_auth: None,
         }
     }
 }
@@ -316,6 +322,12 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
     );
 
     let mut router = proxy.router(&chain);
+    let mut background = Vec::new();
+    if let Some(fa) = &config.forward_auth {
+        let (fa_router, tasks) = forward_auth(&config, fa, proxy.upstream().clone()).await?;
+        router = router.merge(fa_router);
+        background.extend(tasks);
+    }
     if config.token_review_webhook {
         router = router.merge(portcullis_kube_proxy::token_review::router(TokenReviewer {
             authenticator: jwt.clone(),
@@ -367,7 +379,7 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
 
     // The issuer's keys, fetched in the background until had: an unreachable issuer neither
     // stops the agent nor certificate authentication.
-    let keys = tokio::spawn(async move {
+    background.push(tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         loop {
             let jwt = current();
@@ -381,7 +393,7 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
             delay = (delay * 2).min(Duration::from_secs(30));
         }
         tracing::info!("the issuer's keys are fetched; ready");
-    });
+    }));
 
     let (tx, rx) = oneshot::channel();
     let (stopping, _) = tokio::sync::watch::channel(false);
@@ -401,9 +413,163 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
         ca_path,
         shutdown: Some(tx),
         task,
-        background: vec![keys],
+        background,
         _reloader: reloader,
     })
+}
+
+/// Forward auth on the agent: the cluster's RBAC kept in step by relisting, sessions in an
+/// embedded store in the data directory.
+async fn forward_auth(
+    agent: &AgentConfig,
+    config: &portcullis_forward_auth::Config,
+    upstream: Arc<Upstream>,
+) -> Result<(axum::Router, Vec<tokio::task::JoinHandle<()>>)> {
+    let mut config = config.clone();
+    if config.issuer.is_empty() {
+        config.issuer = agent.issuer.url.clone();
+    }
+    if config.issuer_ca.is_none()
+        && let Some(path) = &agent.issuer.certificate_authority
+    {
+        config.issuer_ca = Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the issuer's CA {}", path.display()))?,
+        );
+    }
+    std::fs::create_dir_all(&agent.data_dir)
+        .with_context(|| format!("creating the data directory {}", agent.data_dir.display()))?;
+    let path = agent.data_dir.join("agent.redb");
+    let store: Arc<dyn portcullis_store::Store> = Arc::new(
+        portcullis_store::redb::RedbStore::open_with_history(&path, 1000)
+            .with_context(|| format!("opening the store {}", path.display()))?,
+    );
+    let key = crate::secrets::load_or_create(&agent.data_dir)?;
+    let authorizer = Arc::new(crate::rbac::RbacAuthorizer::default());
+    let sync = tokio::spawn(cluster_rbac::sync(upstream, authorizer.clone()));
+    let fa = portcullis_forward_auth::ForwardAuth::new(
+        config,
+        portcullis_forward_auth::Dependencies {
+            authorizer,
+            store,
+            encryption_key: key.0,
+            keys: JwtAuthenticator::discovery_key_sources(),
+            tls: true,
+            clock: None,
+        },
+    )
+    .await
+    .context("forwardAuth")?;
+    let maintenance = tokio::spawn(fa.clone().run_maintenance());
+    Ok((fa.router(), vec![sync, maintenance]))
+}
+
+/// The cluster's ClusterRoles and ClusterRoleBindings (what path RBAC reads:
+/// `nonResourceURLs`), relisted through the agent's own credential.
+mod cluster_rbac {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use portcullis_kube_proxy::Upstream;
+    use portcullis_rbac::Policy;
+    use serde_json::Value;
+
+    use crate::rbac::RbacAuthorizer;
+
+    /// How often the lists are read again.
+    const RELIST: Duration = Duration::from_secs(5);
+    /// Largest list read (10,000 bindings are about 10 MB).
+    const MAX_LIST_BYTES: usize = 256 * 1024 * 1024;
+
+    /// Keeps `authorizer` in step with the cluster for ever. Until the first lists arrive the
+    /// policy is empty (everything denied); a failed relist keeps the last policy.
+    pub(super) async fn sync(upstream: Arc<Upstream>, authorizer: Arc<RbacAuthorizer>) {
+        let mut installed: Option<(String, String)> = None;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match load(&upstream).await {
+                Ok((policy, versions)) => {
+                    if installed.as_ref() != Some(&versions) {
+                        authorizer.install(policy, 0);
+                        installed = Some(versions);
+                    }
+                    delay = RELIST;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the cluster's RBAC for forward auth; keeping the last policy");
+                    delay = (delay * 2).min(RELIST);
+                }
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn load(upstream: &Upstream) -> Result<(Policy, (String, String)), String> {
+        let mut policy = Policy::default();
+        let mut versions = Vec::new();
+        for (resource, kind) in [
+            ("clusterroles", "ClusterRole"),
+            ("clusterrolebindings", "ClusterRoleBinding"),
+        ] {
+            let list = get(
+                upstream,
+                &format!("/apis/rbac.authorization.k8s.io/v1/{resource}"),
+            )
+            .await?;
+            versions.push(
+                list["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            let Some(items) = list["items"].as_array() else {
+                return Err(format!("the {resource} list has no items"));
+            };
+            for item in items {
+                let mut item = item.clone();
+                item["apiVersion"] = Value::from("rbac.authorization.k8s.io/v1");
+                item["kind"] = Value::from(kind);
+                if let Err(e) = policy.add_object(item) {
+                    tracing::warn!(error = %e, "{kind} ignored");
+                }
+            }
+        }
+        policy.aggregate();
+        let [roles, bindings]: [String; 2] = versions
+            .try_into()
+            .map_err(|_| "two lists expected".to_owned())?;
+        Ok((policy, (roles, bindings)))
+    }
+
+    async fn get(upstream: &Upstream, path: &str) -> Result<Value, String> {
+        let uri = upstream.uri(path).map_err(|e| e.to_string())?;
+        let mut req = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        if let Some(auth) = upstream.authorization()? {
+            req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+        }
+        let response = tokio::time::timeout(Duration::from_secs(60), upstream.send(req, false))
+            .await
+            .map_err(|_| format!("GET {path}: no answer within 60 s"))?
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_LIST_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "GET {path}: HTTP {status}: {}",
+                String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default())
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+    }
 }
 
 /// The issuer shortcut as an `AuthenticationConfiguration`: the management API's mapping

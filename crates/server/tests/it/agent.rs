@@ -43,6 +43,15 @@ async fn cluster() -> Double {
             "metadata": {"name": "agent-delegator"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AGENT_USER}]}),
+        // What docs/agent.md asks for, besides impersonation (which the double's
+        // `impersonator` grants): reviews, and reading the RBAC that forward auth decides with.
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "portcullis-agent-rbac-reader"},
+            "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"], "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "agent-rbac-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "portcullis-agent-rbac-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AGENT_USER}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "dev-admin", "namespace": "team"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
@@ -1101,5 +1110,113 @@ async fn kubectl_through_the_agent_against_a_real_kube_apiserver() {
             .contains("User \"alice@example.com\" cannot list"),
         "{}",
         out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_on_the_agent_decides_paths_with_the_clusters_rbac() {
+    let issuer = TestServer::start().await;
+    let double = cluster().await;
+    for object in [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "grafana-view"},
+            "rules": [{"nonResourceURLs": ["/grafana", "/grafana/*"], "verbs": ["get"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "dev-grafana-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "grafana-view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "oidc:dev"}]}),
+    ] {
+        double.seed(object).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_agent(agent_config(
+        &dir,
+        &issuer,
+        &double.kubeconfig(AGENT_TOKEN, "default"),
+        |c| {
+            c.forward_auth = Some(
+                serde_json::from_value(
+                    json!({"clientID": "grafana", "trustedProxies": ["127.0.0.1/32"]}),
+                )
+                .unwrap(),
+            );
+        },
+    ))
+    .await
+    .unwrap();
+    let ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let now = portcullis_jose::unix_now();
+    let token = issuer
+        .running
+        .as_ref()
+        .unwrap()
+        .provider
+        .sign(
+            &json!({"iss": issuer.url, "aud": "grafana", "sub": "u-alice", "iat": now,
+            "exp": now + 600, "email": "alice@example.com", "email_verified": true,
+            "groups": ["dev"]}),
+        )
+        .unwrap();
+    let check = |method: &'static str, uri: &'static str, bearer: Option<String>| {
+        let mut r = http
+            .get(format!("{}/forward-auth", agent.url))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "apps.example.com")
+            .header("x-forwarded-uri", uri)
+            .header("accept", "text/html");
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    // Allowed once the cluster's roles are read and the issuer's keys fetched.
+    let mut allowed = None;
+    for _ in 0..500 {
+        let r = check("GET", "/grafana/d/home", Some(token.clone()))
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            allowed = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = allowed.expect("the check never allowed the dev group's path");
+    assert_eq!(r.headers()["x-auth-request-user"], "alice@example.com");
+    // A verb the role does not grant, and a path outside it: 403.
+    assert_eq!(
+        check("POST", "/grafana/d/home", Some(token.clone()))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        check("GET", "/prometheus/", Some(token.clone()))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // A browser without a session goes to the management issuer to log in.
+    let r = check("GET", "/grafana/", None).await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    // The proxied API still works beside it.
+    let r = http
+        .get(format!("{}/api/v1/namespaces/team/configmaps", agent.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a token for grafana's audience is not one for the cluster"
     );
 }
