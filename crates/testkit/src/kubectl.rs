@@ -109,10 +109,10 @@ impl Kubectl {
             Ok(c) => c,
             Err(e) => return Output::failed(format!("running {}: {e}", self.bin.display())),
         };
-        if let Some(mut input) = child.stdin.take() {
-            if let Err(e) = input.write_all(stdin.as_bytes()).await {
-                return Output::failed(format!("writing kubectl's stdin: {e}"));
-            }
+        if let Some(mut input) = child.stdin.take()
+            && let Err(e) = input.write_all(stdin.as_bytes()).await
+        {
+            return Output::failed(format!("writing kubectl's stdin: {e}"));
         }
         match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
             Ok(Ok(out)) => Output {
