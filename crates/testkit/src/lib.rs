@@ -6,6 +6,7 @@
 //!   impersonation, access reviews, exec/attach/port-forward over WebSocket and SPDY/3.1).
 //! - [`envtest::KubeApiServer`]: the real kube-apiserver of `KUBEBUILDER_ASSETS` with etcd.
 //! - [`Etcd`]: a real etcd.
+//! - [`slapd::Slapd`]: a real OpenLDAP slapd with TLS and a fixture directory.
 #![deny(missing_docs)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 pub mod envtest;
 pub mod kube_apiserver;
 pub mod rbac_dump;
+pub mod slapd;
 
 /// Errors starting a peer.
 #[derive(Debug)]
