@@ -335,6 +335,7 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "bench-internals",
     ),
     ("portcullis", "portcullis", "cli", "oidc", ""),
+    ("connectors", "portcullis-connectors", "connectors", "ldap", ""),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
@@ -347,7 +348,7 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
     }) {
         let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
         bail!(
-            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server)",
+            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, connectors)",
             names.join(", ")
         );
     }

@@ -2,6 +2,7 @@
 
 mod authz;
 mod client;
+mod connector;
 mod resources;
 
 use std::path::PathBuf;
@@ -161,6 +162,11 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Identity connectors (LDAP/AD).
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Administer local accounts.
     Admin {
         #[command(subcommand)]
@@ -173,6 +179,14 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Log a user in through a connector as the issuer would: prints the identity and groups
+    /// that would be issued and the LDAP operations made (filters, base DNs, result counts).
+    /// The password is prompted for, or read with --password-stdin.
+    Test(connector::TestArgs),
 }
 
 #[derive(Subcommand)]
@@ -302,6 +316,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Connector {
+            command: ConnectorCommand::Test(args),
+        } => connector::test(&args).await,
         Command::WhoCan(args) => Ok(ExitCode::from(
             u8::try_from(authz::who_can(&args).await).unwrap_or(2),
         )),

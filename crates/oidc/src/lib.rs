@@ -29,6 +29,7 @@
 
 mod admin;
 mod authorize;
+mod connect;
 mod device;
 mod discovery;
 mod error;

@@ -157,6 +157,7 @@ struct Inner {
     grants: Grants,
     throttle: Throttle,
     clock: Clock,
+    connectors: RwLock<Arc<portcullis_connectors::Connectors>>,
 }
 
 /// The OpenID provider. Cheap to clone; clones share state.
@@ -229,10 +230,30 @@ impl Provider {
                 grants: Grants::default(),
                 throttle: Throttle::default(),
                 clock,
+                connectors: RwLock::default(),
             }),
         };
         provider.rotate_keys(now).await?;
         Ok(provider)
+    }
+
+    /// Replaces the identity connectors offered besides local users (LDAP/AD). Logins in
+    /// progress finish with the set they started with; refresh grants of users of a connector
+    /// that is gone fail from now on.
+    pub fn set_connectors(&self, connectors: portcullis_connectors::Connectors) {
+        let connectors = Arc::new(connectors);
+        match self.inner.connectors.write() {
+            Ok(mut slot) => *slot = connectors,
+            Err(poisoned) => *poisoned.into_inner() = connectors,
+        }
+    }
+
+    /// The identity connectors besides local users.
+    pub fn connectors(&self) -> Arc<portcullis_connectors::Connectors> {
+        match self.inner.connectors.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// The configuration.

@@ -64,6 +64,17 @@ pub(crate) struct Authentication {
     pub(crate) sid: Option<String>,
     pub(crate) auth_time: u64,
     pub(crate) amr: Vec<String>,
+    /// The connector the user logged in through and how it described them (absent for
+    /// local users): what refresh re-checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connector: Option<ConnectorLogin>,
+}
+
+/// A login through a connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConnectorLogin {
+    pub(crate) id: String,
+    pub(crate) identity: portcullis_connectors::Identity,
 }
 
 /// A logged-in browser.

@@ -7,6 +7,7 @@
 )]
 
 mod api;
+mod connectors;
 mod escalation;
 mod kube_apiserver;
 mod kubectl;
