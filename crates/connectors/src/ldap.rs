@@ -290,8 +290,11 @@ impl LdapConnector {
         let reused = loop {
             let popped = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match popped {
-                Some(mut c) if !c.ldap.is_closed() => break Some(c),
-                Some(_) => continue,
+                Some(mut c) => {
+                    if !c.ldap.is_closed() {
+                        break Some(c);
+                    }
+                }
                 None => break None,
             }
         };

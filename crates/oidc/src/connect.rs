@@ -1,7 +1,7 @@
 //! The provider's side of the connector boundary: the identity a connector's user gets, and
 //! the re-check of a user at every refresh grant, whatever source they came from.
 
-use portcullis_connectors::{PasswordConnector as _, Trace};
+use portcullis_connectors::Trace;
 
 use crate::Error;
 use crate::grants::Identity;

@@ -16,11 +16,11 @@
 //! | `uid=dave,ou=people` | `dave-pw` | `employeeType: disabled` |
 //! | `uid=a*()\b,ou=people` | `star-pw` | filter specials in the uid; in `specials` |
 //! | `uid=c,+"<>;=d,ou=people` | `comma-pw` | DN specials in the uid; in `specials` |
-//! | `uid=jürgen,ou=people` | `jürgen-pw` | non-ASCII; `cn: Jürgen Groß`; in `devs` |
+//! | `uid=jürgen,ou=people` | `jürgen-pw` | non-ASCII; `cn: Jürgen Groß`; in `intl` |
 //!
 //! Groups under `ou=groups`: `admins` (groupOfNames: alice and the group `ops`), `ops`
-//! (groupOfNames: bob), `specials` (groupOfNames: the two special users), `devs` (posixGroup,
-//! `memberUid`: alice, jürgen).
+//! (groupOfNames: bob), `specials` (groupOfNames: the two special users), `intl`
+//! (groupOfNames: jürgen), `devs` (posixGroup, `memberUid`: alice).
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -183,7 +183,9 @@ fn fixture() -> String {
     l += &line("dn", &format!("cn=devs,{GROUPS_DN}"));
     l += "objectClass: posixGroup\ncn: devs\ngidNumber: 1000\n";
     l += &line("memberUid", "alice");
-    l += &line("memberUid", "jürgen");
+    l += "\n";
+    // memberUid is an IA5 (ASCII) string in nis.schema: the non-ASCII user is a member by DN.
+    l += &group_of_names("intl", &[dn("jürgen")]);
     l
 }
 

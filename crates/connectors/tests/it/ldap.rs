@@ -147,7 +147,7 @@ async fn logins_groups_and_refusals() {
     assert_eq!(comma.groups, ["special-people"]);
     let jurgen = login(&c, "jürgen", "jürgen-pw").await.expect("non-ASCII logs in");
     assert_eq!(jurgen.name, "Jürgen Groß");
-    assert_eq!(jurgen.groups, ["devs"]);
+    assert_eq!(jurgen.groups, ["intl"]);
     assert_eq!(login(&c, "a*()\\b", "comma-pw").await, None);
 
     // Refresh re-reads the same user.
