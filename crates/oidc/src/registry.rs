@@ -75,10 +75,18 @@ pub(crate) fn credential_of(user: &User) -> String {
 /// The user's identity as it is now, if the user still exists, is enabled, is the same
 /// account (same uid) and still has the credential it authenticated with; `None` otherwise.
 /// Group and profile changes are picked up here, at every refresh.
+///
+/// A user of a connector is described as at their login or last refresh, as long as the
+/// connector is configured: the directory is asked at refresh (`connect::recheck`), not at
+/// every userinfo, introspection or single sign-on request.
 pub(crate) async fn current_identity(
     provider: &Provider,
     authn: &Authentication,
 ) -> Result<Option<Identity>, Error> {
+    if let Some(login) = &authn.connector {
+        let configured = provider.connectors().get(&login.id).is_some();
+        return Ok(configured.then(|| authn.identity.clone()));
+    }
     let Some(user) = user(provider, &authn.identity.username).await? else {
         return Ok(None);
     };

@@ -178,8 +178,9 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     // his grant is not revoked (the directory did not say he is gone).
     slapd.stop();
     let auth = rp.authorize(SCOPES, &[("connector_id", "corp")]);
-    let page = Browser::new().get(&auth.url).await;
-    let down = Browser::new()
+    let browser = Browser::new();
+    let page = browser.get(&auth.url).await;
+    let down = browser
         .submit(
             &page.form("/auth/login"),
             &[("login", "bob"), ("password", "bob-pw")],
