@@ -1,7 +1,7 @@
 //! `portcullis connector test`: logs a user in through a connector as the issuer would, and
 //! prints the identity and groups that would be issued and every LDAP operation made.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -167,4 +167,48 @@ pub async fn test(args: &TestArgs) -> Result<ExitCode> {
     };
     print!("{out}");
     Ok(code)
+}
+
+/// Arguments of `portcullis connector set-bind-password`.
+#[derive(clap::Args, Debug)]
+pub struct SetBindPasswordArgs {
+    /// The connector's id.
+    id: String,
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Kubeconfig to use for the management API.
+    #[arg(
+        long = "config",
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis-data/admin.conf"
+    )]
+    kubeconfig: PathBuf,
+}
+
+/// Sends the bind password to the server, which seals it.
+pub async fn set_bind_password(args: &SetBindPasswordArgs) -> Result<ExitCode> {
+    let password = if args.password_stdin {
+        first_line(std::io::stdin().lock())?
+    } else {
+        prompt_password(&format!("Bind password for connector {}: ", args.id))?
+    };
+    let client = crate::client::Client::from_kubeconfig(&args.kubeconfig)?;
+    let path = format!(
+        "/apis/{}/{}/connectors/{}/bindpassword",
+        portcullis_model::GROUP,
+        portcullis_model::VERSION,
+        args.id
+    );
+    let body = serde_json::to_vec(&serde_json::json!({ "password": password }))
+        .context("encoding the request")?;
+    client
+        .request(http::Method::POST, &path, Some(("application/json", body)))
+        .await
+        .with_context(|| format!("setting the bind password of connector {:?}", args.id))?;
+    eprintln!(
+        "The bind password of connector {:?} is set (sealed at rest); the connector reconnects with it.",
+        args.id
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -187,6 +187,10 @@ enum ConnectorCommand {
     /// that would be issued and the LDAP operations made (filters, base DNs, result counts).
     /// The password is prompted for, or read with --password-stdin.
     Test(connector::TestArgs),
+    /// Set the LDAP service account's bind password: sealed at rest by the server as the
+    /// secret the connector's bindPasswordRef names, never printed. Prompted for, or read
+    /// with --password-stdin.
+    SetBindPassword(connector::SetBindPasswordArgs),
 }
 
 #[derive(Subcommand)]
@@ -319,6 +323,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Connector {
             command: ConnectorCommand::Test(args),
         } => connector::test(&args).await,
+        Command::Connector {
+            command: ConnectorCommand::SetBindPassword(args),
+        } => connector::set_bind_password(&args).await,
         Command::WhoCan(args) => Ok(ExitCode::from(
             u8::try_from(authz::who_can(&args).await).unwrap_or(2),
         )),

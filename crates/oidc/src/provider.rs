@@ -158,6 +158,7 @@ struct Inner {
     throttle: Throttle,
     clock: Clock,
     connectors: RwLock<Arc<portcullis_connectors::Connectors>>,
+    secrets_changed: tokio::sync::Notify,
 }
 
 /// The OpenID provider. Cheap to clone; clones share state.
@@ -231,6 +232,7 @@ impl Provider {
                 throttle: Throttle::default(),
                 clock,
                 connectors: RwLock::default(),
+                secrets_changed: tokio::sync::Notify::new(),
             }),
         };
         provider.rotate_keys(now).await?;
@@ -246,6 +248,16 @@ impl Provider {
             Ok(mut slot) => *slot = connectors,
             Err(poisoned) => *poisoned.into_inner() = connectors,
         }
+    }
+
+    /// Completes when a secret was set after the call ([`Provider::put_secret`]): whoever
+    /// builds connectors from secrets rebuilds them then.
+    pub async fn secrets_changed(&self) {
+        self.inner.secrets_changed.notified().await;
+    }
+
+    pub(crate) fn notify_secrets_changed(&self) {
+        self.inner.secrets_changed.notify_waiters();
     }
 
     /// The identity connectors besides local users.

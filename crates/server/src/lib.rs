@@ -9,6 +9,7 @@
 
 mod api;
 pub mod config;
+mod connectors;
 mod kinds;
 pub mod kubeconfig;
 pub mod pki;

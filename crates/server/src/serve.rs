@@ -165,6 +165,18 @@ pub async fn start(config: Config) -> Result<Running> {
         authorizer.clone(),
         revision,
     ));
+    // Connector objects become the issuer's connectors (LDAP/AD), now and on every change.
+    let mut connector_cache = crate::connectors::Cache::default();
+    let connectors_revision =
+        crate::connectors::reload(&store, &provider, &mut connector_cache)
+            .await
+            .context("loading the connectors")?;
+    let connectors_sync = tokio::spawn(crate::connectors::sync(
+        store.clone(),
+        provider.clone(),
+        connectors_revision,
+        connector_cache,
+    ));
     // The issuer's own tokens for the management API's audience, mapped as a kube-apiserver
     // pointed at this issuer maps them (`--oidc-username-claim=email`,
     // `--oidc-groups-claim=groups`, `--oidc-groups-prefix=oidc:`), verified with the
@@ -274,7 +286,7 @@ pub async fn start(config: Config) -> Result<Running> {
         admin_password,
         shutdown: Some(tx),
         task,
-        background: vec![rotation, maintenance, rbac_sync],
+        background: vec![rotation, maintenance, rbac_sync, connectors_sync],
         #[cfg(feature = "bench-internals")]
         state: kept_state,
     })

@@ -1,19 +1,15 @@
 //! End to end: a user of the organisation's LDAP directory (a real slapd) logs in at the
 //! issuer through the authorization code flow, and the prefixed groups of their ID token are
-//! what a ClusterRoleBinding on the management API grants to.
+//! what a ClusterRoleBinding on the management API grants to. The connector is created
+//! through the API, its bind password set through `connectors/NAME/bindpassword`, and its
+//! `Ready` condition reports the server's connect-and-bind check.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portcullis_connectors::ldap::{LdapConnector, LdapOptions};
-use portcullis_connectors::{Connectors, PasswordConnector};
-use portcullis_model::kinds::connector::{
-    LdapConnector as LdapSpec, LdapGroupSearch, LdapSecurity, LdapUserMatcher, LdapUserSearch,
-};
-use portcullis_model::{Client, ClientSpec, ConnectorSpec, GrantType};
+use portcullis_model::{Client, ClientSpec, GrantType};
 use portcullis_testkit::slapd::{self, Slapd};
 use serde_json::{Value, json};
 
@@ -21,43 +17,61 @@ use crate::support::TestServer;
 
 const REDIRECT: &str = "http://127.0.0.1:8000/callback";
 
-fn directory(slapd: &Slapd) -> Arc<dyn PasswordConnector> {
-    let spec = ConnectorSpec {
-        display_name: "Example Corp".into(),
-        ldap: Some(LdapSpec {
-            host: slapd.ldap_addr.clone(),
-            security: LdapSecurity::StartTLS,
-            ca_bundle: slapd.ca_pem().to_owned(),
-            bind_dn: slapd::SERVICE_DN.into(),
-            user_search: LdapUserSearch {
-                base_dn: slapd::PEOPLE_DN.into(),
-                username_attr: "uid".into(),
-                id_attr: "uid".into(),
-                email_attr: "mail".into(),
-                ..Default::default()
+fn connector_object(slapd: &Slapd) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Connector",
+        "metadata": { "name": "corp" },
+        "spec": {
+            "type": "ldap",
+            "displayName": "Example Corp",
+            "ldap": {
+                "host": slapd.ldap_addr,
+                "security": "StartTLS",
+                "caBundle": slapd.ca_pem(),
+                "bindDN": slapd::SERVICE_DN,
+                "bindPasswordRef": { "name": "corp-ldap", "key": "password" },
+                "userSearch": {
+                    "baseDN": slapd::PEOPLE_DN, "usernameAttr": "uid", "idAttr": "uid", "emailAttr": "mail",
+                },
+                "groupSearch": {
+                    "baseDN": slapd::GROUPS_DN, "nameAttr": "cn",
+                    "userMatchers": [{ "userAttr": "DN", "groupAttr": "member" }],
+                },
             },
-            group_search: Some(LdapGroupSearch {
-                base_dn: slapd::GROUPS_DN.into(),
-                user_matchers: vec![LdapUserMatcher {
-                    user_attr: "DN".into(),
-                    group_attr: "member".into(),
-                }],
-                name_attr: "cn".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Arc::new(
-        LdapConnector::new(
-            "corp",
-            &spec,
-            Some(secrecy::SecretString::from(slapd::SERVICE_PASSWORD)),
-            LdapOptions::default(),
-        )
-        .unwrap(),
-    )
+        },
+    })
+}
+
+/// Polls the connector's `Ready` condition until it has `status` (the server checks a
+/// connector after every change, apart from validation).
+async fn ready_condition(s: &TestServer, status: &str) -> Value {
+    let url = format!("{}/apis/portcullis.dev/v1alpha1/connectors/corp", s.url);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let object: Value = s.admin().get(&url).send().await.unwrap().json().await.unwrap();
+        let ready = object["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
+        if let Some(c) = ready.filter(|c| c["status"] == status) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "Ready never became {status}: {object}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn set_bind_password(s: &TestServer, password: &str) {
+    let r = s
+        .admin()
+        .post(format!(
+            "{}/apis/portcullis.dev/v1alpha1/connectors/corp/bindpassword",
+            s.url
+        ))
+        .json(&json!({ "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
 /// The value of `name="…" value="…"` inputs of the page.
@@ -75,6 +89,12 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
         out.push((attr("name").unwrap(), attr("value").unwrap_or_default()));
     }
     out
+}
+
+fn form_body(fields: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
 }
 
 /// Logs `user` in through the code flow with PKCE (public client `portcullis`, the management
@@ -109,7 +129,8 @@ async fn id_token_of(s: &TestServer, user: &str, password: &str) -> String {
     let done = http
         .post(format!("{}/auth/login", s.url))
         .header("cookie", cookies.join("; "))
-        .form(&fields)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&fields))
         .send()
         .await
         .unwrap();
@@ -118,13 +139,14 @@ async fn id_token_of(s: &TestServer, user: &str, password: &str) -> String {
     let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
     let tokens: Value = http
         .post(format!("{}/token", s.url))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", q["code"].as_str()),
-            ("redirect_uri", REDIRECT),
-            ("client_id", "portcullis"),
-            ("code_verifier", verifier.as_str()),
-        ])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("grant_type".to_owned(), "authorization_code".to_owned()),
+            ("code".to_owned(), q["code"].clone()),
+            ("redirect_uri".to_owned(), REDIRECT.to_owned()),
+            ("client_id".to_owned(), "portcullis".to_owned()),
+            ("code_verifier".to_owned(), verifier.clone()),
+        ]))
         .send()
         .await
         .unwrap()
@@ -166,8 +188,40 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
         ));
     })
     .await;
-    let provider = s.running.as_ref().unwrap().provider.clone();
-    provider.set_connectors(Connectors::new(vec![directory(&slapd)]));
+    // `apply`: the object is valid, but its bind password is not set yet: Ready=False.
+    let r = s
+        .admin()
+        .post(format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url))
+        .json(&connector_object(&slapd))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let missing = ready_condition(&s, "False").await;
+    assert!(missing["message"].as_str().unwrap().contains("set-bind-password"), "{missing}");
+    // A wrong bind password: the LDAP result code and text.
+    set_bind_password(&s, "not-the-password").await;
+    let wrong = loop {
+        let c = ready_condition(&s, "False").await;
+        if c["message"].as_str().unwrap().contains("LDAP result 49") {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(wrong["message"].as_str().unwrap().contains("invalidCredentials"), "{wrong}");
+    set_bind_password(&s, slapd::SERVICE_PASSWORD).await;
+    ready_condition(&s, "True").await;
+    // The password is sealed at rest and `get` never shows it.
+    let object = s
+        .admin()
+        .get(format!("{}/apis/portcullis.dev/v1alpha1/connectors/corp", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!object.contains(slapd::SERVICE_PASSWORD), "{object}");
 
     let alice = id_token_of(&s, "alice", "alice-pw").await;
     let bob = id_token_of(&s, "bob", "bob-pw").await;
