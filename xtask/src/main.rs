@@ -335,7 +335,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "bench-internals",
     ),
     ("portcullis", "portcullis", "cli", "oidc", ""),
-    ("connectors", "portcullis-connectors", "connectors", "ldap", ""),
+    (
+        "connectors",
+        "portcullis-connectors",
+        "connectors",
+        "ldap",
+        "",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {

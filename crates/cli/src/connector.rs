@@ -42,8 +42,8 @@ pub struct TestArgs {
 
 async fn connector_object(args: &TestArgs) -> Result<Connector> {
     if let Some(file) = &args.file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let name = file.display().to_string();
         for resource in portcullis_model::decode_yaml_documents(&name, &text)? {
             if let Resource::Connector(c) = resource
@@ -75,7 +75,9 @@ async fn connector_object(args: &TestArgs) -> Result<Connector> {
 /// The first line of `reader`, without its line end.
 fn first_line(mut reader: impl std::io::BufRead) -> Result<String> {
     let mut line = String::new();
-    reader.read_line(&mut line).context("reading the password")?;
+    reader
+        .read_line(&mut line)
+        .context("reading the password")?;
     let trimmed = line.trim_end_matches(['\n', '\r']).len();
     line.truncate(trimmed);
     Ok(line)
@@ -106,7 +108,11 @@ pub async fn test(args: &TestArgs) -> Result<ExitCode> {
     let object = connector_object(args).await?;
     if let Err(errors) = portcullis_model::validate(&Resource::Connector(object.clone())) {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("connector {:?} is not valid:\n  {}", args.id, lines.join("\n  "));
+        bail!(
+            "connector {:?} is not valid:\n  {}",
+            args.id,
+            lines.join("\n  ")
+        );
     }
     if object.spec.type_ != ConnectorType::Ldap {
         bail!(
@@ -127,7 +133,12 @@ pub async fn test(args: &TestArgs) -> Result<ExitCode> {
         prompt_password(&format!("Password for {}: ", args.username))?
     };
     let password = SecretString::from(password);
-    let connector = LdapConnector::new(&args.id, &object.spec, bind_password, LdapOptions::default())?;
+    let connector = LdapConnector::new(
+        &args.id,
+        &object.spec,
+        bind_password,
+        LdapOptions::default(),
+    )?;
 
     let mut out = String::new();
     let mut trace = Trace::default();
@@ -150,14 +161,19 @@ pub async fn test(args: &TestArgs) -> Result<ExitCode> {
                 user.username,
                 user.name,
                 user.email,
-                if user.email_verified { " (verified)" } else { "" },
+                if user.email_verified {
+                    " (verified)"
+                } else {
+                    ""
+                },
                 user.groups.join(", "),
                 groups.join(", "),
             );
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            out += "result: no login (unknown user, wrong or empty password, or disabled account)\n";
+            out +=
+                "result: no login (unknown user, wrong or empty password, or disabled account)\n";
             ExitCode::from(1)
         }
         Err(e) => {

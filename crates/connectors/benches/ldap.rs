@@ -76,7 +76,12 @@ async fn measure(c: LdapConnector) -> (f64, Duration) {
     let password = SecretString::from("alice-pw");
     // Warm up (and fill the pool).
     for _ in 0..WORKERS {
-        assert!(c.login("alice", &password, &mut Trace::default()).await.unwrap().is_some());
+        assert!(
+            c.login("alice", &password, &mut Trace::default())
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     let start = Instant::now();
     let tasks: Vec<_> = (0..WORKERS)
@@ -111,7 +116,11 @@ async fn main() {
     let ca = slapd.ca_pem().to_owned();
     let mut rows = Vec::new();
     for (name, host, security) in [
-        ("plain LDAP", slapd.ldap_addr.clone(), LdapSecurity::InsecureNone),
+        (
+            "plain LDAP",
+            slapd.ldap_addr.clone(),
+            LdapSecurity::InsecureNone,
+        ),
         ("LDAPS", slapd.ldaps_addr.clone(), LdapSecurity::Ldaps),
     ] {
         let (pooled, pooled_p99) = measure(connector(&host, security, &ca, WORKERS)).await;

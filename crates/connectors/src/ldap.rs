@@ -229,7 +229,9 @@ impl LdapConnector {
             };
         }
         match e {
-            LdapError::LdapResult { result } => self.result_error(operation, result.rc, &result.text),
+            LdapError::LdapResult { result } => {
+                self.result_error(operation, result.rc, &result.text)
+            }
             LdapError::Timeout { .. } => self.unreachable(format!(
                 "no answer to {operation} within {} s",
                 self.options.operation_timeout.as_secs()
@@ -264,18 +266,17 @@ impl LdapConnector {
             settings = settings.set_config(Arc::clone(config));
         }
         let connecting = LdapConnAsync::with_settings(settings, &self.url);
-        let (conn, ldap) = match tokio::time::timeout(self.options.connect_timeout, connecting)
-            .await
-        {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(self.error("connect", e)),
-            Err(_) => {
-                return Err(self.unreachable(format!(
-                    "no connection within {} s",
-                    self.options.connect_timeout.as_secs()
-                )));
-            }
-        };
+        let (conn, ldap) =
+            match tokio::time::timeout(self.options.connect_timeout, connecting).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => return Err(self.error("connect", e)),
+                Err(_) => {
+                    return Err(self.unreachable(format!(
+                        "no connection within {} s",
+                        self.options.connect_timeout.as_secs()
+                    )));
+                }
+            };
         let id = self.id.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {

@@ -176,8 +176,11 @@ pub trait PasswordConnector: Send + Sync + std::fmt::Debug {
     /// Re-reads a user who logged in before: `Ok(Some)` with their current groups and
     /// profile, `Ok(None)` if the user no longer exists, is disabled or is another account
     /// now (their sessions must end), `Err` if the source could not answer.
-    async fn refresh(&self, identity: &Identity, trace: &mut Trace)
-    -> Result<Option<Identity>, Error>;
+    async fn refresh(
+        &self,
+        identity: &Identity,
+        trace: &mut Trace,
+    ) -> Result<Option<Identity>, Error>;
 
     /// A quick connect-and-bind with the service account: reports what a login would run
     /// into (unreachable server, untrusted certificate, wrong bind password).
@@ -192,8 +195,7 @@ pub fn subject(connector: &str, user_id: &str) -> String {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [

@@ -13,8 +13,8 @@ use crate::pages::{self, error_page};
 use crate::provider::Provider;
 use crate::session::{self, ClientAddr};
 use crate::state::{self, Authentication, CODES, CodeRecord};
-use portcullis_connectors::LOCAL;
 use crate::{Error, registry};
+use portcullis_connectors::LOCAL;
 
 /// Scopes understood (OpenID Connect Core 1.0 §5.4, plus Dex's `groups`), besides
 /// `audience:server:client_id:ID`.
@@ -896,12 +896,7 @@ pub(crate) async fn login(
         let password = secrecy::SecretString::from(password.to_owned());
         let mut trace = portcullis_connectors::Trace::default();
         match connector.login(login, &password, &mut trace).await {
-            Ok(Some(identity)) => crate::connect::authentication(
-                &connector_id,
-                identity,
-                sid,
-                now,
-            ),
+            Ok(Some(identity)) => crate::connect::authentication(&connector_id, identity, sid, now),
             Ok(None) => {
                 provider.throttle().failed(login_key, address, now);
                 tracing::info!(client = %pending.client_id, connector = %connector_id, "failed login");

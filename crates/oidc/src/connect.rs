@@ -34,10 +34,10 @@ pub(crate) fn authentication(
         sid,
         auth_time: now,
         amr: vec!["pwd".into()],
-        connector: Some(ConnectorLogin {
+        connector: Some(Box::new(ConnectorLogin {
             id: connector.to_owned(),
             identity: user,
-        }),
+        })),
     }
 }
 
@@ -74,10 +74,10 @@ pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Resu
     Ok(match connector.refresh(&login.identity, &mut trace).await {
         Ok(Some(user)) => Recheck::Current(Authentication {
             identity: identity_of(&login.id, &user),
-            connector: Some(ConnectorLogin {
+            connector: Some(Box::new(ConnectorLogin {
                 id: login.id.clone(),
                 identity: user,
-            }),
+            })),
             ..authn.clone()
         }),
         Ok(None) => Recheck::Gone,

@@ -36,7 +36,12 @@ fn store_key(name: &str, key: &str) -> Result<String, Error> {
 impl Provider {
     /// Seals `value` as key `key` of secret `name` (replacing an earlier value) and tells
     /// [`Provider::secrets_changed`] waiters.
-    pub async fn put_secret(&self, name: &str, key: &str, value: &SecretString) -> Result<(), Error> {
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        key: &str,
+        value: &SecretString,
+    ) -> Result<(), Error> {
         let store_key = store_key(name, key)?;
         if value.expose_secret().len() > MAX_SECRET_LEN {
             return Err(Error::Config(format!(
@@ -82,7 +87,13 @@ mod tests {
     #[test]
     fn secret_names_cannot_address_other_keys() {
         assert!(store_key("corp-ldap", "password").is_ok());
-        for (n, k) in [("", "k"), ("a/b", "k"), ("..", "k"), ("n", "../x"), ("n", "")] {
+        for (n, k) in [
+            ("", "k"),
+            ("a/b", "k"),
+            ("..", "k"),
+            ("n", "../x"),
+            ("n", ""),
+        ] {
             assert!(store_key(n, k).is_err(), "{n:?} {k:?}");
         }
     }

@@ -67,7 +67,7 @@ pub(crate) struct Authentication {
     /// The connector the user logged in through and how it described them (absent for
     /// local users): what refresh re-checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) connector: Option<ConnectorLogin>,
+    pub(crate) connector: Option<Box<ConnectorLogin>>,
 }
 
 /// A login through a connector.

@@ -13,12 +13,12 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use crate::authorize::{pkce_chars, single_params};
+use crate::connect::Recheck;
 use crate::grants::{random_id, random_token};
 use crate::provider::Provider;
 use crate::state::{
     self, Authentication, CODES, CodeRecord, GRANTS, GrantRecord, RefreshState, Rotation,
 };
-use crate::connect::Recheck;
 use crate::{Error, registry};
 
 /// `typ` of access tokens (RFC 9068 §2.1), so an ID token never passes for one.

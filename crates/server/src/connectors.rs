@@ -47,11 +47,7 @@ fn fingerprint(c: &Connector, password: Option<&secrecy::SecretString>) -> Strin
         input.extend_from_slice(p.expose_secret().as_bytes());
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-    digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn bind_password(

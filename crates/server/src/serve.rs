@@ -167,10 +167,9 @@ pub async fn start(config: Config) -> Result<Running> {
     ));
     // Connector objects become the issuer's connectors (LDAP/AD), now and on every change.
     let mut connector_cache = crate::connectors::Cache::default();
-    let connectors_revision =
-        crate::connectors::reload(&store, &provider, &mut connector_cache)
-            .await
-            .context("loading the connectors")?;
+    let connectors_revision = crate::connectors::reload(&store, &provider, &mut connector_cache)
+        .await
+        .context("loading the connectors")?;
     let connectors_sync = tokio::spawn(crate::connectors::sync(
         store.clone(),
         provider.clone(),

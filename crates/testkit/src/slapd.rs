@@ -285,7 +285,9 @@ impl Slapd {
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{plain}/ ldaps://127.0.0.1:{tls}/"))
+            .arg(format!(
+                "ldap://127.0.0.1:{plain}/ ldaps://127.0.0.1:{tls}/"
+            ))
             // In the foreground, logging nothing.
             .arg("-d")
             .arg("0")

@@ -48,7 +48,14 @@ spec:
 
 fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, String) {
     let mut child = Command::new(BIN)
-        .args(["connector", "test", "corp", "--username", user, "--password-stdin"])
+        .args([
+            "connector",
+            "test",
+            "corp",
+            "--username",
+            user,
+            "--password-stdin",
+        ])
         .arg("-f")
         .arg(dir.join("corp.yaml"))
         .arg("--bind-password-file")
@@ -76,8 +83,16 @@ fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, Strin
 fn connector_test_prints_identity_groups_and_operations() {
     let slapd = Slapd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("corp.yaml"), connector_yaml(&slapd, slapd::SERVICE_DN)).unwrap();
-    std::fs::write(dir.path().join("bind-password"), format!("{}\n", slapd::SERVICE_PASSWORD)).unwrap();
+    std::fs::write(
+        dir.path().join("corp.yaml"),
+        connector_yaml(&slapd, slapd::SERVICE_DN),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bind-password"),
+        format!("{}\n", slapd::SERVICE_PASSWORD),
+    )
+    .unwrap();
 
     let (code, out, err) = run(dir.path(), "alice", "alice-pw");
     assert_eq!(code, 0, "{out}{err}");
@@ -85,7 +100,10 @@ fn connector_test_prints_identity_groups_and_operations() {
     assert!(out.contains("email: alice@example.org (verified)"), "{out}");
     assert!(out.contains("RBAC groups: oidc:admins, oidc:devs"), "{out}");
     assert!(
-        out.contains(&format!("search base \"{}\" scope sub filter (uid=alice): 1 entries", slapd::PEOPLE_DN)),
+        out.contains(&format!(
+            "search base \"{}\" scope sub filter (uid=alice): 1 entries",
+            slapd::PEOPLE_DN
+        )),
         "{out}"
     );
     assert!(out.contains("filter (memberUid=alice): 1 entries"), "{out}");
@@ -94,7 +112,10 @@ fn connector_test_prints_identity_groups_and_operations() {
     let (code, out, _) = run(dir.path(), "alice", "wrong");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no login"), "{out}");
-    assert!(out.contains("result 49"), "the refused user bind is shown: {out}");
+    assert!(
+        out.contains("result 49"),
+        "the refused user bind is shown: {out}"
+    );
 
     // A wrong service account: the LDAP result code and text, and what to check.
     std::fs::write(

@@ -103,11 +103,19 @@ async fn logins_groups_and_refusals() {
     groups.sort();
     assert_eq!(groups, ["admins", "devs"]);
     // The trace shows the service bind, the searches with their counts, and the user bind.
-    assert!(matches!(&trace.operations[0], Operation::Bind { dn, code: 0 } if dn == slapd::SERVICE_DN));
+    assert!(
+        matches!(&trace.operations[0], Operation::Bind { dn, code: 0 } if dn == slapd::SERVICE_DN)
+    );
     assert!(trace.operations.iter().any(|o| matches!(o,
         Operation::Search { filter, entries: 1, .. } if filter == "(&(objectClass=inetOrgPerson)(uid=alice))")));
-    assert!(matches!(trace.operations.last(), Some(Operation::Bind { code: 0, .. })));
-    assert!(!format!("{:?}", trace).contains("alice-pw"), "passwords are never traced");
+    assert!(matches!(
+        trace.operations.last(),
+        Some(Operation::Bind { code: 0, .. })
+    ));
+    assert!(
+        !format!("{:?}", trace).contains("alice-pw"),
+        "passwords are never traced"
+    );
 
     let bob = login(&c, "bob", "bob-pw").await.expect("bob logs in");
     assert_eq!(bob.groups, ["ops"]);
@@ -116,15 +124,32 @@ async fn logins_groups_and_refusals() {
     assert_eq!(login(&c, "alice", "wrong").await, None);
     let mut trace = Trace::default();
     assert_eq!(
-        c.login("alice", &SecretString::from(""), &mut trace).await.unwrap(),
+        c.login("alice", &SecretString::from(""), &mut trace)
+            .await
+            .unwrap(),
         None
     );
-    assert!(trace.operations.is_empty(), "an empty password never reaches the directory");
+    assert!(
+        trace.operations.is_empty(),
+        "an empty password never reaches the directory"
+    );
     assert_eq!(login(&c, "nobody", "x").await, None);
-    assert_eq!(login(&c, "dave", "dave-pw").await, None, "disabled by disabledFilter");
+    assert_eq!(
+        login(&c, "dave", "dave-pw").await,
+        None,
+        "disabled by disabledFilter"
+    );
 
     // Injection attempts match nobody, even with a password that would be right for alice.
-    for attempt in ["*", "*)(uid=*", ")(uid=*", "alice)(|(uid=*", "al*", "alice\0", "\0"] {
+    for attempt in [
+        "*",
+        "*)(uid=*",
+        ")(uid=*",
+        "alice)(|(uid=*",
+        "al*",
+        "alice\0",
+        "\0",
+    ] {
         let mut trace = Trace::default();
         let result = c
             .login(attempt, &SecretString::from("alice-pw"), &mut trace)
@@ -132,7 +157,10 @@ async fn logins_groups_and_refusals() {
             .unwrap();
         assert_eq!(result, None, "{attempt:?}");
         for op in &trace.operations {
-            if let Operation::Search { filter, entries, .. } = op {
+            if let Operation::Search {
+                filter, entries, ..
+            } = op
+            {
                 assert_eq!(*entries, 0, "{attempt:?} matched: {filter}");
                 assert!(!filter.contains("(uid=*"), "{filter}");
             }
@@ -140,12 +168,22 @@ async fn logins_groups_and_refusals() {
     }
 
     // Names with filter and DN special characters and non-ASCII letters log in as themselves.
-    let star = login(&c, "a*()\\b", "star-pw").await.expect("a*()\\b logs in");
+    let star = login(&c, "a*()\\b", "star-pw")
+        .await
+        .expect("a*()\\b logs in");
     assert_eq!(star.user_id, "a*()\\b");
-    assert_eq!(star.groups, ["special-people"], "member→DN with an escaped DN; mapped");
-    let comma = login(&c, "c,+\"<>;=d", "comma-pw").await.expect("DN specials log in");
+    assert_eq!(
+        star.groups,
+        ["special-people"],
+        "member→DN with an escaped DN; mapped"
+    );
+    let comma = login(&c, "c,+\"<>;=d", "comma-pw")
+        .await
+        .expect("DN specials log in");
     assert_eq!(comma.groups, ["special-people"]);
-    let jurgen = login(&c, "jürgen", "jürgen-pw").await.expect("non-ASCII logs in");
+    let jurgen = login(&c, "jürgen", "jürgen-pw")
+        .await
+        .expect("non-ASCII logs in");
     assert_eq!(jurgen.name, "Jürgen Groß");
     assert_eq!(jurgen.groups, ["intl"]);
     assert_eq!(login(&c, "a*()\\b", "comma-pw").await, None);
@@ -175,7 +213,11 @@ async fn logins_groups_and_refusals() {
     let mut broken = spec(&slapd.ldap_addr, LdapSecurity::InsecureNone, "");
     broken.ldap.as_mut().unwrap().user_search.base_dn = "ou=missing,dc=example,dc=org".into();
     let e = connector(&broken)
-        .login("alice", &SecretString::from("alice-pw"), &mut Trace::default())
+        .login(
+            "alice",
+            &SecretString::from("alice-pw"),
+            &mut Trace::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Ldap { code: 32, .. }), "{e}");
@@ -184,19 +226,39 @@ async fn logins_groups_and_refusals() {
 #[tokio::test]
 async fn ldaps_and_starttls_with_the_test_ca_and_a_wrong_ca_refused() {
     let slapd = Slapd::start().unwrap();
-    let ldaps = connector(&spec(&slapd.ldaps_addr, LdapSecurity::Ldaps, slapd.ca_pem()));
+    let ldaps = connector(&spec(
+        &slapd.ldaps_addr,
+        LdapSecurity::Ldaps,
+        slapd.ca_pem(),
+    ));
     assert!(login(&ldaps, "alice", "alice-pw").await.is_some());
-    let starttls = connector(&spec(&slapd.ldap_addr, LdapSecurity::StartTLS, slapd.ca_pem()));
+    let starttls = connector(&spec(
+        &slapd.ldap_addr,
+        LdapSecurity::StartTLS,
+        slapd.ca_pem(),
+    ));
     assert!(login(&starttls, "bob", "bob-pw").await.is_some());
 
     // Another CA: the handshake fails, the error says TLS, and nobody logs in.
     let other = Slapd::start().unwrap();
     for c in [
-        connector(&spec(&slapd.ldaps_addr, LdapSecurity::Ldaps, other.ca_pem())),
-        connector(&spec(&slapd.ldap_addr, LdapSecurity::StartTLS, other.ca_pem())),
+        connector(&spec(
+            &slapd.ldaps_addr,
+            LdapSecurity::Ldaps,
+            other.ca_pem(),
+        )),
+        connector(&spec(
+            &slapd.ldap_addr,
+            LdapSecurity::StartTLS,
+            other.ca_pem(),
+        )),
     ] {
         let e = c
-            .login("alice", &SecretString::from("alice-pw"), &mut Trace::default())
+            .login(
+                "alice",
+                &SecretString::from("alice-pw"),
+                &mut Trace::default(),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Tls { .. }), "{e}");
@@ -222,12 +284,19 @@ async fn refresh_sees_removed_users_disabled_users_and_group_changes() {
             dn = slapd::user_dn("alice").unwrap()
         ))
         .unwrap();
-    let now = c.refresh(&alice, &mut Trace::default()).await.unwrap().unwrap();
+    let now = c
+        .refresh(&alice, &mut Trace::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(now.groups.is_empty(), "{:?}", now.groups);
 
     // bob is deleted.
     slapd
-        .modify(&format!("dn: {}\nchangetype: delete\n", slapd::user_dn("bob").unwrap()))
+        .modify(&format!(
+            "dn: {}\nchangetype: delete\n",
+            slapd::user_dn("bob").unwrap()
+        ))
         .unwrap();
     assert_eq!(c.refresh(&bob, &mut Trace::default()).await.unwrap(), None);
     assert_eq!(login(&c, "bob", "bob-pw").await, None);
@@ -239,13 +308,19 @@ async fn refresh_sees_removed_users_disabled_users_and_group_changes() {
             slapd::user_dn("jürgen").unwrap()
         ))
         .unwrap();
-    assert_eq!(c.refresh(&jurgen, &mut Trace::default()).await.unwrap(), None);
+    assert_eq!(
+        c.refresh(&jurgen, &mut Trace::default()).await.unwrap(),
+        None
+    );
 
     // A new account that took a departed user's name is another account: its id differs.
     slapd.add_user("bob", "new-bob").unwrap();
     let mut impostor = bob.clone();
     impostor.user_id = "someone-else".into();
-    assert_eq!(c.refresh(&impostor, &mut Trace::default()).await.unwrap(), None);
+    assert_eq!(
+        c.refresh(&impostor, &mut Trace::default()).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -256,7 +331,11 @@ async fn a_directory_that_is_down_is_a_clear_error_and_no_login() {
     slapd.stop();
     // Pooled connections are dead now; new ones are refused.
     let e = c
-        .login("alice", &SecretString::from("alice-pw"), &mut Trace::default())
+        .login(
+            "alice",
+            &SecretString::from("alice-pw"),
+            &mut Trace::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Unreachable { .. }), "{e}");

@@ -91,13 +91,24 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert!(page.body.contains("Example Corp") && page.body.contains("Local account"));
     let form = page.form("/auth/login");
     let wrong = browser
-        .submit(&form, &[("connector", "corp"), ("login", "alice"), ("password", "nope")])
+        .submit(
+            &form,
+            &[
+                ("connector", "corp"),
+                ("login", "alice"),
+                ("password", "nope"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status, 401);
     let page = browser
         .submit(
             &wrong.form("/auth/login"),
-            &[("connector", "corp"), ("login", "alice"), ("password", "alice-pw")],
+            &[
+                ("connector", "corp"),
+                ("login", "alice"),
+                ("password", "alice-pw"),
+            ],
         )
         .await;
     let tokens = rp.finish(&auth, &page).await;
@@ -123,10 +134,21 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert!(!page.body.contains("type=\"radio\""), "{}", page.body);
     assert!(page.body.contains("Corp user name"));
     let form = page.form("/auth/login");
-    assert!(form.hidden.iter().any(|(k, v)| k == "connector" && v == "corp"));
+    assert!(
+        form.hidden
+            .iter()
+            .any(|(k, v)| k == "connector" && v == "corp")
+    );
     // The form cannot be turned to another connector.
     let switched = direct
-        .submit(&form, &[("connector", "local"), ("login", "alice"), ("password", "x")])
+        .submit(
+            &form,
+            &[
+                ("connector", "local"),
+                ("login", "alice"),
+                ("password", "x"),
+            ],
+        )
         .await;
     assert_eq!(switched.status, 400);
     let page = direct
@@ -169,7 +191,11 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
         .unwrap();
     let next = str_of(&refreshed, "refresh_token").to_owned();
     let (status, body) = rp.refresh(&next).await;
-    assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"), "{body}");
+    assert_eq!(
+        (status, str_of(&body, "error")),
+        (400, "invalid_grant"),
+        "{body}"
+    );
     assert_eq!(userinfo_status(&served, &access).await, 401);
     let (status, _) = rp.refresh(&next).await;
     assert_eq!(status, 400, "the family stays revoked");
@@ -189,7 +215,10 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(down.status, 503, "{}", down.body);
     assert!(down.body.contains("cannot be reached"), "{}", down.body);
     let (status, body) = rp.refresh(str_of(&bob_tokens, "refresh_token")).await;
-    assert_eq!((status, str_of(&body, "error")), (503, "temporarily_unavailable"));
+    assert_eq!(
+        (status, str_of(&body, "error")),
+        (503, "temporarily_unavailable")
+    );
     let bob_access = str_of(&bob_tokens, "access_token");
     assert_eq!(userinfo_status(&served, bob_access).await, 200);
     // Local users are not affected by a connector that is down.

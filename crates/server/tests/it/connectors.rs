@@ -48,14 +48,25 @@ async fn ready_condition(s: &TestServer, status: &str) -> Value {
     let url = format!("{}/apis/portcullis.dev/v1alpha1/connectors/corp", s.url);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let object: Value = s.admin().get(&url).send().await.unwrap().json().await.unwrap();
+        let object: Value = s
+            .admin()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let ready = object["status"]["conditions"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
         if let Some(c) = ready.filter(|c| c["status"] == status) {
             return c;
         }
-        assert!(Instant::now() < deadline, "Ready never became {status}: {object}");
+        assert!(
+            Instant::now() < deadline,
+            "Ready never became {status}: {object}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -153,7 +164,10 @@ async fn id_token_of(s: &TestServer, user: &str, password: &str) -> String {
         .json()
         .await
         .unwrap();
-    tokens["id_token"].as_str().unwrap_or_else(|| panic!("{tokens}")).to_owned()
+    tokens["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tokens}"))
+        .to_owned()
 }
 
 async fn can_list_workspaces(s: &TestServer, token: &str) -> Value {
@@ -163,7 +177,10 @@ async fn can_list_workspaces(s: &TestServer, token: &str) -> Value {
     });
     let r = s
         .anonymous()
-        .post(format!("{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.url))
+        .post(format!(
+            "{}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            s.url
+        ))
         .bearer_auth(token)
         .json(&review)
         .send()
@@ -198,7 +215,13 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let missing = ready_condition(&s, "False").await;
-    assert!(missing["message"].as_str().unwrap().contains("set-bind-password"), "{missing}");
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("set-bind-password"),
+        "{missing}"
+    );
     // A wrong bind password: the LDAP result code and text.
     set_bind_password(&s, "not-the-password").await;
     let wrong = loop {
@@ -208,13 +231,22 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(wrong["message"].as_str().unwrap().contains("invalidCredentials"), "{wrong}");
+    assert!(
+        wrong["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalidCredentials"),
+        "{wrong}"
+    );
     set_bind_password(&s, slapd::SERVICE_PASSWORD).await;
     ready_condition(&s, "True").await;
     // The password is sealed at rest and `get` never shows it.
     let object = s
         .admin()
-        .get(format!("{}/apis/portcullis.dev/v1alpha1/connectors/corp", s.url))
+        .get(format!(
+            "{}/apis/portcullis.dev/v1alpha1/connectors/corp",
+            s.url
+        ))
         .send()
         .await
         .unwrap()
@@ -250,7 +282,12 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
             }),
         ),
     ] {
-        let r = admin.post(format!("{rbac}/{plural}")).json(&obj).send().await.unwrap();
+        let r = admin
+            .post(format!("{rbac}/{plural}"))
+            .json(&obj)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     // Policy changes apply asynchronously: poll with a deadline.
