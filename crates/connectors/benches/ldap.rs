@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_connectors::ldap::{LdapConnector, LdapOptions};
 use portcullis_connectors::{PasswordConnector, Trace};
-use portcullis_model::ConnectorSpec;
-use portcullis_model::kinds::connector::{
-    LdapConnector as LdapSpec, LdapGroupSearch, LdapSecurity, LdapUserMatcher, LdapUserSearch,
-};
+use portcullis_model::kinds::connector::LdapSecurity;
 use portcullis_testkit::slapd::{self, Slapd};
 use secrecy::SecretString;
 
@@ -25,42 +22,9 @@ const WORKERS: usize = 8;
 const PHASE: Duration = Duration::from_secs(5);
 
 fn connector(host: &str, security: LdapSecurity, ca: &str, pool_size: usize) -> LdapConnector {
-    let spec = ConnectorSpec {
-        ldap: Some(LdapSpec {
-            host: host.into(),
-            security,
-            ca_bundle: ca.into(),
-            bind_dn: slapd::SERVICE_DN.into(),
-            user_search: LdapUserSearch {
-                base_dn: slapd::PEOPLE_DN.into(),
-                username_attr: "uid".into(),
-                id_attr: "uid".into(),
-                email_attr: "mail".into(),
-                name_attr: "cn".into(),
-                ..Default::default()
-            },
-            group_search: Some(LdapGroupSearch {
-                base_dn: slapd::GROUPS_DN.into(),
-                user_matchers: vec![
-                    LdapUserMatcher {
-                        user_attr: "DN".into(),
-                        group_attr: "member".into(),
-                    },
-                    LdapUserMatcher {
-                        user_attr: "uid".into(),
-                        group_attr: "memberUid".into(),
-                    },
-                ],
-                name_attr: "cn".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     LdapConnector::new(
         "bench",
-        &spec,
+        &slapd::connector_spec(host, security, ca),
         Some(SecretString::from(slapd::SERVICE_PASSWORD)),
         LdapOptions {
             pool_size,

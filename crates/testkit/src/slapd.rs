@@ -106,6 +106,53 @@ const USERS: &[User] = &[
     },
 ];
 
+/// A connector spec for the fixture at `host`: users by `uid` (id `uid`, `mail`, `cn`,
+/// disabled by `employeeType=disabled`), groups by `member`→DN and `memberUid`→uid, named by
+/// `cn`; the service account binds.
+pub fn connector_spec(
+    host: &str,
+    security: portcullis_model::kinds::connector::LdapSecurity,
+    ca_pem: &str,
+) -> portcullis_model::ConnectorSpec {
+    use portcullis_model::kinds::connector::{
+        LdapConnector, LdapGroupSearch, LdapUserMatcher, LdapUserSearch,
+    };
+    let matcher = |user_attr: &str, group_attr: &str| LdapUserMatcher {
+        user_attr: user_attr.into(),
+        group_attr: group_attr.into(),
+    };
+    portcullis_model::ConnectorSpec {
+        display_name: "Example Corp".into(),
+        ldap: Some(LdapConnector {
+            host: host.into(),
+            security,
+            ca_bundle: ca_pem.into(),
+            bind_dn: SERVICE_DN.into(),
+            bind_password_ref: Some(portcullis_model::SecretKeySelector {
+                name: "corp-ldap".into(),
+                key: "password".into(),
+            }),
+            user_search: LdapUserSearch {
+                base_dn: PEOPLE_DN.into(),
+                username_attr: "uid".into(),
+                id_attr: "uid".into(),
+                email_attr: "mail".into(),
+                name_attr: "cn".into(),
+                disabled_filter: "(employeeType=disabled)".into(),
+                ..Default::default()
+            },
+            group_search: Some(LdapGroupSearch {
+                base_dn: GROUPS_DN.into(),
+                user_matchers: vec![matcher("DN", "member"), matcher("uid", "memberUid")],
+                name_attr: "cn".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The DN of fixture user `uid`.
 pub fn user_dn(uid: &str) -> Option<String> {
     USERS

@@ -4,46 +4,23 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use portcullis_model::kinds::connector::LdapSecurity;
 use portcullis_testkit::slapd::{self, Slapd};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-fn connector_yaml(slapd: &Slapd, bind_dn: &str) -> String {
-    let ca: String = slapd
-        .ca_pem()
-        .lines()
-        .map(|l| format!("      {l}\n"))
-        .collect();
-    format!(
-        "apiVersion: portcullis.dev/v1alpha1
-kind: Connector
-metadata:
-  name: corp
-spec:
-  type: ldap
-  displayName: Example Corp
-  ldap:
-    host: {host}
-    security: LDAPS
-    bindDN: {bind_dn}
-    bindPasswordRef: {{name: corp-ldap, key: password}}
-    caBundle: |
-{ca}    userSearch:
-      baseDN: {people}
-      usernameAttr: uid
-      idAttr: uid
-      emailAttr: mail
-    groupSearch:
-      baseDN: {groups}
-      nameAttr: cn
-      userMatchers:
-      - {{userAttr: DN, groupAttr: member}}
-      - {{userAttr: uid, groupAttr: memberUid}}
-",
-        host = slapd.ldaps_addr,
-        people = slapd::PEOPLE_DN,
-        groups = slapd::GROUPS_DN,
-    )
+/// The fixture's Connector (LDAPS with the test CA) as a file `apply` takes (JSON is YAML).
+fn connector_file(slapd: &Slapd, bind_dn: &str) -> String {
+    let mut spec = slapd::connector_spec(&slapd.ldaps_addr, LdapSecurity::Ldaps, slapd.ca_pem());
+    if let Some(ldap) = spec.ldap.as_mut() {
+        ldap.bind_dn = bind_dn.into();
+    }
+    serde_json::json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Connector",
+        "metadata": { "name": "corp" },
+        "spec": spec,
+    })
+    .to_string()
 }
 
 fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, String) {
@@ -85,7 +62,7 @@ fn connector_test_prints_identity_groups_and_operations() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("corp.yaml"),
-        connector_yaml(&slapd, slapd::SERVICE_DN),
+        connector_file(&slapd, slapd::SERVICE_DN),
     )
     .unwrap();
     std::fs::write(
@@ -120,7 +97,7 @@ fn connector_test_prints_identity_groups_and_operations() {
     // A wrong service account: the LDAP result code and text, and what to check.
     std::fs::write(
         dir.path().join("corp.yaml"),
-        connector_yaml(&slapd, "cn=nobody,dc=example,dc=org"),
+        connector_file(&slapd, "cn=nobody,dc=example,dc=org"),
     )
     .unwrap();
     let (code, out, _) = run(dir.path(), "alice", "alice-pw");

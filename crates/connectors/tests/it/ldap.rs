@@ -6,55 +6,22 @@ use std::time::Duration;
 use portcullis_connectors::ldap::{LdapConnector, LdapOptions};
 use portcullis_connectors::{Error, Identity, Operation, PasswordConnector, Trace};
 use portcullis_model::ConnectorSpec;
-use portcullis_model::kinds::connector::{
-    GroupMapping, LdapConnector as LdapSpec, LdapGroupSearch, LdapSecurity, LdapUserMatcher,
-    LdapUserSearch,
-};
+use portcullis_model::kinds::connector::{GroupMapping, LdapSecurity};
 use portcullis_testkit::slapd::{self, Slapd};
 use secrecy::SecretString;
 
-/// The fixture's connector spec: users by `uid`, groups by `member`→DN and `memberUid`→uid.
+/// The fixture's connector spec ([`slapd::connector_spec`]) with an extra user filter and a
+/// group mapping.
 pub fn spec(host: &str, security: LdapSecurity, ca: &str) -> ConnectorSpec {
-    ConnectorSpec {
-        display_name: "Example LDAP".into(),
-        ldap: Some(LdapSpec {
-            host: host.into(),
-            security,
-            ca_bundle: ca.into(),
-            bind_dn: slapd::SERVICE_DN.into(),
-            user_search: LdapUserSearch {
-                base_dn: slapd::PEOPLE_DN.into(),
-                filter: "(objectClass=inetOrgPerson)".into(),
-                username_attr: "uid".into(),
-                id_attr: "uid".into(),
-                email_attr: "mail".into(),
-                name_attr: "cn".into(),
-                disabled_filter: "(employeeType=disabled)".into(),
-                ..Default::default()
-            },
-            group_search: Some(LdapGroupSearch {
-                base_dn: slapd::GROUPS_DN.into(),
-                user_matchers: vec![
-                    LdapUserMatcher {
-                        user_attr: "DN".into(),
-                        group_attr: "member".into(),
-                    },
-                    LdapUserMatcher {
-                        user_attr: "uid".into(),
-                        group_attr: "memberUid".into(),
-                    },
-                ],
-                name_attr: "cn".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        group_mappings: vec![GroupMapping {
-            from: "specials".into(),
-            to: "special-people".into(),
-        }],
-        ..Default::default()
+    let mut spec = slapd::connector_spec(host, security, ca);
+    if let Some(ldap) = spec.ldap.as_mut() {
+        ldap.user_search.filter = "(objectClass=inetOrgPerson)".into();
     }
+    spec.group_mappings = vec![GroupMapping {
+        from: "specials".into(),
+        to: "special-people".into(),
+    }];
+    spec
 }
 
 pub fn connector(spec: &ConnectorSpec) -> LdapConnector {
@@ -73,6 +40,13 @@ pub fn connector(spec: &ConnectorSpec) -> LdapConnector {
 
 fn plain(slapd: &Slapd) -> LdapConnector {
     connector(&spec(&slapd.ldap_addr, LdapSecurity::InsecureNone, ""))
+}
+
+/// The error of a login that cannot be answered.
+async fn login_error(c: &LdapConnector, user: &str, password: &str) -> Error {
+    c.login(user, &SecretString::from(password), &mut Trace::default())
+        .await
+        .unwrap_err()
 }
 
 async fn login(c: &LdapConnector, user: &str, password: &str) -> Option<Identity> {
@@ -212,14 +186,7 @@ async fn logins_groups_and_refusals() {
     // A filter the server refuses is an error with its code, not a panic or a silent "no".
     let mut broken = spec(&slapd.ldap_addr, LdapSecurity::InsecureNone, "");
     broken.ldap.as_mut().unwrap().user_search.base_dn = "ou=missing,dc=example,dc=org".into();
-    let e = connector(&broken)
-        .login(
-            "alice",
-            &SecretString::from("alice-pw"),
-            &mut Trace::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = login_error(&connector(&broken), "alice", "alice-pw").await;
     assert!(matches!(e, Error::Ldap { code: 32, .. }), "{e}");
 }
 
@@ -253,14 +220,7 @@ async fn ldaps_and_starttls_with_the_test_ca_and_a_wrong_ca_refused() {
             other.ca_pem(),
         )),
     ] {
-        let e = c
-            .login(
-                "alice",
-                &SecretString::from("alice-pw"),
-                &mut Trace::default(),
-            )
-            .await
-            .unwrap_err();
+        let e = login_error(&c, "alice", "alice-pw").await;
         assert!(matches!(e, Error::Tls { .. }), "{e}");
         assert!(e.to_string().contains("caBundle"), "{e}");
         assert!(matches!(c.check().await, Err(Error::Tls { .. })));
@@ -330,14 +290,7 @@ async fn a_directory_that_is_down_is_a_clear_error_and_no_login() {
     let alice = login(&c, "alice", "alice-pw").await.unwrap();
     slapd.stop();
     // Pooled connections are dead now; new ones are refused.
-    let e = c
-        .login(
-            "alice",
-            &SecretString::from("alice-pw"),
-            &mut Trace::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = login_error(&c, "alice", "alice-pw").await;
     assert!(matches!(e, Error::Unreachable { .. }), "{e}");
     assert!(e.to_string().contains(&slapd.ldap_addr), "{e}");
     assert!(e.to_string().contains("unreachable"), "{e}");

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use portcullis_connectors::ldap::{LdapConnector, LdapOptions};
 use portcullis_connectors::{Connectors, PasswordConnector};
-use portcullis_model::ConnectorSpec;
-use portcullis_model::kinds::connector::{
-    LdapConnector as LdapSpec, LdapGroupSearch, LdapSecurity, LdapUserMatcher, LdapUserSearch,
-};
+use portcullis_model::kinds::connector::LdapSecurity;
 use portcullis_testkit::slapd::{self, Slapd};
 use secrecy::SecretString;
 use serde_json::json;
@@ -23,41 +20,10 @@ use crate::sessions::{claims, kubectl, str_of, userinfo_status};
 const SCOPES: &str = "openid profile email groups offline_access";
 
 fn ldap_connector(slapd: &Slapd) -> Arc<dyn PasswordConnector> {
-    let spec = ConnectorSpec {
-        display_name: "Example Corp".into(),
-        ldap: Some(LdapSpec {
-            host: slapd.ldaps_addr.clone(),
-            security: LdapSecurity::Ldaps,
-            ca_bundle: slapd.ca_pem().to_owned(),
-            bind_dn: slapd::SERVICE_DN.into(),
-            username_prompt: "Corp user name".into(),
-            user_search: LdapUserSearch {
-                base_dn: slapd::PEOPLE_DN.into(),
-                username_attr: "uid".into(),
-                id_attr: "uid".into(),
-                email_attr: "mail".into(),
-                name_attr: "cn".into(),
-                ..Default::default()
-            },
-            group_search: Some(LdapGroupSearch {
-                base_dn: slapd::GROUPS_DN.into(),
-                user_matchers: vec![
-                    LdapUserMatcher {
-                        user_attr: "DN".into(),
-                        group_attr: "member".into(),
-                    },
-                    LdapUserMatcher {
-                        user_attr: "uid".into(),
-                        group_attr: "memberUid".into(),
-                    },
-                ],
-                name_attr: "cn".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let mut spec = slapd::connector_spec(&slapd.ldaps_addr, LdapSecurity::Ldaps, slapd.ca_pem());
+    if let Some(ldap) = spec.ldap.as_mut() {
+        ldap.username_prompt = "Corp user name".into();
+    }
     Arc::new(
         LdapConnector::new(
             "corp",

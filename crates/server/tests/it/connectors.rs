@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_model::kinds::connector::LdapSecurity;
 use portcullis_model::{Client, ClientSpec, GrantType};
 use portcullis_testkit::slapd::{self, Slapd};
 use serde_json::{Value, json};
@@ -17,29 +18,26 @@ use crate::support::TestServer;
 
 const REDIRECT: &str = "http://127.0.0.1:8000/callback";
 
+/// The fixture's Connector, StartTLS with the test CA, as the API takes it.
 fn connector_object(slapd: &Slapd) -> Value {
+    let spec = slapd::connector_spec(&slapd.ldap_addr, LdapSecurity::StartTLS, slapd.ca_pem());
     json!({
         "apiVersion": "portcullis.dev/v1alpha1", "kind": "Connector",
         "metadata": { "name": "corp" },
-        "spec": {
-            "type": "ldap",
-            "displayName": "Example Corp",
-            "ldap": {
-                "host": slapd.ldap_addr,
-                "security": "StartTLS",
-                "caBundle": slapd.ca_pem(),
-                "bindDN": slapd::SERVICE_DN,
-                "bindPasswordRef": { "name": "corp-ldap", "key": "password" },
-                "userSearch": {
-                    "baseDN": slapd::PEOPLE_DN, "usernameAttr": "uid", "idAttr": "uid", "emailAttr": "mail",
-                },
-                "groupSearch": {
-                    "baseDN": slapd::GROUPS_DN, "nameAttr": "cn",
-                    "userMatchers": [{ "userAttr": "DN", "groupAttr": "member" }],
-                },
-            },
-        },
+        "spec": serde_json::to_value(spec).unwrap(),
     })
+}
+
+/// Creates `object` at `collection` (a URL) as the admin.
+async fn create(s: &TestServer, collection: String, object: &Value) {
+    let r = s
+        .admin()
+        .post(collection)
+        .json(object)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
 /// Polls the connector's `Ready` condition until it has `status` (the server checks a
@@ -206,14 +204,12 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
     })
     .await;
     // `apply`: the object is valid, but its bind password is not set yet: Ready=False.
-    let r = s
-        .admin()
-        .post(format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url))
-        .json(&connector_object(&slapd))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    create(
+        &s,
+        format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url),
+        &connector_object(&slapd),
+    )
+    .await;
     let missing = ready_condition(&s, "False").await;
     assert!(
         missing["message"]
@@ -261,7 +257,6 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
     let before = can_list_workspaces(&s, &alice).await;
     assert_eq!(before["status"]["allowed"], false, "{before}");
 
-    let admin = s.admin();
     let rbac = format!("{}/apis/rbac.authorization.k8s.io/v1", s.url);
     for (plural, obj) in [
         (
@@ -282,13 +277,7 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
             }),
         ),
     ] {
-        let r = admin
-            .post(format!("{rbac}/{plural}"))
-            .json(&obj)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        create(&s, format!("{rbac}/{plural}"), &obj).await;
     }
     // Policy changes apply asynchronously: poll with a deadline.
     let deadline = Instant::now() + Duration::from_secs(10);
