@@ -147,6 +147,14 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     );
     let access = str_of(&refreshed, "access_token").to_owned();
     assert_eq!(userinfo_status(&served, &access).await, 200);
+    // Single sign-on re-reads the directory too: the new code carries the current groups.
+    let sso = rp.authorize(SCOPES, &[]);
+    let page = browser.get(&sso.url).await;
+    let tokens_sso = rp.finish(&sso, &page).await;
+    assert_eq!(
+        claims(str_of(&tokens_sso, "id_token"))["groups"],
+        json!(["admins"])
+    );
 
     // alice is deleted: invalid_grant, and the family is revoked (its access token too).
     slapd
@@ -165,6 +173,10 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(userinfo_status(&served, &access).await, 401);
     let (status, _) = rp.refresh(&next).await;
     assert_eq!(status, 400, "the family stays revoked");
+    // Her browser session ends too: the next authorization shows the login form.
+    let page = browser.get(&rp.authorize(SCOPES, &[]).url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("/auth/login"));
 
     // The directory goes down: no login, a clear page; bob's refresh is refused for now but
     // his grant is not revoked (the directory did not say he is gone).
