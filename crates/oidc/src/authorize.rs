@@ -878,8 +878,15 @@ pub(crate) async fn login(
             tracing::info!(client = %pending.client_id, "failed login");
             return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
         };
+        let identity =
+            match crate::groups::with_portcullis_groups(&provider, registry::identity_of(&user))
+                .await
+            {
+                Ok(identity) => identity,
+                Err(e) => return internal(&e),
+            };
         Authentication {
-            identity: registry::identity_of(&user),
+            identity,
             credential: registry::credential_of(&user),
             sid,
             auth_time: now,
@@ -896,7 +903,14 @@ pub(crate) async fn login(
         let password = secrecy::SecretString::from(password.to_owned());
         let mut trace = portcullis_connectors::Trace::default();
         match connector.login(login, &password, &mut trace).await {
-            Ok(Some(identity)) => crate::connect::authentication(&connector_id, identity, sid, now),
+            Ok(Some(identity)) => {
+                match crate::connect::authentication(&provider, &connector_id, identity, sid, now)
+                    .await
+                {
+                    Ok(authn) => authn,
+                    Err(e) => return internal(&e),
+                }
+            }
             Ok(None) => {
                 provider.throttle().failed(login_key, address, now);
                 tracing::info!(client = %pending.client_id, connector = %connector_id, "failed login");

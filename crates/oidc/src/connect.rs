@@ -5,6 +5,7 @@ use portcullis_connectors::Trace;
 
 use crate::Error;
 use crate::grants::Identity;
+use crate::groups::with_portcullis_groups;
 use crate::provider::Provider;
 use crate::state::{Authentication, ConnectorLogin};
 
@@ -22,14 +23,15 @@ fn identity_of(connector: &str, user: &portcullis_connectors::Identity) -> Ident
 }
 
 /// The authentication of a password login through `connector`.
-pub(crate) fn authentication(
+pub(crate) async fn authentication(
+    provider: &Provider,
     connector: &str,
     user: portcullis_connectors::Identity,
     sid: Option<String>,
     now: u64,
-) -> Authentication {
-    Authentication {
-        identity: identity_of(connector, &user),
+) -> Result<Authentication, Error> {
+    Ok(Authentication {
+        identity: with_portcullis_groups(provider, identity_of(connector, &user)).await?,
         credential: format!("connector:{connector}"),
         sid,
         auth_time: now,
@@ -38,7 +40,7 @@ pub(crate) fn authentication(
             id: connector.to_owned(),
             identity: user,
         })),
-    }
+    })
 }
 
 /// What a re-check at refresh found.
@@ -58,6 +60,7 @@ pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Resu
     let Some(login) = &authn.connector else {
         return Ok(
             match crate::registry::current_identity(provider, authn).await? {
+                // Already with its portcullis groups.
                 Some(identity) => Recheck::Current(Authentication {
                     identity,
                     ..authn.clone()
@@ -73,7 +76,7 @@ pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Resu
     let mut trace = Trace::default();
     Ok(match connector.refresh(&login.identity, &mut trace).await {
         Ok(Some(user)) => Recheck::Current(Authentication {
-            identity: identity_of(&login.id, &user),
+            identity: with_portcullis_groups(provider, identity_of(&login.id, &user)).await?,
             connector: Some(Box::new(ConnectorLogin {
                 id: login.id.clone(),
                 identity: user,

@@ -34,6 +34,7 @@ mod device;
 mod discovery;
 mod error;
 mod grants;
+mod groups;
 mod logout;
 mod pages;
 mod provider;

@@ -93,7 +93,12 @@ pub(crate) async fn current_identity(
     let identity = identity_of(&user);
     let same_account = identity.subject == authn.identity.subject;
     let same_credential = crate::state::same(&credential_of(&user), &authn.credential);
-    Ok((!user.spec.disabled && same_account && same_credential).then_some(identity))
+    if user.spec.disabled || !same_account || !same_credential {
+        return Ok(None);
+    }
+    Ok(Some(
+        crate::groups::with_portcullis_groups(provider, identity).await?,
+    ))
 }
 
 /// The `User` named `name`, if any.

@@ -14,8 +14,9 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::flow::provider;
+use crate::flow::{provider, put};
 use crate::sessions::{claims, kubectl, str_of, userinfo_status};
+use portcullis_model::{Group, GroupSpec};
 
 const SCOPES: &str = "openid profile email groups offline_access";
 
@@ -46,6 +47,26 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     served
         .provider
         .set_connectors(Connectors::new(vec![ldap_connector(&slapd)]));
+    // portcullis Groups: by the directory's group names, and by verified e-mail domain.
+    for (name, spec) in [
+        (
+            "platform",
+            GroupSpec {
+                groups: vec!["devs".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "example-staff",
+            GroupSpec {
+                email_domains: vec!["example.org".into()],
+                ..Default::default()
+            },
+        ),
+    ] {
+        let key = portcullis_store::keys::object(portcullis_model::GROUP, "groups", "", name);
+        put(&served.store, key, &Group::new(name, spec)).await;
+    }
     let rp = kubectl(&served);
 
     // The chooser lists the local accounts and the directory.
@@ -85,7 +106,7 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(id["email"], "alice@example.org");
     let mut groups: Vec<String> = serde_json::from_value(id["groups"].clone()).unwrap();
     groups.sort();
-    assert_eq!(groups, ["admins", "devs"]);
+    assert_eq!(groups, ["admins", "devs", "example-staff", "platform"]);
 
     // The local alice is another user: another subject.
     let local = rp.login(&Browser::new(), SCOPES).await;
@@ -123,7 +144,7 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     let bob_tokens = rp.finish(&auth_bob, &page).await;
     assert_eq!(
         claims(str_of(&bob_tokens, "id_token"))["groups"],
-        json!(["ops"])
+        json!(["ops", "example-staff"])
     );
     // An unknown connector_id is refused to the client.
     let unknown = Browser::new()
@@ -132,7 +153,7 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(unknown.status, 303);
     assert_eq!(unknown.redirect_query()["error"], "invalid_request");
 
-    // alice leaves devs: the next ID token lacks it.
+    // alice leaves devs: the next ID token lacks it, and the Group that follows it.
     slapd
         .modify(&format!(
             "dn: cn=devs,{}\nchangetype: modify\ndelete: memberUid\nmemberUid: alice\n",
@@ -143,7 +164,7 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(
         claims(str_of(&refreshed, "id_token"))["groups"],
-        json!(["admins"])
+        json!(["admins", "example-staff"])
     );
     let access = str_of(&refreshed, "access_token").to_owned();
     assert_eq!(userinfo_status(&served, &access).await, 200);
@@ -153,7 +174,7 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     let tokens_sso = rp.finish(&sso, &page).await;
     assert_eq!(
         claims(str_of(&tokens_sso, "id_token"))["groups"],
-        json!(["admins"])
+        json!(["admins", "example-staff"])
     );
 
     // alice is deleted: invalid_grant, and the family is revoked (its access token too).
