@@ -22,11 +22,12 @@ pub struct TestArgs {
     /// Read the user's password from the first line of standard input instead of prompting.
     #[arg(long)]
     password_stdin: bool,
-    /// Read the connector from this YAML file instead of the management API.
+    /// Test here, with the connector of this YAML file, instead of asking the management
+    /// plane to test the connector it serves (with its sealed bind password).
     #[arg(short = 'f', long = "filename")]
     file: Option<PathBuf>,
-    /// File holding the service account's bind password (the value `bindPasswordRef` names).
-    #[arg(long, env = "PORTCULLIS_BIND_PASSWORD_FILE")]
+    /// With -f: file holding the service account's bind password.
+    #[arg(long, env = "PORTCULLIS_BIND_PASSWORD_FILE", requires = "file")]
     bind_password_file: Option<PathBuf>,
     /// Prefix RBAC puts before the groups.
     #[arg(long, default_value = "oidc:")]
@@ -40,36 +41,18 @@ pub struct TestArgs {
     kubeconfig: PathBuf,
 }
 
-async fn connector_object(args: &TestArgs) -> Result<Connector> {
-    if let Some(file) = &args.file {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let name = file.display().to_string();
-        for resource in portcullis_model::decode_yaml_documents(&name, &text)? {
-            if let Resource::Connector(c) = resource
-                && c.metadata.name == args.id
-            {
-                return Ok(c);
-            }
+fn connector_from_file(file: &std::path::Path, id: &str) -> Result<Connector> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.display().to_string();
+    for resource in portcullis_model::decode_yaml_documents(&name, &text)? {
+        if let Resource::Connector(c) = resource
+            && c.metadata.name == id
+        {
+            return Ok(c);
         }
-        bail!("{} holds no Connector named {:?}", file.display(), args.id);
     }
-    let client = crate::client::Client::from_kubeconfig(&args.kubeconfig)?;
-    let path = format!(
-        "/apis/{}/{}/connectors/{}",
-        portcullis_model::GROUP,
-        portcullis_model::VERSION,
-        args.id
-    );
-    let value = client
-        .get(&path)
-        .await
-        .with_context(|| format!("reading connector {:?}", args.id))?;
-    let resource = portcullis_model::decode_value(value)?;
-    match resource {
-        Resource::Connector(c) => Ok(c),
-        _ => bail!("the API answered {path} with another kind"),
-    }
+    bail!("{} holds no Connector named {id:?}", file.display());
 }
 
 /// The first line of `reader`, without its line end.
@@ -102,10 +85,65 @@ fn prompt_password(prompt: &str) -> Result<String> {
     line
 }
 
-/// Runs the test. Exit code 0: the user would log in; 1: the login is refused; 2: the
+/// What a test login found.
+struct Report {
+    operations: Vec<String>,
+    identity: Option<portcullis_connectors::Identity>,
+    error: Option<String>,
+}
+
+/// Prints the report; exit code 0: the user would log in; 1: the login is refused; 2: the
 /// connector could not answer or is misconfigured.
-pub async fn test(args: &TestArgs) -> Result<ExitCode> {
-    let object = connector_object(args).await?;
+fn print_report(id: &str, groups_prefix: &str, report: &Report) -> ExitCode {
+    let mut out = format!("connector {id:?}\noperations:\n");
+    for op in &report.operations {
+        out += &format!("  {op}\n");
+    }
+    let code = match (&report.identity, &report.error) {
+        (_, Some(e)) => {
+            out += &format!("error: {e}\n");
+            ExitCode::from(2)
+        }
+        (Some(user), None) => {
+            let groups: Vec<String> = user
+                .groups
+                .iter()
+                .map(|g| format!("{groups_prefix}{g}"))
+                .collect();
+            out += &format!(
+                "identity:\n  subject: {}\n  user id: {}\n  username: {}\n  name: {}\n  email: {}{}\n  groups: {}\n  RBAC groups: {}\n",
+                portcullis_connectors::subject(id, &user.user_id),
+                user.user_id,
+                user.username,
+                user.name,
+                user.email,
+                if user.email_verified {
+                    " (verified)"
+                } else {
+                    ""
+                },
+                user.groups.join(", "),
+                groups.join(", "),
+            );
+            ExitCode::SUCCESS
+        }
+        (None, None) => {
+            out +=
+                "result: no login (unknown user, wrong or empty password, or disabled account)\n";
+            ExitCode::from(1)
+        }
+    };
+    print!("{out}");
+    code
+}
+
+/// The test run here, from a Connector file and a bind password file.
+async fn test_locally(
+    args: &TestArgs,
+    file: &std::path::Path,
+    password: &SecretString,
+) -> Result<Report> {
+    let object = connector_from_file(file, &args.id)?;
     if let Err(errors) = portcullis_model::validate(&Resource::Connector(object.clone())) {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!(
@@ -127,62 +165,104 @@ pub async fn test(args: &TestArgs) -> Result<ExitCode> {
         ))?)),
         None => None,
     };
-    let password = if args.password_stdin {
-        first_line(std::io::stdin().lock())?
-    } else {
-        prompt_password(&format!("Password for {}: ", args.username))?
-    };
-    let password = SecretString::from(password);
     let connector = LdapConnector::new(
         &args.id,
         &object.spec,
         bind_password,
         LdapOptions::default(),
     )?;
-
-    let mut out = String::new();
     let mut trace = Trace::default();
-    let result = connector.login(&args.username, &password, &mut trace).await;
-    out += &format!("connector {:?} (ldap)\noperations:\n", args.id);
-    for op in &trace.operations {
-        out += &format!("  {op}\n");
-    }
-    let code = match result {
-        Ok(Some(user)) => {
-            let groups: Vec<String> = user
-                .groups
-                .iter()
-                .map(|g| format!("{}{g}", args.groups_prefix))
-                .collect();
-            out += &format!(
-                "identity:\n  subject: {}\n  user id: {}\n  username: {}\n  name: {}\n  email: {}{}\n  groups: {}\n  RBAC groups: {}\n",
-                portcullis_connectors::subject(&args.id, &user.user_id),
-                user.user_id,
-                user.username,
-                user.name,
-                user.email,
-                if user.email_verified {
-                    " (verified)"
-                } else {
-                    ""
-                },
-                user.groups.join(", "),
-                groups.join(", "),
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            out +=
-                "result: no login (unknown user, wrong or empty password, or disabled account)\n";
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            out += &format!("error: {e}\n");
-            ExitCode::from(2)
-        }
+    let result = connector.login(&args.username, password, &mut trace).await;
+    let (identity, error) = match result {
+        Ok(identity) => (identity, None),
+        Err(e) => (None, Some(e.to_string())),
     };
-    print!("{out}");
-    Ok(code)
+    Ok(Report {
+        operations: trace.operations.iter().map(ToString::to_string).collect(),
+        identity,
+        error,
+    })
+}
+
+/// The test run by the management plane, with the connector as it serves it.
+async fn test_remotely(args: &TestArgs, password: &SecretString) -> Result<Report> {
+    use secrecy::ExposeSecret as _;
+    let client = crate::client::Client::from_kubeconfig(&args.kubeconfig)?;
+    let path = format!(
+        "/apis/{}/{}/connectors/{}/test",
+        portcullis_model::GROUP,
+        portcullis_model::VERSION,
+        args.id
+    );
+    let body = serde_json::to_vec(&serde_json::json!({
+        "username": args.username,
+        "password": password.expose_secret(),
+    }))
+    .context("encoding the request")?;
+    let answer = client
+        .request(http::Method::POST, &path, Some(("application/json", body)))
+        .await
+        .with_context(|| format!("testing connector {:?}", args.id))?;
+    let operations = answer
+        .get("operations")
+        .and_then(serde_json::Value::as_array)
+        .map(|ops| {
+            ops.iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let identity = match answer.get("identity") {
+        Some(v) if !v.is_null() => {
+            let text = |f: &str| {
+                v.get(f)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Some(portcullis_connectors::Identity {
+                user_id: text("userID"),
+                username: text("username"),
+                name: text("name"),
+                email: text("email"),
+                email_verified: v
+                    .get("emailVerified")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+                groups: v
+                    .get("groups")
+                    .and_then(|g| serde_json::from_value(g.clone()).ok())
+                    .unwrap_or_default(),
+            })
+        }
+        _ => None,
+    };
+    let error = answer
+        .get("error")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok(Report {
+        operations,
+        identity,
+        error,
+    })
+}
+
+/// Runs the test: with `-f`, here from the file; otherwise by the management plane, with the
+/// connector and sealed bind password it serves.
+pub async fn test(args: &TestArgs) -> Result<ExitCode> {
+    let password = if args.password_stdin {
+        first_line(std::io::stdin().lock())?
+    } else {
+        prompt_password(&format!("Password for {}: ", args.username))?
+    };
+    let password = SecretString::from(password);
+    let report = match &args.file {
+        Some(file) => test_locally(args, file, &password).await?,
+        None => test_remotely(args, &password).await?,
+    };
+    Ok(print_report(&args.id, &args.groups_prefix, &report))
 }
 
 /// Arguments of `portcullis connector set-bind-password`.

@@ -168,9 +168,7 @@ fn argon2id_matches(hasher: &mut Option<argon2_rust::Hasher>, password: &[u8], p
         None => hasher.insert(argon2.hasher()),
     };
     let mut out = vec![0u8; decoded.hash.len()];
-    hasher
-        .hash_into(password, &decoded.salt, &mut out)
-        .is_ok()
+    hasher.hash_into(password, &decoded.salt, &mut out).is_ok()
         && crate::state::same_bytes(&out, &decoded.hash)
 }
 

@@ -250,6 +250,42 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
         .await
         .unwrap();
     assert!(!object.contains(slapd::SERVICE_PASSWORD), "{object}");
+    // `portcullis connector test corp`: the server logs the user in through the connector it
+    // serves and answers the identity and the LDAP operations made.
+    let test = |password: &'static str| {
+        let http = s.admin();
+        let url = format!(
+            "{}/apis/portcullis.dev/v1alpha1/connectors/corp/test",
+            s.url
+        );
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({ "username": "alice", "password": password }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let ok = test("alice-pw").await;
+    assert_eq!(ok["identity"]["groups"], json!(["admins", "devs"]), "{ok}");
+    assert_eq!(ok["identity"]["subject"], "corp:YWxpY2U");
+    let operations = ok["operations"].as_array().unwrap();
+    assert!(
+        operations.iter().any(|o| o
+            .as_str()
+            .unwrap()
+            .contains("filter (uid=alice): 1 entries")),
+        "{ok}"
+    );
+    let refused = test("wrong").await;
+    assert!(
+        refused["identity"].is_null() && refused["error"].is_null(),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("wrong"), "{refused}");
 
     let alice = id_token_of(&s, "alice", "alice-pw").await;
     let bob = id_token_of(&s, "bob", "bob-pw").await;
