@@ -129,6 +129,25 @@ fn values<'a>(entry: &'a SearchEntry, attr: &str) -> &'a [String] {
         .map_or(&[], |(_, v)| v.as_slice())
 }
 
+/// Whether an AD `userAccountControl` value has ACCOUNTDISABLE set.
+fn ad_account_disabled(uac: Option<&str>) -> bool {
+    uac.and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|v| v & ACCOUNTDISABLE != 0)
+}
+
+/// The filter term tying a group to a user's `value` of `group_attr`; `in_chain` asks AD for
+/// nested membership (the group has the user through any chain of groups).
+fn group_term(group_attr: &str, value: &str, in_chain: bool) -> String {
+    if in_chain {
+        format!(
+            "({group_attr}:{MATCHING_RULE_IN_CHAIN}:={})",
+            escape::filter_value(value)
+        )
+    } else {
+        escape::equality(group_attr, value)
+    }
+}
+
 fn is_dn(attr: &str) -> bool {
     attr.eq_ignore_ascii_case("DN")
 }
@@ -434,8 +453,7 @@ impl LdapConnector {
         entry: &SearchEntry,
         trace: &mut Trace,
     ) -> Result<bool, Error> {
-        let uac = first(entry, "userAccountControl").and_then(|v| v.trim().parse::<u32>().ok());
-        if uac.is_some_and(|v| v & ACCOUNTDISABLE != 0) {
+        if ad_account_disabled(first(entry, "userAccountControl")) {
             return Ok(true);
         }
         let filter = &self.spec.user_search.disabled_filter;
@@ -477,15 +495,7 @@ impl LdapConnector {
                     .collect()
             };
             for value in user_values {
-                let term = if dn_matcher && gs.nested_groups {
-                    format!(
-                        "({}:{MATCHING_RULE_IN_CHAIN}:={})",
-                        m.group_attr,
-                        escape::filter_value(value)
-                    )
-                } else {
-                    escape::equality(&m.group_attr, value)
-                };
+                let term = group_term(&m.group_attr, value, dn_matcher && gs.nested_groups);
                 let filter = escape::and(&gs.filter, &term);
                 let found = self
                     .search(
@@ -706,6 +716,25 @@ mod tests {
         };
         let e = LdapConnector::new("corp", &spec, None, LdapOptions::default()).unwrap_err();
         assert!(e.to_string().contains("bindPasswordRef"), "{e}");
+    }
+
+    #[test]
+    fn active_directory_disabled_accounts_and_nested_groups() {
+        assert!(
+            ad_account_disabled(Some("514")),
+            "NORMAL_ACCOUNT | ACCOUNTDISABLE"
+        );
+        assert!(!ad_account_disabled(Some("512")));
+        assert!(!ad_account_disabled(Some("not a number")));
+        assert!(!ad_account_disabled(None));
+        assert_eq!(
+            group_term("member", "CN=Doe\\, John*,DC=corp", true),
+            "(member:1.2.840.113556.1.4.1941:=CN=Doe\\5c, John\\2a,DC=corp)"
+        );
+        assert_eq!(
+            group_term("memberUid", "a)(b", false),
+            "(memberUid=a\\29\\28b)"
+        );
     }
 
     #[test]
