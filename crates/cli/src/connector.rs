@@ -308,3 +308,50 @@ pub async fn set_bind_password(args: &SetBindPasswordArgs) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// After `apply` of a Connector: waits (at most ten seconds) for the server's connect-and-bind
+/// check of this generation and prints its outcome. Validation already passed; a failed check
+/// does not fail the apply (the object is stored), it says what to fix.
+pub async fn report_check(client: &crate::client::Client, kind: &str, path: &str, label: &str) {
+    if kind != "Connector" {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(object) = client.get(path).await {
+            let generation = object.pointer("/metadata/generation").cloned();
+            let ready = object
+                .pointer("/status/conditions")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|c| {
+                    c.iter().find(|c| {
+                        c.get("type").and_then(serde_json::Value::as_str) == Some("Ready")
+                            && c.get("observedGeneration").cloned() == generation
+                    })
+                })
+                .cloned();
+            if let Some(ready) = ready {
+                let text = |f: &str| {
+                    ready
+                        .get(f)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                if text("status") == "True" {
+                    eprintln!("{label}: connection check passed ({})", text("message"));
+                } else {
+                    eprintln!("{label}: connection check failed: {}", text("message"));
+                }
+                return;
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "{label}: the connection check has not finished; see `portcullis get {label} -o yaml`"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use portcullis_model::kinds::connector::LdapSecurity;
 use portcullis_testkit::slapd::{self, Slapd};
 
+use crate::up::{Up, ok, write};
+
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// The fixture's Connector (LDAPS with the test CA) as a file `apply` takes (JSON is YAML).
@@ -104,4 +106,68 @@ fn connector_test_prints_identity_groups_and_operations() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("LDAP result 49 (invalidCredentials"), "{out}");
     assert!(out.contains("bindPasswordRef"), "{out}");
+}
+
+#[test]
+fn apply_reports_the_connection_check_and_the_server_tests_logins() {
+    let slapd = Slapd::start().unwrap();
+    let up = Up::start();
+    let file = write(
+        up.dir.path(),
+        "corp.json",
+        &connector_file(&slapd, slapd::SERVICE_DN),
+    );
+    // Valid, stored, but its bind password is not set: apply says so, apart from validation.
+    let out = up.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connection check failed"), "{err}");
+    assert!(err.contains("set-bind-password"), "{err}");
+
+    let mut child = Command::new(BIN)
+        .args(["connector", "set-bind-password", "corp", "--password-stdin"])
+        .arg("--config")
+        .arg(up.dir.path().join("admin.conf"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", slapd::SERVICE_PASSWORD).as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // The server tests a login with the connector it serves.
+    let mut child = Command::new(BIN)
+        .args([
+            "connector",
+            "test",
+            "corp",
+            "--username",
+            "bob",
+            "--password-stdin",
+        ])
+        .arg("--config")
+        .arg(up.dir.path().join("admin.conf"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"bob-pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("RBAC groups: oidc:ops"), "{stdout}");
+    let yaml = ok(&up.cli(&["get", "connector", "corp", "-o", "yaml"]));
+    assert!(!yaml.contains(slapd::SERVICE_PASSWORD), "{yaml}");
 }
