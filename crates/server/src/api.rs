@@ -252,6 +252,19 @@ async fn reset_password(
     }
 }
 
+/// The JSON body (at most 8 KiB) of a POST to a connector subresource.
+async fn small_json_post(
+    app: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<serde_json::Value, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(&parts.method));
+    }
+    let bytes = body::read_bounded(&parts.headers, body, 8 * 1024).await?;
+    body::parse_object(&bytes, "application/json", app.limits.max_json_depth)
+}
+
 /// `POST /apis/portcullis.dev/v1alpha1/connectors/NAME/bindpassword` with
 /// `{"password": "…"}`: seals the LDAP service account's password as the secret the
 /// connector's `bindPasswordRef` names (authorized as `create` on `connectors/bindpassword`).
@@ -262,11 +275,7 @@ async fn set_bind_password(
     body: Body,
     name: &str,
 ) -> Result<Response, ApiError> {
-    if parts.method != Method::POST {
-        return Err(ApiError::method_not_allowed(&parts.method));
-    }
-    let bytes = body::read_bounded(&parts.headers, body, 8 * 1024).await?;
-    let object = body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?;
+    let object = small_json_post(app, parts, body).await?;
     let Some(password) = object.get("password").and_then(serde_json::Value::as_str) else {
         return Err(ApiError::bad_request(
             "send {\"password\": \"…\"}: the service account's bind password",
@@ -332,11 +341,7 @@ async fn test_connector(
     body: Body,
     name: &str,
 ) -> Result<Response, ApiError> {
-    if parts.method != Method::POST {
-        return Err(ApiError::method_not_allowed(&parts.method));
-    }
-    let bytes = body::read_bounded(&parts.headers, body, 8 * 1024).await?;
-    let object = body::parse_object(&bytes, "application/json", app.limits.max_json_depth)?;
+    let object = small_json_post(app, parts, body).await?;
     let field = |f: &str| object.get(f).and_then(serde_json::Value::as_str);
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
         return Err(ApiError::bad_request(

@@ -25,20 +25,9 @@ fn connector_file(slapd: &Slapd, bind_dn: &str) -> String {
     .to_string()
 }
 
-fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "connector",
-            "test",
-            "corp",
-            "--username",
-            user,
-            "--password-stdin",
-        ])
-        .arg("-f")
-        .arg(dir.join("corp.yaml"))
-        .arg("--bind-password-file")
-        .arg(dir.join("bind-password"))
+/// Runs `cmd` with `input` on its standard input.
+fn with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -48,9 +37,28 @@ fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, Strin
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run(dir: &std::path::Path, user: &str, password: &str) -> (i32, String, String) {
+    let out = with_stdin(
+        Command::new(BIN)
+            .args([
+                "connector",
+                "test",
+                "corp",
+                "--username",
+                user,
+                "--password-stdin",
+            ])
+            .arg("-f")
+            .arg(dir.join("corp.yaml"))
+            .arg("--bind-password-file")
+            .arg(dir.join("bind-password")),
+        &format!("{password}\n"),
+    );
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -124,42 +132,35 @@ fn apply_reports_the_connection_check_and_the_server_tests_logins() {
     assert!(err.contains("connection check failed"), "{err}");
     assert!(err.contains("set-bind-password"), "{err}");
 
-    let mut child = Command::new(BIN)
-        .args(["connector", "set-bind-password", "corp", "--password-stdin"])
-        .arg("--config")
-        .arg(up.dir.path().join("admin.conf"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{}\n", slapd::SERVICE_PASSWORD).as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let kubeconfig = up.dir.path().join("admin.conf");
+    let set = with_stdin(
+        Command::new(BIN)
+            .args(["connector", "set-bind-password", "corp", "--password-stdin"])
+            .arg("--config")
+            .arg(&kubeconfig),
+        &format!("{}\n", slapd::SERVICE_PASSWORD),
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
 
     // The server tests a login with the connector it serves.
-    let mut child = Command::new(BIN)
-        .args([
-            "connector",
-            "test",
-            "corp",
-            "--username",
-            "bob",
-            "--password-stdin",
-        ])
-        .arg("--config")
-        .arg(up.dir.path().join("admin.conf"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"bob-pw\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(
+        Command::new(BIN)
+            .args([
+                "connector",
+                "test",
+                "corp",
+                "--username",
+                "bob",
+                "--password-stdin",
+            ])
+            .arg("--config")
+            .arg(&kubeconfig),
+        "bob-pw\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
