@@ -56,6 +56,15 @@ impl Default for LdapOptions {
     }
 }
 
+/// What to do on a connection.
+#[derive(Clone, Copy)]
+enum Task<'a> {
+    Login(&'a str, &'a SecretString),
+    Refresh(&'a Identity),
+    /// Only the service bind.
+    Check,
+}
+
 /// A pooled connection and who it is bound as.
 struct Conn {
     ldap: Ldap,
@@ -305,8 +314,9 @@ impl LdapConnector {
         Ok(ldap)
     }
 
-    /// A connection bound as the service account: an idle one, or a new one.
-    async fn checkout(&self, trace: &mut Trace) -> Result<Conn, Error> {
+    /// A connection bound as the service account: an idle one, or a new one. Also says
+    /// whether it was reused (a pooled connection the server may have closed meanwhile).
+    async fn checkout(&self, trace: &mut Trace) -> Result<(Conn, bool), Error> {
         let reused = loop {
             let popped = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match popped {
@@ -318,17 +328,52 @@ impl LdapConnector {
                 None => break None,
             }
         };
-        let mut conn = match reused {
-            Some(c) => c,
-            None => Conn {
-                ldap: self.connect().await?,
-                bound_as_service: false,
-            },
-        };
-        if !conn.bound_as_service {
-            self.service_bind(&mut conn, trace).await?;
+        if let Some(mut conn) = reused {
+            if conn.bound_as_service {
+                return Ok((conn, true));
+            }
+            match self.service_bind(&mut conn, trace).await {
+                Ok(()) => return Ok((conn, true)),
+                // Closed by the server while idle: a new connection below.
+                Err(Error::Unreachable { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(conn)
+        let mut conn = Conn {
+            ldap: self.connect().await?,
+            bound_as_service: false,
+        };
+        self.service_bind(&mut conn, trace).await?;
+        Ok((conn, false))
+    }
+
+    /// Runs `op` on a service-bound connection, then pools it. A pooled connection that
+    /// turns out dead (an idle timeout of the server, a restart) is dropped and `op` runs once
+    /// more on a new connection, so that a directory restart costs no user a failed login.
+    async fn with_connection(
+        &self,
+        trace: &mut Trace,
+        task: Task<'_>,
+    ) -> Result<Option<Identity>, Error> {
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = self.checkout(trace).await?;
+            let result = match task {
+                Task::Login(username, password) => {
+                    self.login_on(&mut conn, username, password, trace).await
+                }
+                Task::Refresh(identity) => self.refresh_on(&mut conn, identity, trace).await,
+                Task::Check => Ok(None),
+            };
+            match result {
+                Ok(value) => {
+                    self.checkin(conn);
+                    return Ok(value);
+                }
+                Err(Error::Unreachable { .. }) if reused && !retried => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn checkin(&self, conn: Conn) {
@@ -641,12 +686,8 @@ impl crate::PasswordConnector for LdapConnector {
         {
             return Ok(None);
         }
-        let mut conn = self.checkout(trace).await?;
-        let result = self.login_on(&mut conn, username, password, trace).await;
-        if result.is_ok() {
-            self.checkin(conn);
-        }
-        result
+        self.with_connection(trace, Task::Login(username, password))
+            .await
     }
 
     async fn refresh(
@@ -654,18 +695,12 @@ impl crate::PasswordConnector for LdapConnector {
         identity: &Identity,
         trace: &mut Trace,
     ) -> Result<Option<Identity>, Error> {
-        let mut conn = self.checkout(trace).await?;
-        let result = self.refresh_on(&mut conn, identity, trace).await;
-        if result.is_ok() {
-            self.checkin(conn);
-        }
-        result
+        self.with_connection(trace, Task::Refresh(identity)).await
     }
 
     async fn check(&self) -> Result<(), Error> {
         let mut trace = Trace::default();
-        let conn = self.checkout(&mut trace).await?;
-        self.checkin(conn);
+        self.with_connection(&mut trace, Task::Check).await?;
         Ok(())
     }
 }

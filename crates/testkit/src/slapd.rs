@@ -411,6 +411,24 @@ impl Slapd {
     pub fn stop(&mut self) {
         self.child = None;
     }
+
+    /// Stops slapd and starts it again on the same ports with the same directory: clients'
+    /// open connections are cut.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.stop();
+        let port = |addr: &str| {
+            addr.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .ok_or_else(|| Error(format!("bad address {addr}")))
+        };
+        let (plain, tls) = (port(&self.ldap_addr)?, port(&self.ldaps_addr)?);
+        let bin = find_binary_in("slapd", "slapd")?;
+        if self.spawn(&bin, plain, tls)? {
+            Ok(())
+        } else {
+            Err(Error("slapd did not start again on its ports".into()))
+        }
+    }
 }
 
 /// Like [`find_binary`], also looking in the sbin directories (Debian installs slapd and
