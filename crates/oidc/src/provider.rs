@@ -456,8 +456,9 @@ impl Provider {
     }
 
     /// Ends every browser session and revokes every grant (refresh token family, and the
-    /// access tokens at this issuer) of user `username`: for a password reset or a disabled
-    /// account. Returns how many records were removed.
+    /// access tokens at this issuer) of local user `username`: for a password reset or a
+    /// disabled account (users of connectors are re-checked at their source instead). Returns
+    /// how many records were removed.
     pub async fn revoke_user(&self, username: &str) -> Result<usize, Error> {
         crate::state::revoke_user(&*self.inner.store, username).await
     }

@@ -153,6 +153,9 @@ async fn ldap_users_log_in_with_the_chooser_and_refresh_rechecks_the_directory()
     assert_eq!(unknown.status, 303);
     assert_eq!(unknown.redirect_query()["error"], "invalid_request");
 
+    // Revoking the local alice (a password reset) leaves the directory's alice alone.
+    assert!(served.provider.revoke_user("alice").await.unwrap() >= 1);
+
     // alice leaves devs: the next ID token lacks it, and the Group that follows it.
     slapd
         .modify(&format!(
