@@ -632,6 +632,16 @@ impl LdapConnector {
         match result.rc {
             0 => Ok(Some(self.identity(&entry, username, groups))),
             INVALID_CREDENTIALS => Ok(None),
+            // The directory refuses this account (locked, password expired, policy): no
+            // login, like a wrong password, not "the directory cannot be reached".
+            19 | 48 | 50 | 53 => {
+                tracing::info!(
+                    connector = %self.id,
+                    code = result.rc,
+                    "the directory refused the user's bind"
+                );
+                Ok(None)
+            }
             code => Err(self.result_error("bind as the user", code, &result.text)),
         }
     }
