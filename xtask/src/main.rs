@@ -343,6 +343,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "check",
         "",
     ),
+    (
+        "connectors",
+        "portcullis-connectors",
+        "connectors",
+        "ldap",
+        "",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
@@ -355,7 +362,7 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
     }) {
         let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
         bail!(
-            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, forward-auth)",
+            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, forward-auth, connectors)",
             names.join(", ")
         );
     }

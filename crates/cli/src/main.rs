@@ -2,6 +2,7 @@
 
 mod authz;
 mod client;
+mod connector;
 mod resources;
 
 use std::path::PathBuf;
@@ -223,6 +224,11 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Identity connectors (LDAP/AD).
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Administer local accounts.
     Admin {
         #[command(subcommand)]
@@ -235,6 +241,18 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Log a user in through a connector as the issuer would: prints the identity and groups
+    /// that would be issued and the LDAP operations made (filters, base DNs, result counts).
+    /// The password is prompted for, or read with --password-stdin.
+    Test(connector::TestArgs),
+    /// Set the LDAP service account's bind password: sealed at rest by the server as the
+    /// secret the connector's bindPasswordRef names, never printed. Prompted for, or read
+    /// with --password-stdin.
+    SetBindPassword(connector::SetBindPasswordArgs),
 }
 
 #[derive(Subcommand)]
@@ -365,6 +383,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Connector {
+            command: ConnectorCommand::Test(args),
+        } => connector::test(&args).await,
+        Command::Connector {
+            command: ConnectorCommand::SetBindPassword(args),
+        } => connector::set_bind_password(&args).await,
         Command::WhoCan(args) => Ok(ExitCode::from(
             u8::try_from(authz::who_can(&args).await).unwrap_or(2),
         )),

@@ -143,6 +143,7 @@ pub async fn apply(client: &Client, sources: &[PathBuf], namespace: Option<&str>
                     .await
                     .with_context(|| where_.clone())?;
                 println!("{label} configured");
+                crate::connector::report_check(client, &kind, &path, &label).await;
             }
             Err(e)
                 if e.downcast_ref::<ApiFailure>()
@@ -157,6 +158,7 @@ pub async fn apply(client: &Client, sources: &[PathBuf], namespace: Option<&str>
                     .await
                     .with_context(|| where_.clone())?;
                 println!("{label} created");
+                crate::connector::report_check(client, &kind, &path, &label).await;
             }
             Err(e) => return Err(e.context(where_)),
         }

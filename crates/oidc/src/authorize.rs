@@ -14,6 +14,7 @@ use crate::provider::Provider;
 use crate::session::{self, ClientAddr};
 use crate::state::{self, Authentication, CODES, CodeRecord};
 use crate::{Error, registry};
+use portcullis_connectors::LOCAL;
 
 /// Scopes understood (OpenID Connect Core 1.0 §5.4, plus Dex's `groups`), besides
 /// `audience:server:client_id:ID`.
@@ -405,13 +406,29 @@ async fn authorization_request(
         },
     };
 
+    // Dex's `connector_id`: log in with this connector, without the chooser.
+    let connector_id = match get("connector_id") {
+        None => None,
+        Some(id) if id == LOCAL || provider.connectors().get(id).is_some() => Some(id.to_owned()),
+        Some(_) => {
+            return fail(
+                "invalid_request",
+                "connector_id names no connector of this issuer",
+            );
+        }
+    };
+
     let now = provider.now();
     let session = match session::current(&provider, headers, now).await {
-        // A session of another End-User than the hinted one does not answer the request.
+        // A session of another End-User than the hinted one, or from another connector than
+        // the one asked for, does not answer the request.
         Ok(s) => s.filter(|(_, s)| {
             hinted_subject
                 .as_ref()
                 .is_none_or(|h| *h == s.authn.identity.subject)
+                && connector_id
+                    .as_deref()
+                    .is_none_or(|c| c == connector_of(&s.authn))
         }),
         Err(e) => return internal(&e),
     };
@@ -436,6 +453,7 @@ async fn authorization_request(
         csrf,
         device: None,
         hinted_subject,
+        connector_id,
         expires_at: now + PENDING_LIFETIME_SECS,
     };
 
@@ -483,6 +501,7 @@ fn show_login(
 ) -> Response {
     let now = provider.now();
     let csrf = pending.csrf.clone();
+    let connector = pending.connector_id.clone();
     let request = match provider.grants().insert_pending(pending, now) {
         Ok(id) => id,
         Err(e) => return internal(&e),
@@ -490,37 +509,90 @@ fn show_login(
     login_page(
         provider,
         StatusCode::OK,
-        display_name(client),
-        &request,
-        &csrf,
-        login,
+        &LoginForm {
+            client: display_name(client),
+            request: &request,
+            csrf: &csrf,
+            login,
+            fixed_connector: connector.as_deref(),
+            selected: connector.as_deref().unwrap_or(LOCAL),
+        },
         None,
         current_user,
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the login form shows besides messages.
+struct LoginForm<'a> {
+    client: &'a str,
+    request: &'a str,
+    csrf: &'a str,
+    login: &'a str,
+    /// The request's `connector_id`: only this connector is offered.
+    fixed_connector: Option<&'a str>,
+    /// The connector chosen (checked in the chooser).
+    selected: &'a str,
+}
+
+/// The connector a login came through.
+fn connector_of(authn: &Authentication) -> &str {
+    authn.connector.as_ref().map_or(LOCAL, |c| c.id.as_str())
+}
+
+/// The connectors offered on the login page (the local users first), and the user-name
+/// prompt: the chosen connector's, or a neutral one when several are offered.
+fn connector_choices(
+    provider: &Provider,
+    fixed: Option<&str>,
+    selected: &str,
+) -> (Vec<pages::ConnectorChoice>, String) {
+    let connectors = provider.connectors();
+    let mut choices = vec![pages::ConnectorChoice {
+        id: LOCAL.to_owned(),
+        name: "Local account".to_owned(),
+        checked: selected == LOCAL,
+    }];
+    let mut prompt = "Username".to_owned();
+    for c in connectors.iter() {
+        if c.id() == selected {
+            prompt = c.username_prompt().to_owned();
+        }
+        choices.push(pages::ConnectorChoice {
+            id: c.id().to_owned(),
+            name: c.display_name().to_owned(),
+            checked: c.id() == selected,
+        });
+    }
+    if let Some(fixed) = fixed {
+        choices.retain(|c| c.id == fixed);
+    } else if choices.len() > 1 {
+        prompt = "Username".to_owned();
+    }
+    (choices, prompt)
+}
+
 fn login_page(
     provider: &Provider,
     status: StatusCode,
-    client: &str,
-    request: &str,
-    csrf: &str,
-    login: &str,
+    form: &LoginForm<'_>,
     error: Option<&str>,
     current_user: Option<&str>,
 ) -> Response {
+    let (connectors, username_prompt) =
+        connector_choices(provider, form.fixed_connector, form.selected);
     pages::render(
         status,
         &pages::Login {
-            client,
+            client: form.client,
             action: &provider.endpoints().url("/auth/login"),
             continue_action: &provider.endpoints().url("/auth/continue"),
-            request,
-            csrf,
-            login,
+            request: form.request,
+            csrf: form.csrf,
+            login: form.login,
             error,
             current_user,
+            connectors,
+            username_prompt: &username_prompt,
         },
     )
 }
@@ -743,19 +815,41 @@ pub(crate) async fn login(
         Ok(None) => pending.client_id.clone(),
         Err(e) => return internal(&e),
     };
+    // The connector: the request's connector_id, or the one chosen on the form, or local.
+    let connector_id = match (&pending.connector_id, params.get("connector")) {
+        (Some(fixed), Some(chosen)) if fixed != chosen => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The sign-in method differs from the one the application asked for; go back to the application and start again.",
+            );
+        }
+        (Some(id), _) | (None, Some(id)) => id.clone(),
+        (None, None) => LOCAL.to_owned(),
+    };
     let retry = |status: StatusCode, message: &str| {
         login_page(
             &provider,
             status,
-            &client_name,
-            &request_id,
-            &pending.csrf,
-            login,
+            &LoginForm {
+                client: &client_name,
+                request: &request_id,
+                csrf: &pending.csrf,
+                login,
+                fixed_connector: pending.connector_id.as_deref(),
+                selected: &connector_id,
+            },
             Some(message),
             None,
         )
     };
-    if let Some(wait) = provider.throttle().wait(login, address, now) {
+    // Throttled per connector: alice of the directory is not the local alice.
+    let throttled = if connector_id == LOCAL {
+        login.to_owned()
+    } else {
+        format!("{connector_id}/{login}")
+    };
+    let login_key = throttled.as_str();
+    if let Some(wait) = provider.throttle().wait(login_key, address, now) {
         let mut response = retry(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed logins; try again in {wait} seconds."),
@@ -766,30 +860,75 @@ pub(crate) async fn login(
         return response;
     }
     if login.is_empty() || login.len() > MAX_LOGIN_LEN || password.len() > MAX_PASSWORD_LEN {
-        provider.throttle().failed(login, address, now);
+        provider.throttle().failed(login_key, address, now);
         return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
     }
-    let user = match registry::user(&provider, login).await {
-        Ok(user) => user,
+    let sid = match crate::grants::random_token() {
+        Ok(sid) => Some(sid),
         Err(e) => return internal(&e),
     };
-    let verified = registry::verify_password(user.as_ref(), password.to_owned()).await;
-    let Some(user) = user.filter(|_| verified) else {
-        provider.throttle().failed(login, address, now);
-        tracing::info!(client = %pending.client_id, "failed login");
-        return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
-    };
-    provider.throttle().succeeded(login, address);
-    let authn = Authentication {
-        identity: registry::identity_of(&user),
-        credential: registry::credential_of(&user),
-        sid: match crate::grants::random_token() {
-            Ok(sid) => Some(sid),
+    let authn = if connector_id == LOCAL {
+        let user = match registry::user(&provider, login).await {
+            Ok(user) => user,
             Err(e) => return internal(&e),
-        },
-        auth_time: now,
-        amr: vec!["pwd".into()],
+        };
+        let verified = registry::verify_password(user.as_ref(), password.to_owned()).await;
+        let Some(user) = user.filter(|_| verified) else {
+            provider.throttle().failed(login_key, address, now);
+            tracing::info!(client = %pending.client_id, "failed login");
+            return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
+        };
+        let identity =
+            match crate::groups::with_portcullis_groups(&provider, registry::identity_of(&user))
+                .await
+            {
+                Ok(identity) => identity,
+                Err(e) => return internal(&e),
+            };
+        Authentication {
+            identity,
+            credential: registry::credential_of(&user),
+            sid,
+            auth_time: now,
+            amr: vec!["pwd".into()],
+            connector: None,
+        }
+    } else {
+        let Some(connector) = provider.connectors().get(&connector_id).cloned() else {
+            return retry(
+                StatusCode::BAD_REQUEST,
+                "This sign-in method is no longer offered; choose another.",
+            );
+        };
+        let password = secrecy::SecretString::from(password.to_owned());
+        let mut trace = portcullis_connectors::Trace::default();
+        match connector.login(login, &password, &mut trace).await {
+            Ok(Some(identity)) => {
+                match crate::connect::authentication(&provider, &connector_id, identity, sid, now)
+                    .await
+                {
+                    Ok(authn) => authn,
+                    Err(e) => return internal(&e),
+                }
+            }
+            Ok(None) => {
+                provider.throttle().failed(login_key, address, now);
+                tracing::info!(client = %pending.client_id, connector = %connector_id, "failed login");
+                return retry(StatusCode::UNAUTHORIZED, INVALID_LOGIN);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connector login failed");
+                return retry(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "{} cannot be reached; try again later or choose another sign-in method.",
+                        connector.display_name()
+                    ),
+                );
+            }
+        }
     };
+    provider.throttle().succeeded(login_key, address);
     // A new login replaces the browser's previous session (prompt=login, another account).
     if let Err(e) = session::end(&provider, &headers).await {
         return internal(&e);

@@ -263,6 +263,7 @@ pub(crate) async fn verify(
         csrf: csrf.to_owned(),
         device: Some(index.device),
         hinted_subject: None,
+        connector_id: None,
         expires_at: (now + PENDING_LIFETIME_SECS).min(record.expires_at),
     };
     start_device_login(&provider, &headers, pending, now).await

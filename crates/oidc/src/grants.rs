@@ -54,6 +54,9 @@ pub(crate) struct PendingAuthorization {
     /// (OpenID Connect Core 1.0 §3.1.2.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) hinted_subject: Option<String>,
+    /// `connector_id` of the request (as Dex): log in with this connector, no chooser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connector_id: Option<String>,
     pub(crate) expires_at: u64,
 }
 
@@ -158,6 +161,7 @@ mod tests {
             csrf: String::new(),
             device: None,
             hinted_subject: None,
+            connector_id: None,
             expires_at,
         }
     }

@@ -14,6 +14,13 @@
 //!   the code may be issued for), `response_mode=query|form_post`, unknown scopes ignored; answered from the browser session
 //!   (single sign-on) or after the login form (local `User`s, argon2id, CSRF cookie, backoff
 //!   per account and address), with a consent page when asked for.
+//! - Connectors ([`Provider::set_connectors`], from `portcullis-connectors`): the login form
+//!   offers local accounts and every connector (LDAP/AD), or only the one a `connector_id`
+//!   parameter names (as Dex). A connector user's `sub` is `connector:base64url(user id)`.
+//!   Single sign-on and every refresh grant re-read the user at their source: groups as they
+//!   are now; a user removed or disabled there gets `invalid_grant` and loses the token family
+//!   and browser session; a source that cannot answer refuses the refresh without revoking.
+//!   `Group` objects add their names to the groups of the users they match.
 //! - Token (`/token`): authorization code (single use, 60 s, bound to client, redirect URI
 //!   and PKCE; a replay revokes what it issued), refresh token (rotated on every use, reuse
 //!   revokes the family, a grace window for concurrent refreshes), device code (RFC 8628).
@@ -29,16 +36,19 @@
 
 mod admin;
 mod authorize;
+mod connect;
 mod device;
 mod discovery;
 mod error;
 mod grants;
+mod groups;
 mod logout;
 mod pages;
 mod provider;
 mod registry;
 mod revoke;
 mod sealing;
+mod secrets;
 mod session;
 mod state;
 mod throttle;
@@ -48,3 +58,4 @@ mod userinfo;
 pub use admin::{generate_password, hash_password, user_key};
 pub use error::Error;
 pub use provider::{Clock, KEYS_STORE_KEY, Provider, ProviderConfig};
+pub use secrets::MAX_SECRET_LEN;

@@ -18,6 +18,17 @@ pub(crate) struct Login<'a> {
     pub(crate) error: Option<&'a str>,
     /// With a session and `prompt=select_account`: offer to continue as this user.
     pub(crate) current_user: Option<&'a str>,
+    /// The sign-in methods offered (a chooser when there are several).
+    pub(crate) connectors: Vec<ConnectorChoice>,
+    /// Label of the user-name field.
+    pub(crate) username_prompt: &'a str,
+}
+
+/// One sign-in method of the login page.
+pub(crate) struct ConnectorChoice {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) checked: bool,
 }
 
 /// The consent page (`prompt=consent`).
@@ -155,11 +166,26 @@ mod tests {
             login: "\"><img>",
             error: Some("<b>"),
             current_user: None,
+            connectors: vec![
+                ConnectorChoice {
+                    id: "local".into(),
+                    name: "Local account".into(),
+                    checked: true,
+                },
+                ConnectorChoice {
+                    id: "corp".into(),
+                    name: "<i>Corp</i>".into(),
+                    checked: false,
+                },
+            ],
+            username_prompt: "<u>",
         }
         .render()
         .unwrap();
         assert!(!html.contains("<script>"));
         assert!(!html.contains("<img>"));
+        assert!(!html.contains("<i>") && !html.contains("<u>"));
+        assert!(html.contains("name=\"connector\" value=\"corp\""), "{html}");
         assert!(!html.contains("<b>"));
         assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"));
     }

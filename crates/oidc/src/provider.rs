@@ -157,6 +157,8 @@ struct Inner {
     grants: Grants,
     throttle: Throttle,
     clock: Clock,
+    connectors: RwLock<Arc<portcullis_connectors::Connectors>>,
+    secrets_changed: tokio::sync::Notify,
 }
 
 /// The OpenID provider. Cheap to clone; clones share state.
@@ -229,10 +231,41 @@ impl Provider {
                 grants: Grants::default(),
                 throttle: Throttle::default(),
                 clock,
+                connectors: RwLock::default(),
+                secrets_changed: tokio::sync::Notify::new(),
             }),
         };
         provider.rotate_keys(now).await?;
         Ok(provider)
+    }
+
+    /// Replaces the identity connectors offered besides local users (LDAP/AD). Logins in
+    /// progress finish with the set they started with; refresh grants of users of a connector
+    /// that is gone fail from now on.
+    pub fn set_connectors(&self, connectors: portcullis_connectors::Connectors) {
+        let connectors = Arc::new(connectors);
+        match self.inner.connectors.write() {
+            Ok(mut slot) => *slot = connectors,
+            Err(poisoned) => *poisoned.into_inner() = connectors,
+        }
+    }
+
+    /// Completes when a secret was set after the call ([`Provider::put_secret`]): whoever
+    /// builds connectors from secrets rebuilds them then.
+    pub async fn secrets_changed(&self) {
+        self.inner.secrets_changed.notified().await;
+    }
+
+    pub(crate) fn notify_secrets_changed(&self) {
+        self.inner.secrets_changed.notify_waiters();
+    }
+
+    /// The identity connectors besides local users.
+    pub fn connectors(&self) -> Arc<portcullis_connectors::Connectors> {
+        match self.inner.connectors.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// The configuration.
@@ -423,8 +456,9 @@ impl Provider {
     }
 
     /// Ends every browser session and revokes every grant (refresh token family, and the
-    /// access tokens at this issuer) of user `username`: for a password reset or a disabled
-    /// account. Returns how many records were removed.
+    /// access tokens at this issuer) of local user `username`: for a password reset or a
+    /// disabled account (users of connectors are re-checked at their source instead). Returns
+    /// how many records were removed.
     pub async fn revoke_user(&self, username: &str) -> Result<usize, Error> {
         crate::state::revoke_user(&*self.inner.store, username).await
     }

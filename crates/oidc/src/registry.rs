@@ -75,17 +75,30 @@ pub(crate) fn credential_of(user: &User) -> String {
 /// The user's identity as it is now, if the user still exists, is enabled, is the same
 /// account (same uid) and still has the credential it authenticated with; `None` otherwise.
 /// Group and profile changes are picked up here, at every refresh.
+///
+/// A user of a connector is described as at their login or last refresh, as long as the
+/// connector is configured: the directory is asked at refresh (`connect::recheck`), not at
+/// every userinfo, introspection or single sign-on request.
 pub(crate) async fn current_identity(
     provider: &Provider,
     authn: &Authentication,
 ) -> Result<Option<Identity>, Error> {
+    if let Some(login) = &authn.connector {
+        let configured = provider.connectors().get(&login.id).is_some();
+        return Ok(configured.then(|| authn.identity.clone()));
+    }
     let Some(user) = user(provider, &authn.identity.username).await? else {
         return Ok(None);
     };
     let identity = identity_of(&user);
     let same_account = identity.subject == authn.identity.subject;
     let same_credential = crate::state::same(&credential_of(&user), &authn.credential);
-    Ok((!user.spec.disabled && same_account && same_credential).then_some(identity))
+    if user.spec.disabled || !same_account || !same_credential {
+        return Ok(None);
+    }
+    Ok(Some(
+        crate::groups::with_portcullis_groups(provider, identity).await?,
+    ))
 }
 
 /// The `User` named `name`, if any.
@@ -100,13 +113,18 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// for more is refused rather than allowed to exhaust memory.
 const MAX_M_COST: u32 = 256 * 1024;
 
-/// argon2id verifications run at most one per core at once, each in a memory buffer kept for
-/// the next: a burst of logins then costs `cores × m_cost` of memory once, not a fresh
-/// 19 MiB allocation per login that the allocator may keep (measured: gigabytes under load),
-/// and more parallel hashing than cores would only lengthen every login.
+/// argon2id verifications run at most one per core at once, each with a `Hasher` kept for
+/// the next (its work area stays mapped and resident): a burst of logins then costs
+/// `cores × m_cost` of memory once, not a fresh 19 MiB allocation per login that the
+/// allocator may keep (measured: gigabytes under load), and more parallel hashing than cores
+/// would only lengthen every login.
+///
+/// The fill is `argon2-rust`'s (a port of the reference implementation with runtime-selected
+/// AVX2/AVX-512 kernels, the one `@node-rs/argon2` uses): RustCrypto's `argon2` has AVX2 only,
+/// and the login benchmark beside npm oidc-provider lost to that difference alone.
 struct Argon2Pool {
     permits: tokio::sync::Semaphore,
-    buffers: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
+    hashers: std::sync::Mutex<Vec<argon2_rust::Hasher>>,
 }
 
 fn argon2_pool() -> &'static Argon2Pool {
@@ -115,45 +133,43 @@ fn argon2_pool() -> &'static Argon2Pool {
         permits: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         ),
-        buffers: std::sync::Mutex::new(Vec::new()),
+        hashers: std::sync::Mutex::new(Vec::new()),
     })
 }
 
-/// Verifies `password` against an argon2id PHC string using `memory` as the work area.
-fn argon2id_matches(memory: &mut Vec<argon2::Block>, password: &[u8], phc: &str) -> bool {
-    use argon2::password_hash::phc::PasswordHash;
-    let Ok(hash) = PasswordHash::new(phc) else {
+/// Largest argon2id time cost accepted from a stored hash (as the User kind's validation).
+const MAX_T_COST: u32 = 16;
+/// Largest argon2id parallelism accepted from a stored hash.
+const MAX_LANES: u32 = 16;
+
+/// Verifies `password` against an argon2id PHC string with `hasher` (reused, or created on
+/// first use). Refuses other algorithms and parameters beyond the bounds.
+fn argon2id_matches(hasher: &mut Option<argon2_rust::Hasher>, password: &[u8], phc: &str) -> bool {
+    use argon2_rust::{Algorithm, Argon2};
+    let Ok(decoded) = argon2_rust::decode_phc(phc) else {
         return false;
     };
-    if hash.algorithm.as_str() != "argon2id" {
+    let params = decoded.params;
+    if decoded.algorithm != Algorithm::Argon2id
+        || !decoded.ad.is_empty()
+        || params.memory_kib() > MAX_M_COST
+        || params.passes() > MAX_T_COST
+        || params.lanes() > MAX_LANES
+        || decoded.hash.is_empty()
+    {
         return false;
     }
-    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
-        return false;
+    let argon2 = Argon2::new(Algorithm::Argon2id, decoded.version, params);
+    let hasher = match hasher {
+        Some(h) => {
+            h.set_argon2(argon2);
+            h
+        }
+        None => hasher.insert(argon2.hasher()),
     };
-    let Ok(params) = argon2::Params::try_from(&hash) else {
-        return false;
-    };
-    if params.m_cost() > MAX_M_COST {
-        return false;
-    }
-    let version = match hash.version.map(argon2::Version::try_from) {
-        None => argon2::Version::default(),
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return false,
-    };
-    let blocks = params.block_count();
-    if memory.len() < blocks {
-        memory.resize(blocks, argon2::Block::default());
-    }
-    let Some(work) = memory.get_mut(..blocks) else {
-        return false;
-    };
-    let mut out = vec![0u8; expected.as_bytes().len()];
-    argon2::Argon2::new(argon2::Algorithm::Argon2id, version, params)
-        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, work)
-        .is_ok()
-        && crate::state::same_bytes(&out, expected.as_bytes())
+    let mut out = vec![0u8; decoded.hash.len()];
+    hasher.hash_into(password, &decoded.salt, &mut out).is_ok()
+        && crate::state::same_bytes(&out, &decoded.hash)
 }
 
 /// Checks `password` against the user's argon2id hash, off the async threads (argon2id costs
@@ -171,22 +187,17 @@ pub(crate) async fn verify_password(user: Option<&User>, password: String) -> bo
     let Ok(_permit) = pool.permits.acquire().await else {
         return false;
     };
-    let mut memory = pool
-        .buffers
-        .lock()
-        .ok()
-        .and_then(|mut b| b.pop())
-        .unwrap_or_default();
-    let (ok, memory) = tokio::task::spawn_blocking(move || {
-        let ok = argon2id_matches(&mut memory, password.as_bytes(), &hash);
-        (ok, memory)
+    let mut hasher = pool.hashers.lock().ok().and_then(|mut h| h.pop());
+    let (ok, hasher) = tokio::task::spawn_blocking(move || {
+        let ok = argon2id_matches(&mut hasher, password.as_bytes(), &hash);
+        (ok, hasher)
     })
     .await
     .unwrap_or_default();
-    if !memory.is_empty()
-        && let Ok(mut buffers) = pool.buffers.lock()
+    if let Some(hasher) = hasher
+        && let Ok(mut hashers) = pool.hashers.lock()
     {
-        buffers.push(memory);
+        hashers.push(hasher);
     }
     ok && known
 }
@@ -199,26 +210,41 @@ mod tests {
     fn the_dummy_hash_parses_so_unknown_users_cost_a_full_argon2id() {
         let hash = argon2::PasswordHash::new(DUMMY_HASH).unwrap();
         assert_eq!(hash.algorithm.as_str(), "argon2id");
+        let decoded = argon2_rust::decode_phc(DUMMY_HASH).unwrap();
+        assert_eq!(decoded.algorithm, argon2_rust::Algorithm::Argon2id);
+        assert_eq!(decoded.params.memory_kib(), 19456);
     }
 
     #[test]
-    fn pooled_verification_agrees_with_the_crate() {
+    fn pooled_verification_agrees_with_the_crate_that_writes_the_hashes() {
         use argon2::PasswordHasher as _;
         let hash = argon2::Argon2::default()
             .hash_password(b"secret")
             .unwrap()
             .to_string();
-        let mut memory = Vec::new();
-        assert!(argon2id_matches(&mut memory, b"secret", &hash));
-        assert!(!argon2id_matches(&mut memory, b"Secret", &hash));
-        // The buffer is reused as is for the next verification.
-        let len = memory.len();
-        assert!(argon2id_matches(&mut memory, b"secret", &hash));
-        assert_eq!(memory.len(), len);
-        assert!(!argon2id_matches(&mut memory, b"secret", DUMMY_HASH));
-        assert!(!argon2id_matches(&mut memory, b"secret", "not a hash"));
+        let mut hasher = None;
+        assert!(argon2id_matches(&mut hasher, b"secret", &hash));
+        assert!(!argon2id_matches(&mut hasher, b"Secret", &hash));
+        // The hasher and its work area are reused for the next verification.
+        let blocks = hasher.as_ref().unwrap().reserved_blocks();
+        assert!(blocks >= 19456);
+        assert!(argon2id_matches(&mut hasher, b"secret", &hash));
+        assert_eq!(hasher.as_ref().unwrap().reserved_blocks(), blocks);
+        assert!(!argon2id_matches(&mut hasher, b"secret", DUMMY_HASH));
+        assert!(!argon2id_matches(&mut hasher, b"secret", "not a hash"));
         let greedy = hash.replace("m=19456", "m=4194304");
-        assert!(!argon2id_matches(&mut memory, b"secret", &greedy));
+        assert!(!argon2id_matches(&mut hasher, b"secret", &greedy));
+        let slow = hash.replace("t=2", "t=17");
+        assert!(!argon2id_matches(&mut hasher, b"secret", &slow));
+        let argon2i = argon2::Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::default(),
+        )
+        .hash_password(b"secret")
+        .unwrap()
+        .to_string();
+        assert!(!argon2id_matches(&mut hasher, b"secret", &argon2i));
     }
 
     #[test]

@@ -13,9 +13,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::Error;
+use crate::connect::Recheck;
 use crate::grants::random_token;
 use crate::provider::Provider;
-use crate::registry;
 use crate::state::{self, Authentication, BrowserSession, SESSIONS};
 
 /// The single sign-on session cookie.
@@ -97,13 +97,21 @@ pub(crate) async fn current(
     if session.expires_at <= now {
         return Ok(None);
     }
-    match registry::current_identity(provider, &session.authn).await? {
-        Some(identity) => {
-            session.authn.identity = identity;
+    // A session answers an authorization only for a user who can still log in, with their
+    // groups as they are now: a connector's user is re-read from the directory here too.
+    match crate::connect::recheck(provider, &session.authn).await? {
+        Recheck::Current(authn) => {
+            session.authn = authn;
             Ok(Some((key, session)))
         }
-        None => {
+        Recheck::Gone => {
             state::remove(provider.store(), &key).await?;
+            Ok(None)
+        }
+        // The directory cannot answer now: the session does not answer either (the login
+        // form says why), and it is kept for when the directory is back.
+        Recheck::Unavailable(why) => {
+            tracing::warn!(error = %why, "re-checking a session's user failed");
             Ok(None)
         }
     }

@@ -64,6 +64,17 @@ pub(crate) struct Authentication {
     pub(crate) sid: Option<String>,
     pub(crate) auth_time: u64,
     pub(crate) amr: Vec<String>,
+    /// The connector the user logged in through and how it described them (absent for
+    /// local users): what refresh re-checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) connector: Option<Box<ConnectorLogin>>,
+}
+
+/// A login through a connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConnectorLogin {
+    pub(crate) id: String,
+    pub(crate) identity: portcullis_connectors::Identity,
 }
 
 /// A logged-in browser.
@@ -288,11 +299,12 @@ pub(crate) async fn sweep_expired(store: &dyn Store, now: u64) -> Result<usize, 
     Ok(n)
 }
 
-/// Ends every browser session and grant of `username` (password reset, account disabled).
+/// Ends every browser session and grant of local user `username` (password reset, account
+/// disabled); a connector's user of the same name is another user and keeps theirs.
 pub(crate) async fn revoke_user(store: &dyn Store, username: &str) -> Result<usize, Error> {
-    let mut n =
-        sweep::<BrowserSession>(store, SESSIONS, |s| s.authn.identity.username == username).await?;
-    n += sweep::<GrantRecord>(store, GRANTS, |g| g.authn.identity.username == username).await?;
+    let local = |a: &Authentication| a.connector.is_none() && a.identity.username == username;
+    let mut n = sweep::<BrowserSession>(store, SESSIONS, |s| local(&s.authn)).await?;
+    n += sweep::<GrantRecord>(store, GRANTS, |g| local(&g.authn)).await?;
     Ok(n)
 }
 

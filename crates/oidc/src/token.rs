@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use crate::authorize::{pkce_chars, single_params};
+use crate::connect::Recheck;
 use crate::grants::{random_id, random_token};
 use crate::provider::Provider;
 use crate::state::{
@@ -511,13 +512,29 @@ async fn refresh(
             state::remove(provider.store(), &key).await?;
             return Err(invalid("was already used; its session is revoked"));
         }
-        // Group and profile changes reach the user here; a disabled user, or one whose
-        // password changed, is logged out.
-        let Some(identity) = registry::current_identity(provider, &grant.authn).await? else {
-            state::remove(provider.store(), &key).await?;
-            return Err(invalid("belongs to a user who can no longer log in"));
-        };
-        grant.authn.identity = identity;
+        // Group and profile changes reach the user here; a user removed or disabled at their
+        // source, or whose password changed, is logged out and the family revoked.
+        match crate::connect::recheck(provider, &grant.authn).await? {
+            Recheck::Current(authn) => grant.authn = authn,
+            Recheck::Gone => {
+                tracing::info!(
+                    client = %grant.client_id,
+                    user = %grant.authn.identity.username,
+                    "the user can no longer log in at their source; revoking the refresh token family"
+                );
+                state::remove(provider.store(), &key).await?;
+                return Err(invalid("belongs to a user who can no longer log in"));
+            }
+            Recheck::Unavailable(why) => {
+                tracing::warn!(error = %why, "re-checking a user at refresh failed");
+                return Err(OAuthError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: "temporarily_unavailable",
+                    description: "the user's identity source cannot be reached; try again later"
+                        .into(),
+                });
+            }
+        }
         if let Some(previous) = in_grace {
             // The refresh race: another request with this token rotated it a moment ago.
             let next = provider.unseal(&key, previous.sealed_next.as_bytes())?;

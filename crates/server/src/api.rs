@@ -252,6 +252,143 @@ async fn reset_password(
     }
 }
 
+/// The JSON body (at most 8 KiB) of a POST to a connector subresource.
+async fn small_json_post(
+    app: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<serde_json::Value, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(&parts.method));
+    }
+    let bytes = body::read_bounded(&parts.headers, body, 8 * 1024).await?;
+    body::parse_object(&bytes, "application/json", app.limits.max_json_depth)
+}
+
+/// `POST /apis/portcullis.dev/v1alpha1/connectors/NAME/bindpassword` with
+/// `{"password": "…"}`: seals the LDAP service account's password as the secret the
+/// connector's `bindPasswordRef` names (authorized as `create` on `connectors/bindpassword`).
+/// The password is never part of the object and never answered.
+async fn set_bind_password(
+    app: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let object = small_json_post(app, parts, body).await?;
+    let Some(password) = object.get("password").and_then(serde_json::Value::as_str) else {
+        return Err(ApiError::bad_request(
+            "send {\"password\": \"…\"}: the service account's bind password",
+        ));
+    };
+    if password.is_empty() || password.len() > portcullis_oidc::MAX_SECRET_LEN {
+        return Err(ApiError::bad_request(format!(
+            "the bind password must be 1 to {} bytes",
+            portcullis_oidc::MAX_SECRET_LEN
+        )));
+    }
+    let key = portcullis_store::keys::object(portcullis_model::GROUP, "connectors", "", name);
+    let stored = app
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, portcullis_model::GROUP, "connectors", name))?
+        .ok_or_else(|| {
+            ApiError::from_store(
+                portcullis_store::StoreError::NotFound(name.to_owned()),
+                portcullis_model::GROUP,
+                "connectors",
+                name,
+            )
+        })?;
+    let connector: portcullis_model::Connector = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::internal(format!("stored connector {name:?}: {e}")))?;
+    let Some(reference) = connector
+        .spec
+        .ldap
+        .as_ref()
+        .and_then(|l| l.bind_password_ref.clone())
+    else {
+        return Err(ApiError::bad_request(format!(
+            "connector {name:?} has no spec.ldap.bindPasswordRef: set bindDN and bindPasswordRef first"
+        )));
+    };
+    let secret = secrecy::SecretString::from(password.to_owned());
+    app.provider
+        .put_secret(&reference.name, &reference.key, &secret)
+        .await
+        .map_err(|e| ApiError::internal(format!("sealing the bind password: {e}")))?;
+    Ok((
+        StatusCode::CREATED,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({
+            "apiVersion": format!("{}/{}", portcullis_model::GROUP, portcullis_model::VERSION),
+            "kind": "ConnectorBindPassword",
+            "metadata": { "name": name },
+            "secretRef": { "name": reference.name, "key": reference.key },
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /apis/portcullis.dev/v1alpha1/connectors/NAME/test` with `{"username": "…",
+/// "password": "…"}`: logs the user in through the connector as the issuer would (authorized
+/// as `create` on `connectors/test`) and answers the identity that would be issued, or why
+/// not, and every LDAP operation made. Nothing is issued; the password is not kept.
+async fn test_connector(
+    app: &AppState,
+    parts: &http::request::Parts,
+    body: Body,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let object = small_json_post(app, parts, body).await?;
+    let field = |f: &str| object.get(f).and_then(serde_json::Value::as_str);
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return Err(ApiError::bad_request(
+            "send {\"username\": \"…\", \"password\": \"…\"}",
+        ));
+    };
+    let connectors = app.provider.connectors();
+    let Some(connector) = connectors.get(name) else {
+        return Err(ApiError::bad_request(format!(
+            "connector {name:?} is not serving logins: see its Ready condition (portcullis get connector {name} -o yaml)"
+        )));
+    };
+    let mut trace = portcullis_connectors::Trace::default();
+    let password = secrecy::SecretString::from(password.to_owned());
+    let outcome = connector.login(username, &password, &mut trace).await;
+    let operations: Vec<String> = trace.operations.iter().map(ToString::to_string).collect();
+    let (identity, error) = match outcome {
+        Ok(Some(user)) => (
+            json!({
+                "subject": portcullis_connectors::subject(name, &user.user_id),
+                "userID": user.user_id,
+                "username": user.username,
+                "name": user.name,
+                "email": user.email,
+                "emailVerified": user.email_verified,
+                "groups": user.groups,
+            }),
+            serde_json::Value::Null,
+        ),
+        Ok(None) => (serde_json::Value::Null, serde_json::Value::Null),
+        Err(e) => (serde_json::Value::Null, json!(e.to_string())),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({
+            "apiVersion": format!("{}/{}", portcullis_model::GROUP, portcullis_model::VERSION),
+            "kind": "ConnectorTest",
+            "metadata": { "name": name },
+            "operations": operations,
+            "identity": identity,
+            "error": error,
+        })),
+    )
+        .into_response())
+}
+
 async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     // Both are set by the filter chain in front of this handler; without them, nothing.
@@ -306,11 +443,30 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         && group == portcullis_model::GROUP
         && plural == "users"
         && !name.is_empty();
-    if !(subresource.is_empty() || subresource == "status" && rt.has_status || password_reset) {
+    let connector_sub = |s: &str| {
+        subresource == s
+            && group == portcullis_model::GROUP
+            && plural == "connectors"
+            && !name.is_empty()
+    };
+    let bind_password = connector_sub("bindpassword");
+    let connector_test = connector_sub("test");
+    if !(subresource.is_empty()
+        || subresource == "status" && rt.has_status
+        || password_reset
+        || bind_password
+        || connector_test)
+    {
         return Err(ApiError::path_not_found());
     }
     if password_reset {
         return reset_password(app, &parts, name).await;
+    }
+    if bind_password {
+        return set_bind_password(app, &parts, body, name).await;
+    }
+    if connector_test {
+        return test_connector(app, &parts, body, name).await;
     }
     if let Some(review) = &rt.review {
         return serve_review(app, &parts, body, rt, review.as_ref(), user).await;

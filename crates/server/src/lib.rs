@@ -10,6 +10,7 @@
 pub mod agent;
 mod api;
 pub mod config;
+mod connectors;
 mod kinds;
 pub mod kubeconfig;
 pub mod pki;

@@ -165,6 +165,17 @@ pub async fn start(config: Config) -> Result<Running> {
         authorizer.clone(),
         revision,
     ));
+    // Connector objects become the issuer's connectors (LDAP/AD), now and on every change.
+    let mut connector_cache = crate::connectors::Cache::default();
+    let connectors_revision = crate::connectors::reload(&store, &provider, &mut connector_cache)
+        .await
+        .context("loading the connectors")?;
+    let connectors_sync = tokio::spawn(crate::connectors::sync(
+        store.clone(),
+        provider.clone(),
+        connectors_revision,
+        connector_cache,
+    ));
     // The issuer's own tokens for the management API's audience, mapped as a kube-apiserver
     // pointed at this issuer maps them (`--oidc-username-claim=email`,
     // `--oidc-groups-claim=groups`, `--oidc-groups-prefix=oidc:`), verified with the
@@ -237,7 +248,7 @@ pub async fn start(config: Config) -> Result<Running> {
         "" => api::app(state).merge(provider.router()),
         path => api::app(state).nest(path, provider.router()),
     };
-    let mut background = vec![rotation, maintenance, rbac_sync];
+    let mut background = vec![rotation, maintenance, rbac_sync, connectors_sync];
     if let Some(fa_config) = &config.forward_auth {
         let forward_auth = forward_auth(
             fa_config,

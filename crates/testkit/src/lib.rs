@@ -9,6 +9,7 @@
 //! - [`Etcd`]: a real etcd.
 //! - [`nginx::Nginx`], [`caddy::Caddy`]: real reverse proxies with generated configurations.
 //! - [`chromium::ChromeDriver`]: chromedriver with headless Chromium capabilities.
+//! - [`slapd::Slapd`]: a real OpenLDAP slapd with TLS and a fixture directory.
 #![deny(missing_docs)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +24,7 @@ pub mod kube_apiserver;
 pub mod kubectl;
 pub mod nginx;
 pub mod rbac_dump;
+pub mod slapd;
 
 /// Errors starting a peer.
 #[derive(Debug)]

@@ -8,5 +8,6 @@
 )]
 
 mod can_i;
+mod connector;
 mod openid_client;
 mod up;

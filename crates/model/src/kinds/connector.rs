@@ -143,6 +143,11 @@ pub struct LdapUserSearch {
     /// Attribute holding the preferred user name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub preferred_username_attr: String,
+    /// RFC 4515 filter that a disabled account matches (e.g. `(nsAccountLock=TRUE)`);
+    /// such a user cannot log in and loses their sessions at the next refresh. Active
+    /// Directory's `userAccountControl` ACCOUNTDISABLE bit is always honoured.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub disabled_filter: String,
 }
 
 /// How an LDAP connector finds a user's groups.
@@ -164,6 +169,10 @@ pub struct LdapGroupSearch {
     /// Attribute holding the group's name (e.g. `cn`).
     #[serde(default)]
     pub name_attr: String,
+    /// Active Directory: match groups the user belongs to through nested groups too, with
+    /// the `LDAP_MATCHING_RULE_IN_CHAIN` rule (1.2.840.113556.1.4.1941) on `DN` matchers.
+    #[serde(default)]
+    pub nested_groups: bool,
 }
 
 /// One user-to-group match of an [`LdapGroupSearch`].
@@ -304,6 +313,12 @@ impl LdapConnector {
             errs.check(
                 format!("{f}.userSearch.filter"),
                 check_ldap_filter(&us.filter),
+            );
+        }
+        if !us.disabled_filter.is_empty() {
+            errs.check(
+                format!("{f}.userSearch.disabledFilter"),
+                check_ldap_filter(&us.disabled_filter),
             );
         }
         if let Some(gs) = &self.group_search {

@@ -9,6 +9,7 @@
 
 mod browser;
 mod conformance;
+mod connectors;
 mod discovery;
 mod flow;
 mod keys;

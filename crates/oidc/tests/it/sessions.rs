@@ -23,20 +23,20 @@ use crate::flow::{
 use crate::support::{Http, Served};
 
 /// A relying party driven by hand: builds authorization URLs, redeems codes, refreshes.
-struct Rp<'a> {
-    served: &'a Served,
-    client_id: &'static str,
-    secret: Option<&'static str>,
-    redirect: &'static str,
+pub(crate) struct Rp<'a> {
+    pub(crate) served: &'a Served,
+    pub(crate) client_id: &'static str,
+    pub(crate) secret: Option<&'static str>,
+    pub(crate) redirect: &'static str,
 }
 
-struct Authorization {
-    url: String,
-    verifier: String,
-    state: String,
+pub(crate) struct Authorization {
+    pub(crate) url: String,
+    pub(crate) verifier: String,
+    pub(crate) state: String,
 }
 
-fn kubectl(served: &Served) -> Rp<'_> {
+pub(crate) fn kubectl(served: &Served) -> Rp<'_> {
     Rp {
         served,
         client_id: "kubectl",
@@ -54,13 +54,13 @@ fn dashboard(served: &Served) -> Rp<'_> {
     }
 }
 
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 impl Rp<'_> {
-    fn authorize(&self, scope: &str, extra: &[(&str, &str)]) -> Authorization {
+    pub(crate) fn authorize(&self, scope: &str, extra: &[(&str, &str)]) -> Authorization {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = format!("state-{}", rand_suffix());
         let mut url = url::Url::parse(&format!("{}/auth", self.served.issuer)).unwrap();
@@ -116,14 +116,14 @@ impl Rp<'_> {
         .await
     }
 
-    async fn refresh(&self, token: &str) -> (u16, Value) {
+    pub(crate) async fn refresh(&self, token: &str) -> (u16, Value) {
         self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", token)])
             .await
     }
 
     /// Logs in through `browser` (password form unless the session answers) and redeems the
     /// code.
-    async fn login(&self, browser: &Browser, scope: &str) -> Value {
+    pub(crate) async fn login(&self, browser: &Browser, scope: &str) -> Value {
         let auth = self.authorize(scope, &[]);
         let mut page = browser.get(&auth.url).await;
         if page.status == 200 {
@@ -137,7 +137,7 @@ impl Rp<'_> {
         self.finish(&auth, &page).await
     }
 
-    async fn finish(&self, auth: &Authorization, page: &Page) -> Value {
+    pub(crate) async fn finish(&self, auth: &Authorization, page: &Page) -> Value {
         assert_eq!(page.status, 303, "{}", page.body);
         let q = page.redirect_query();
         assert_eq!(q["state"], auth.state);
@@ -153,7 +153,7 @@ fn rand_suffix() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-async fn userinfo_status(served: &Served, access_token: &str) -> u16 {
+pub(crate) async fn userinfo_status(served: &Served, access_token: &str) -> u16 {
     reqwest::Client::new()
         .get(format!("{}/userinfo", served.issuer))
         .bearer_auth(access_token)
@@ -164,7 +164,7 @@ async fn userinfo_status(served: &Served, access_token: &str) -> u16 {
         .as_u16()
 }
 
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str()
         .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
@@ -477,7 +477,7 @@ async fn concurrent_refreshes_within_the_grace_window_all_succeed() {
 }
 
 /// `n` refreshes of `token` by the public client kubectl, sent at the same time.
-async fn futures_join(rp: &Rp<'_>, token: &str, n: usize) -> Vec<(u16, Value)> {
+pub(crate) async fn futures_join(rp: &Rp<'_>, token: &str, n: usize) -> Vec<(u16, Value)> {
     let start = Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
         .map(|_| {

@@ -8,6 +8,7 @@
 
 mod agent;
 mod api;
+mod connectors;
 mod escalation;
 mod kube_apiserver;
 mod kubectl;
