@@ -374,6 +374,11 @@ pub(crate) async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
+        // Responses are written whole (head with body, HTTP/2 frames in one flush): Nagle's
+        // algorithm would only hold a last small segment back for the peer's delayed ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         let builder = builder.clone();
