@@ -29,27 +29,25 @@ impl ClusterAuthorizer {
     }
 
     async fn ask(&self, a: &Attributes) -> Result<Decision, String> {
-        let mut resource = json!({
-            "verb": a.verb,
-            "group": a.api_group,
-            "resource": a.resource,
-        });
+        let mut resource = serde_json::Map::new();
         for (key, value) in [
+            ("verb", &a.verb),
+            ("group", &a.api_group),
+            ("resource", &a.resource),
             ("subresource", &a.subresource),
             ("namespace", &a.namespace),
             ("name", &a.name),
         ] {
-            if !value.is_empty() {
-                resource[key] = json!(value);
+            if !value.is_empty() || matches!(key, "verb" | "group" | "resource") {
+                resource.insert(key.to_owned(), json!(value));
             }
         }
-        let mut spec = json!({
-            "user": a.user,
-            "groups": a.groups,
-            "resourceAttributes": resource,
-        });
+        let mut spec = serde_json::Map::new();
+        spec.insert("user".into(), json!(a.user));
+        spec.insert("groups".into(), json!(a.groups));
+        spec.insert("resourceAttributes".into(), resource.into());
         if !a.extra.is_empty() {
-            spec["extra"] = json!(a.extra);
+            spec.insert("extra".into(), json!(a.extra));
         }
         let review = json!({
             "apiVersion": "authorization.k8s.io/v1",
@@ -88,10 +86,13 @@ impl ClusterAuthorizer {
             ));
         }
         let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let status = &answer["status"];
-        let allowed =
-            status["allowed"].as_bool() == Some(true) && status["denied"].as_bool() != Some(true);
-        let reason = status["reason"].as_str().unwrap_or_default().to_owned();
+        let field = |name: &str| answer.get("status").and_then(|s| s.get(name));
+        let allowed = field("allowed").and_then(serde_json::Value::as_bool) == Some(true)
+            && field("denied").and_then(serde_json::Value::as_bool) != Some(true);
+        let reason = field("reason")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         Ok(Decision { allowed, reason })
     }
 }

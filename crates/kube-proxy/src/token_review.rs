@@ -158,12 +158,14 @@ async fn decide(reviewer: &TokenReviewer, spec: &Spec) -> serde_json::Value {
     if audiences.is_empty() {
         return unauthenticated("the token's audiences do not match the ones asked for");
     }
-    let mut user_json = json!({"username": user.name, "groups": user.groups});
+    let mut user_json = serde_json::Map::new();
+    user_json.insert("username".into(), json!(user.name));
     if !user.uid.is_empty() {
-        user_json["uid"] = json!(user.uid);
+        user_json.insert("uid".into(), json!(user.uid));
     }
+    user_json.insert("groups".into(), json!(user.groups));
     if !user.extra.is_empty() {
-        user_json["extra"] = json!(user.extra);
+        user_json.insert("extra".into(), json!(user.extra));
     }
     json!({"authenticated": true, "user": user_json, "audiences": audiences})
 }
@@ -179,9 +181,9 @@ fn token_audiences(token: &str) -> Vec<String> {
     let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Vec::new();
     };
-    match &claims["aud"] {
-        serde_json::Value::String(s) => vec![s.clone()],
-        serde_json::Value::Array(a) => a
+    match claims.get("aud") {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect(),

@@ -519,19 +519,25 @@ mod cluster_rbac {
             )
             .await?;
             versions.push(
-                list["metadata"]["resourceVersion"]
-                    .as_str()
+                list.pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned(),
             );
-            let Some(items) = list["items"].as_array() else {
+            let Some(items) = list.get("items").and_then(Value::as_array) else {
                 return Err(format!("the {resource} list has no items"));
             };
             for item in items {
-                let mut item = item.clone();
-                item["apiVersion"] = Value::from("rbac.authorization.k8s.io/v1");
-                item["kind"] = Value::from(kind);
-                if let Err(e) = policy.add_object(item) {
+                let Some(mut object) = item.as_object().cloned() else {
+                    tracing::warn!("a {kind} that is not an object ignored");
+                    continue;
+                };
+                object.insert(
+                    "apiVersion".into(),
+                    Value::from("rbac.authorization.k8s.io/v1"),
+                );
+                object.insert("kind".into(), Value::from(kind));
+                if let Err(e) = policy.add_object(Value::Object(object)) {
                     tracing::warn!(error = %e, "{kind} ignored");
                 }
             }
