@@ -130,6 +130,67 @@ impl Kubectl {
         self.run_with(args, "", &[]).await
     }
 
+    /// `kubectl port-forward TARGET LOCAL:80` with extra environment, then `rounds` TCP
+    /// connections to the local port, each sending a message that must come back (the echo
+    /// "container" of the kube-apiserver double); kubectl is killed at the end.
+    ///
+    /// # Errors
+    ///
+    /// kubectl does not start forwarding, a connection fails, or an echo does not come back
+    /// within 30 s or differs.
+    pub async fn port_forward_echo(
+        &self,
+        target: &str,
+        env: &[(&str, &str)],
+        rounds: usize,
+    ) -> Result<(), Error> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let fail = |what: String| Error(what);
+        let local = crate::free_port()?;
+        let mut command = self.command(&["port-forward", target, &format!("{local}:80")]);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| fail(format!("running kubectl: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| fail("kubectl's stdout".into()))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let forwarding = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| fail("kubectl port-forward did not start within 30 s".into()))?
+            .map_err(|e| fail(format!("reading kubectl: {e}")))?
+            .unwrap_or_default();
+        if !forwarding.contains(&format!("127.0.0.1:{local} -> 80")) {
+            return Err(fail(format!("kubectl port-forward said {forwarding:?}")));
+        }
+        for round in 0..rounds {
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+                .await
+                .map_err(|e| fail(format!("connecting to the forwarded port: {e}")))?;
+            let message = format!("through the tunnel, connection {round}");
+            conn.write_all(message.as_bytes())
+                .await
+                .map_err(|e| fail(format!("writing: {e}")))?;
+            let mut back = vec![0u8; message.len()];
+            tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut back))
+                .await
+                .map_err(|_| fail("no echo through port-forward within 30 s".into()))?
+                .map_err(|e| fail(format!("reading the echo: {e}")))?;
+            if back != message.as_bytes() {
+                return Err(fail(format!(
+                    "the echo differs: {:?}",
+                    String::from_utf8_lossy(&back)
+                )));
+            }
+        }
+        let _ = child.kill().await;
+        Ok(())
+    }
+
     /// Writes a file beside the kubeconfig and returns its path.
     ///
     /// # Errors

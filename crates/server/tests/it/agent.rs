@@ -162,6 +162,18 @@ fn agent_config(
     config
 }
 
+/// The next line of a streaming kubectl command, within 30 s.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    what: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+        .unwrap()
+        .expect("kubectl ended its output")
+}
+
 fn ok(out: &Output) -> &str {
     assert_eq!(
         out.code, 0,
@@ -284,21 +296,13 @@ async fn kubectl_through_the_agent_acts_as_the_token_user() {
         .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     for _ in 0..2 {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the watch sent nothing")
-            .unwrap()
-            .unwrap();
+        let line = next_line(&mut lines, "the watch sent nothing").await;
         assert!(line.contains("configmap/"), "{line}");
     }
     f.double
         .seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later", "namespace": "team"}}))
         .unwrap();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the change never streamed through the agent")
-        .unwrap()
-        .unwrap();
+    let line = next_line(&mut lines, "the change never streamed through the agent").await;
     assert!(line.ends_with("configmap/later"), "{line}");
     watch.kill().await.unwrap();
 
@@ -348,31 +352,7 @@ async fn exec_port_forward_and_logs_stream_through_the_agent() {
 
     // port-forward over WebSocket tunnelling SPDY, then SPDY.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
-        let local = portcullis_testkit::free_port().unwrap();
-        let mut command = k.command(&["port-forward", "pod/run", &format!("{local}:80")]);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("kubectl port-forward did not start")
-            .unwrap()
-            .unwrap_or_default();
-        assert!(line.contains(&format!("127.0.0.1:{local} -> 80")), "{line}");
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
-            .await
-            .unwrap();
-        let message = format!("bytes through the agent {env:?}");
-        conn.write_all(message.as_bytes()).await.unwrap();
-        let mut back = vec![0u8; message.len()];
-        tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut back))
-            .await
-            .expect("no echo through port-forward")
-            .unwrap();
-        assert_eq!(String::from_utf8(back).unwrap(), message);
-        child.kill().await.unwrap();
+        k.port_forward_echo("pod/run", env, 2).await.unwrap();
         let seen = received(&f.double, "/portforward");
         assert_eq!(seen.header("impersonate-user"), Some("alice@example.com"));
     }
@@ -383,11 +363,7 @@ async fn exec_port_forward_and_logs_stream_through_the_agent() {
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "first");
     f.double
         .append_log("team", "run", "second, while following");
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the followed line never arrived")
-        .unwrap()
-        .unwrap();
+    let line = next_line(&mut lines, "the followed line never arrived").await;
     assert_eq!(line, "second, while following");
     child.kill().await.unwrap();
 }
@@ -1078,23 +1054,13 @@ async fn kubectl_through_the_agent_against_a_real_kube_apiserver() {
         .iter()
         .any(|l: &String| l.contains("configmap/settings"))
     {
-        seen.push(
-            tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("the watch sent nothing")
-                .unwrap()
-                .unwrap(),
-        );
+        seen.push(next_line(&mut lines, "the watch sent nothing").await);
     }
     ok(&admin
         .run(&["create", "configmap", "later", "-n", "team"])
         .await);
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the change never streamed through the agent")
-            .unwrap()
-            .unwrap();
+        let line = next_line(&mut lines, "the change never streamed through the agent").await;
         if line.ends_with("configmap/later") {
             break;
         }

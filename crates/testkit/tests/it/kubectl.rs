@@ -6,7 +6,7 @@ use std::time::Duration;
 use portcullis_testkit::kube_apiserver::{Config, Double, UserInfo};
 use portcullis_testkit::kubectl::{Kubectl, Output};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// kubectl for `double` with a token, or `None` when kubectl is not installed.
 fn kubectl(double: &Double, token: &str, namespace: &str) -> Option<Kubectl> {
@@ -418,39 +418,7 @@ async fn port_forward_echo(env: &[(&str, &str)]) -> Vec<(String, Option<String>)
     let Some(k) = kubectl(&double, double.admin_token(), "rec-k") else {
         return Vec::new();
     };
-    let local = portcullis_testkit::free_port().unwrap();
-    let mut command = k.command(&["port-forward", "pod/run", &format!("{local}:80")]);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let forwarding = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("kubectl port-forward did not start")
-        .unwrap()
-        .unwrap_or_default();
-    assert!(
-        forwarding.contains(&format!("127.0.0.1:{local} -> 80")),
-        "{forwarding}"
-    );
-    for round in 0..2 {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
-            .await
-            .unwrap();
-        let message = format!("through the tunnel, connection {round}");
-        conn.write_all(message.as_bytes()).await.unwrap();
-        let mut buf = vec![0u8; message.len()];
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::io::AsyncReadExt::read_exact(&mut conn, &mut buf),
-        )
-        .await
-        .expect("no echo through port-forward")
-        .unwrap();
-        assert_eq!(buf, message.as_bytes());
-    }
-    child.kill().await.unwrap();
+    k.port_forward_echo("pod/run", env, 2).await.unwrap();
     double
         .requests()
         .into_iter()
