@@ -77,6 +77,12 @@ pub struct UpstreamConfig {
     pub credential: Credential,
     /// The client certificate chain and key (PEM), for [`Credential::ClientCertificate`].
     pub client_identity: Option<(Vec<u8>, SecretString)>,
+    /// Offer HTTP/2 to the upstream (ALPN). Off by default: a pooled HTTP/2 client keeps one
+    /// connection per upstream, and every watch, `logs -f` and exec through the proxy holds
+    /// one of its streams (kube-apiserver allows a bounded number per connection), so many
+    /// users' long requests would queue behind each other; HTTP/1.1 gives each request its own
+    /// pooled connection, as nginx does. Clients may use HTTP/2 to the proxy either way.
+    pub http2: bool,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -168,6 +174,7 @@ impl UpstreamConfig {
             tls_server_name: config.tls_server_name,
             credential,
             client_identity,
+            http2: false,
         })
     }
 
@@ -199,6 +206,7 @@ impl UpstreamConfig {
             tls_server_name: config.tls_server_name,
             credential: Credential::TokenFile(PathBuf::from(token_file)),
             client_identity: None,
+            http2: false,
         })
     }
 }
@@ -248,7 +256,8 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// Clients for `config`: TLS with the upstream's CA only (and the client certificate if
-    /// any), connections pooled (idle ones closed after 90 s), TCP connect bounded to 10 s.
+    /// any), connections pooled (idle ones closed after 90 s), TCP connect bounded to 10 s;
+    /// HTTP/1.1, or HTTP/2 when `config.http2` and the server offers it.
     ///
     /// # Errors
     ///
@@ -306,17 +315,17 @@ impl Upstream {
                 builder.enable_http1().wrap_connector(http)
             }
         };
-        let client = |connector, h2_only_when_offered: bool| {
+        let client = |connector, http2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(Duration::from_secs(90))
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new());
-            if h2_only_when_offered {
+            if http2 {
                 b.http2_adaptive_window(true);
             }
             b.build(connector)
         };
-        let pooled = client(connector(tls()?, false), true);
+        let pooled = client(connector(tls()?, config.http2), config.http2);
         let upgrades = client(connector(tls()?, false), false);
         Ok(Arc::new(Upstream {
             server: config.server,

@@ -105,6 +105,10 @@ pub struct UpstreamSource {
     pub kubeconfig: Option<PathBuf>,
     /// Its context; the current one when absent.
     pub context: Option<String>,
+    /// Offer HTTP/2 to the API server. Off by default: over one pooled HTTP/2 connection every
+    /// watch, `logs -f` and exec holds a stream, and the server bounds the streams of a
+    /// connection; HTTP/1.1 gives each request a pooled connection of its own.
+    pub http2: bool,
 }
 
 /// A serving certificate from files.
@@ -251,6 +255,8 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
             .context("the upstream API server")?,
         None => UpstreamConfig::in_cluster().context("the upstream API server")?,
     };
+    let mut upstream_config = upstream_config;
+    upstream_config.http2 = config.upstream.http2;
     let upstream = Upstream::new(upstream_config).context("the upstream API server")?;
 
     // Authentication: the issuer's tokens (a file of AuthenticationConfiguration, or the

@@ -1186,3 +1186,51 @@ async fn forward_auth_on_the_agent_decides_paths_with_the_clusters_rbac() {
         "a token for grafana's audience is not one for the cluster"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_is_reached_over_http11_by_default_and_http2_when_asked() {
+    for (http2, version) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        let issuer = TestServer::start().await;
+        let double = cluster().await;
+        let dir = tempfile::tempdir().unwrap();
+        let agent = start_agent(agent_config(
+            &dir,
+            &issuer,
+            &double.kubeconfig(AGENT_TOKEN, "default"),
+            |c| c.upstream.http2 = http2,
+        ))
+        .await
+        .unwrap();
+        let ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
+        let now = portcullis_jose::unix_now();
+        let token = issuer
+            .running
+            .as_ref()
+            .unwrap()
+            .provider
+            .sign(
+                &json!({"iss": issuer.url, "aud": CLUSTER, "sub": "u", "iat": now,
+                "exp": now + 60, "email": "alice@example.com", "email_verified": true,
+                "groups": ["dev"]}),
+            )
+            .unwrap();
+        let http = client(&ca, None);
+        let mut status = 0;
+        for _ in 0..500 {
+            status = http
+                .get(format!("{}/api/v1/namespaces/team/configmaps", agent.url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if status != 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, 200);
+        assert_eq!(received(&double, "/configmaps").version, version);
+    }
+}
