@@ -108,6 +108,10 @@ impl JwtAuthenticator {
 
     /// Authenticates a bearer token at `now` (Unix seconds).
     pub async fn authenticate_token(&self, token: &SecretString, now: u64) -> Outcome {
+        // Only tokens this authenticator verified are cached: a hit needs no further look.
+        if let Some(cached) = self.cache.get(token, now) {
+            return Outcome::Authenticated(cached);
+        }
         let text = token.expose_secret();
         let Some(iss) = peek_issuer(text) else {
             return Outcome::NotMine;
@@ -115,9 +119,6 @@ impl JwtAuthenticator {
         let Some(issuer) = self.issuers.iter().find(|i| i.config.issuer.url == iss) else {
             return Outcome::NotMine;
         };
-        if let Some(cached) = self.cache.get(token, now) {
-            return Outcome::Authenticated(cached);
-        }
         match issuer.authenticate(text, now).await {
             Ok(authenticated) => {
                 self.cache.insert(token, &authenticated, now);
