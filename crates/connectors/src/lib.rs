@@ -22,6 +22,9 @@ use secrecy::SecretString;
 
 pub mod escape;
 pub mod ldap;
+pub mod oidc;
+
+pub use oidc::RedirectConnector;
 
 /// Id of the built-in connector of local users.
 pub const LOCAL: &str = "local";
@@ -90,6 +93,14 @@ pub enum Error {
         text: String,
         /// What to do about it.
         hint: &'static str,
+    },
+    /// The upstream OpenID provider answered something unusable.
+    #[error("connector {connector:?}: the upstream OpenID provider failed: {message}")]
+    Upstream {
+        /// Connector id.
+        connector: String,
+        /// What it answered.
+        message: String,
     },
     /// The connector's configuration cannot work.
     #[error("connector {connector:?}: {message}")]
@@ -214,10 +225,12 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-/// The configured password connectors, by id, in the order shown on the login page.
+/// The configured connectors (password and redirect), by id, in the order shown on the
+/// login page.
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     list: Vec<Arc<dyn PasswordConnector>>,
+    redirect: Vec<Arc<dyn RedirectConnector>>,
 }
 
 impl Connectors {
@@ -231,7 +244,36 @@ impl Connectors {
             }
             list.push(c);
         }
-        Connectors { list }
+        Connectors {
+            list,
+            redirect: Vec::new(),
+        }
+    }
+
+    /// Adds redirect connectors (upstream OpenID providers); one with an id already used is
+    /// left out.
+    pub fn with_redirect(mut self, connectors: Vec<Arc<dyn RedirectConnector>>) -> Self {
+        for c in connectors {
+            if c.id() == LOCAL
+                || self.get(c.id()).is_some()
+                || self.redirect.iter().any(|x| x.id() == c.id())
+            {
+                tracing::warn!(connector = %c.id(), "connector id used twice; the later one is ignored");
+                continue;
+            }
+            self.redirect.push(c);
+        }
+        self
+    }
+
+    /// The redirect connector with this id.
+    pub fn redirect(&self, id: &str) -> Option<&Arc<dyn RedirectConnector>> {
+        self.redirect.iter().find(|c| c.id() == id)
+    }
+
+    /// Every redirect connector.
+    pub fn redirects(&self) -> impl Iterator<Item = &Arc<dyn RedirectConnector>> {
+        self.redirect.iter()
     }
 
     /// The connector with this id.
@@ -246,7 +288,7 @@ impl Connectors {
 
     /// Whether there is none (only local users can log in).
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_empty() && self.redirect.is_empty()
     }
 }
 

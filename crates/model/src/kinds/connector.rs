@@ -215,12 +215,28 @@ pub struct OidcConnector {
     /// refused when the user name comes from `email`).
     #[serde(default)]
     pub allow_missing_email_verified: bool,
+    /// Trust every e-mail address of this upstream: its users' tokens say
+    /// `email_verified: true` whatever the upstream claims (for providers that never send the
+    /// claim).
+    #[serde(default)]
+    pub insecure_skip_email_verified: bool,
+    /// Only members of one of these upstream groups may log in, and only these groups pass
+    /// through; empty means everyone and every group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
+    /// Only users whose e-mail address is in one of these domains may log in; empty means
+    /// every domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
 }
 
 /// Claim names of an upstream OIDC provider. Empty fields take the default in their docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OidcClaimMapping {
+    /// Claim used as the stable user id; default `sub`.
+    #[serde(rename = "userID", default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// Claim used as the user name; default `email`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub username: String,
