@@ -430,3 +430,32 @@ async fn eight_concurrent_downstream_refreshes_redeem_the_upstream_token_once() 
     assert_eq!(up.refreshes.load(Ordering::SeqCst), 2);
     served.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_across_two_replicas_redeem_the_upstream_token_once() {
+    let served = provider().await;
+    // A second replica of the downstream issuer on the same store.
+    let replica = Served::start("/dex", Arc::clone(&served.store)).await;
+    let up = upstream(&served).await;
+    install(&served, &spec(&up, |_| {}));
+    install(&replica, &spec(&up, |_| {}));
+    let tokens = login(&served, &up).await;
+    let token = str_of(&tokens, "refresh_token").to_owned();
+
+    let (a, b) = (kubectl(&served), kubectl(&replica));
+    let answers = futures::future::join_all((0..8).map(|i| {
+        let rp = if i % 2 == 0 { &a } else { &b };
+        rp.refresh(&token)
+    }))
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert_eq!(
+        up.refreshes.load(Ordering::SeqCst),
+        1,
+        "upstream refresh grants"
+    );
+    replica.stop().await;
+    served.stop().await;
+}
