@@ -60,6 +60,9 @@ pub trait RedirectConnector: Send + Sync + std::fmt::Debug {
         nonce: &str,
     ) -> Result<Result<Upstream, Refusal>, Error>;
 
+    /// A quick check: discovery and the upstream's keys can be fetched.
+    async fn check(&self) -> Result<(), Error>;
+
     /// Redeems `refresh_token` once and re-reads `previous`. `Ok(Err)` means the upstream
     /// refused (revoked, expired) or the user no longer passes: their sessions must end.
     async fn refresh(
@@ -429,6 +432,10 @@ impl RedirectConnector for OidcConnector {
             .append_pair("code_challenge", &challenge(verifier))
             .append_pair("code_challenge_method", "S256");
         Ok(url.into())
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        self.fetch_keys().await.map(|_| ())
     }
 
     async fn finish(
