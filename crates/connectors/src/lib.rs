@@ -8,6 +8,12 @@
 //!   service account, then binds as the user with the password given; groups come from a
 //!   group search. Every value put into a filter is escaped ([`escape`]). Connections are
 //!   pooled and every operation has a deadline.
+//! - [`oidc::OidcConnector`]: an upstream OpenID provider, a [`RedirectConnector`]: the
+//!   browser is sent upstream (authorization code flow with PKCE, `state`, `nonce`), the
+//!   upstream ID token is verified against the upstream's keys, and its claims are mapped
+//!   (user id, user name, e-mail, groups; `email_verified`, allowed e-mail domains and
+//!   groups). Refresh redeems the upstream refresh token, which the provider keeps sealed and
+//!   redeems once per downstream refresh.
 //!
 //! The local users of the provider (argon2id `User` objects, the static admin) form the
 //! connector with id [`LOCAL`], served by the provider itself.

@@ -1,6 +1,8 @@
 //! `Connector` objects become the issuer's connectors: on every change (and when a bind
-//! password is set) the LDAP connectors are rebuilt, each with its bind password from the
-//! sealed secret its `bindPasswordRef` names, and checked with a quick connect-and-bind. The
+//! password or client secret is set) the connectors are rebuilt, LDAP ones with their bind
+//! password from the sealed secret their `bindPasswordRef` names and checked with a quick
+//! connect-and-bind, upstream OIDC ones with their client secret from the sealed secret their
+//! `clientSecretRef` names and checked by fetching the upstream's discovery and keys. The
 //! check's outcome is the object's `Ready` condition, kept apart from validation (which
 //! `apply` already passed): `Ready=False` with the LDAP result code and text says what to fix.
 //! One connector that is down or misconfigured stays offered and does not affect the others.
