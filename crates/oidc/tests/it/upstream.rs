@@ -459,3 +459,65 @@ async fn concurrent_refreshes_across_two_replicas_redeem_the_upstream_token_once
     replica.stop().await;
     served.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_group_changes_reach_the_next_id_token_at_refresh() {
+    let served = provider().await;
+    let up = upstream(&served).await;
+    install(&served, &spec(&up, |_| {}));
+    let rp = kubectl(&served);
+    let tokens = login(&served, &up).await;
+    assert_eq!(
+        groups(&claims(str_of(&tokens, "id_token"))),
+        ["developers", "operators"]
+    );
+    let key = "/registry/portcullis.dev/users/alice";
+    let kv = up.store.get(key).await.unwrap().unwrap();
+    let mut alice: User = serde_json::from_slice(&kv.value).unwrap();
+    alice.spec.groups = vec!["developers".into(), "auditors".into()];
+    up.store
+        .update(
+            key,
+            serde_json::to_vec(&alice).unwrap(),
+            Some(kv.mod_revision),
+        )
+        .await
+        .unwrap();
+    let (status, refreshed) = rp.refresh(str_of(&tokens, "refresh_token")).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(
+        groups(&claims(str_of(&refreshed, "id_token"))),
+        ["auditors", "developers"]
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_error_answer_is_access_denied_for_the_client() {
+    let served = provider().await;
+    let up = upstream(&served).await;
+    install(&served, &spec(&up, |_| {}));
+    let rp = kubectl(&served);
+    let browser = Browser::new();
+    let auth = rp.authorize(SCOPES, &[("connector_id", "upstream")]);
+    let first = browser.get(&auth.url).await;
+    let state = first.redirect_query()["state"].clone();
+    let mut callback = url::Url::parse(&format!("{}/callback", served.issuer)).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("state", &state);
+    let page = browser.get(callback.as_str()).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let q = page.redirect_query();
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], auth.state);
+    // A forged state leads nowhere.
+    let mut forged = url::Url::parse(&format!("{}/callback", served.issuer)).unwrap();
+    forged
+        .query_pairs_mut()
+        .append_pair("code", "x")
+        .append_pair("state", "forged");
+    assert_eq!(browser.get(forged.as_str()).await.status, 400);
+    served.stop().await;
+}
