@@ -397,6 +397,24 @@ impl OidcConnector {
             }
         }
         errs.unique(&format!("{f}.scopes"), &self.scopes);
+        for (i, d) in self.allowed_email_domains.iter().enumerate() {
+            if syntax::dns1123_subdomain(&d.to_ascii_lowercase()).is_err() {
+                errs.invalid(
+                    format!("{f}.allowedEmailDomains[{i}]"),
+                    "must be a DNS domain, e.g. example.org",
+                );
+            }
+        }
+        errs.unique(
+            &format!("{f}.allowedEmailDomains"),
+            &self.allowed_email_domains,
+        );
+        for (i, g) in self.allowed_groups.iter().enumerate() {
+            if g.is_empty() {
+                errs.required(format!("{f}.allowedGroups[{i}]"), "must not be empty");
+            }
+        }
+        errs.unique(&format!("{f}.allowedGroups"), &self.allowed_groups);
     }
 }
 
