@@ -8,6 +8,12 @@
 //!   service account, then binds as the user with the password given; groups come from a
 //!   group search. Every value put into a filter is escaped ([`escape`]). Connections are
 //!   pooled and every operation has a deadline.
+//! - [`oidc::OidcConnector`]: an upstream OpenID provider, a [`RedirectConnector`]: the
+//!   browser is sent upstream (authorization code flow with PKCE, `state`, `nonce`), the
+//!   upstream ID token is verified against the upstream's keys, and its claims are mapped
+//!   (user id, user name, e-mail, groups; `email_verified`, allowed e-mail domains and
+//!   groups). Refresh redeems the upstream refresh token, which the provider keeps sealed and
+//!   redeems once per downstream refresh.
 //!
 //! The local users of the provider (argon2id `User` objects, the static admin) form the
 //! connector with id [`LOCAL`], served by the provider itself.
@@ -22,6 +28,9 @@ use secrecy::SecretString;
 
 pub mod escape;
 pub mod ldap;
+pub mod oidc;
+
+pub use oidc::RedirectConnector;
 
 /// Id of the built-in connector of local users.
 pub const LOCAL: &str = "local";
@@ -90,6 +99,14 @@ pub enum Error {
         text: String,
         /// What to do about it.
         hint: &'static str,
+    },
+    /// The upstream OpenID provider answered something unusable.
+    #[error("connector {connector:?}: the upstream OpenID provider failed: {message}")]
+    Upstream {
+        /// Connector id.
+        connector: String,
+        /// What it answered.
+        message: String,
     },
     /// The connector's configuration cannot work.
     #[error("connector {connector:?}: {message}")]
@@ -214,10 +231,12 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-/// The configured password connectors, by id, in the order shown on the login page.
+/// The configured connectors (password and redirect), by id, in the order shown on the
+/// login page.
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     list: Vec<Arc<dyn PasswordConnector>>,
+    redirect: Vec<Arc<dyn RedirectConnector>>,
 }
 
 impl Connectors {
@@ -231,7 +250,36 @@ impl Connectors {
             }
             list.push(c);
         }
-        Connectors { list }
+        Connectors {
+            list,
+            redirect: Vec::new(),
+        }
+    }
+
+    /// Adds redirect connectors (upstream OpenID providers); one with an id already used is
+    /// left out.
+    pub fn with_redirect(mut self, connectors: Vec<Arc<dyn RedirectConnector>>) -> Self {
+        for c in connectors {
+            if c.id() == LOCAL
+                || self.get(c.id()).is_some()
+                || self.redirect.iter().any(|x| x.id() == c.id())
+            {
+                tracing::warn!(connector = %c.id(), "connector id used twice; the later one is ignored");
+                continue;
+            }
+            self.redirect.push(c);
+        }
+        self
+    }
+
+    /// The redirect connector with this id.
+    pub fn redirect(&self, id: &str) -> Option<&Arc<dyn RedirectConnector>> {
+        self.redirect.iter().find(|c| c.id() == id)
+    }
+
+    /// Every redirect connector.
+    pub fn redirects(&self) -> impl Iterator<Item = &Arc<dyn RedirectConnector>> {
+        self.redirect.iter()
     }
 
     /// The connector with this id.
@@ -246,7 +294,7 @@ impl Connectors {
 
     /// Whether there is none (only local users can log in).
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_empty() && self.redirect.is_empty()
     }
 }
 

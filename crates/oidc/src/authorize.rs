@@ -68,7 +68,7 @@ pub(crate) fn see_other(location: &str) -> Response {
 
 /// Sends the authorization response to the client: `params` plus `state` and `iss` (RFC 9207,
 /// against mix-up attacks), in the redirect URI's query or as an auto-submitted form post.
-fn respond_to_client(
+pub(crate) fn respond_to_client(
     provider: &Provider,
     redirect_uri: &str,
     form_post: bool,
@@ -99,7 +99,7 @@ fn respond_to_client(
     see_other(url.as_str())
 }
 
-fn internal(e: &Error) -> Response {
+pub(crate) fn internal(e: &Error) -> Response {
     tracing::warn!(error = %e, "authorization request failed");
     match e {
         Error::Busy => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -110,14 +110,14 @@ fn internal(e: &Error) -> Response {
     }
 }
 
-fn expired_page() -> Response {
+pub(crate) fn expired_page() -> Response {
     error_page(
         StatusCode::BAD_REQUEST,
         "This page has expired or was already used; go back to the application and start again.",
     )
 }
 
-fn csrf_failed() -> Response {
+pub(crate) fn csrf_failed() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "The form is missing its anti-forgery token (cookies must be enabled); go back to the application and start again.",
@@ -409,7 +409,13 @@ async fn authorization_request(
     // Dex's `connector_id`: log in with this connector, without the chooser.
     let connector_id = match get("connector_id") {
         None => None,
-        Some(id) if id == LOCAL || provider.connectors().get(id).is_some() => Some(id.to_owned()),
+        Some(id)
+            if id == LOCAL
+                || provider.connectors().get(id).is_some()
+                || provider.connectors().redirect(id).is_some() =>
+        {
+            Some(id.to_owned())
+        }
         Some(_) => {
             return fail(
                 "invalid_request",
@@ -471,6 +477,15 @@ async fn authorization_request(
         }
         Some((_, s)) if !prompt.select_account => {
             let response = show_consent(&provider, &client, pending, &s.authn.identity.username);
+            with_cookies(response, csrf_cookie)
+        }
+        None if pending
+            .connector_id
+            .as_deref()
+            .is_some_and(|id| provider.connectors().redirect(id).is_some()) =>
+        {
+            // connector_id names an upstream provider: no page of ours, straight there.
+            let response = crate::upstream::begin(&provider, pending).await;
             with_cookies(response, csrf_cookie)
         }
         current => {
@@ -545,7 +560,11 @@ fn connector_choices(
     provider: &Provider,
     fixed: Option<&str>,
     selected: &str,
-) -> (Vec<pages::ConnectorChoice>, String) {
+) -> (
+    Vec<pages::ConnectorChoice>,
+    Vec<pages::ConnectorChoice>,
+    String,
+) {
     let connectors = provider.connectors();
     let mut choices = vec![pages::ConnectorChoice {
         id: LOCAL.to_owned(),
@@ -563,12 +582,21 @@ fn connector_choices(
             checked: c.id() == selected,
         });
     }
+    let mut redirects: Vec<pages::ConnectorChoice> = connectors
+        .redirects()
+        .map(|c| pages::ConnectorChoice {
+            id: c.id().to_owned(),
+            name: c.display_name().to_owned(),
+            checked: c.id() == selected,
+        })
+        .collect();
     if let Some(fixed) = fixed {
         choices.retain(|c| c.id == fixed);
+        redirects.retain(|c| c.id == fixed);
     } else if choices.len() > 1 {
         prompt = "Username".to_owned();
     }
-    (choices, prompt)
+    (choices, redirects, prompt)
 }
 
 fn login_page(
@@ -578,7 +606,7 @@ fn login_page(
     error: Option<&str>,
     current_user: Option<&str>,
 ) -> Response {
-    let (connectors, username_prompt) =
+    let (connectors, redirects, username_prompt) =
         connector_choices(provider, form.fixed_connector, form.selected);
     pages::render(
         status,
@@ -592,6 +620,7 @@ fn login_page(
             error,
             current_user,
             connectors,
+            redirects,
             username_prompt: &username_prompt,
         },
     )
@@ -707,7 +736,7 @@ async fn issue_code(
 
 /// Finishes a pending request once the user is known: shows the consent page when asked
 /// for (and always for a device), or completes it.
-async fn proceed(
+pub(crate) async fn proceed(
     provider: &Provider,
     request_id: &str,
     pending: PendingAuthorization,
@@ -826,6 +855,9 @@ pub(crate) async fn login(
         (Some(id), _) | (None, Some(id)) => id.clone(),
         (None, None) => LOCAL.to_owned(),
     };
+    if let Some(upstream) = provider.connectors().redirect(&connector_id).cloned() {
+        return crate::upstream::redirect(&provider, &request_id, &pending.csrf, upstream).await;
+    }
     let retry = |status: StatusCode, message: &str| {
         login_page(
             &provider,

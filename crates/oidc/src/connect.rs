@@ -11,7 +11,7 @@ use crate::state::{Authentication, ConnectorLogin};
 
 /// How a connector's user is described in tokens: `sub` from (connector, user id), the rest
 /// as the connector reported it.
-fn identity_of(connector: &str, user: &portcullis_connectors::Identity) -> Identity {
+pub(crate) fn identity_of(connector: &str, user: &portcullis_connectors::Identity) -> Identity {
     Identity {
         subject: portcullis_connectors::subject(connector, &user.user_id),
         username: user.username.clone(),
@@ -39,6 +39,7 @@ pub(crate) async fn authentication(
         connector: Some(Box::new(ConnectorLogin {
             id: connector.to_owned(),
             identity: user,
+            upstream: None,
         })),
     })
 }
@@ -55,8 +56,13 @@ pub(crate) enum Recheck {
 }
 
 /// Re-reads the user of `authn` at their source: local users from the store, connector users
-/// from their connector.
-pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Result<Recheck, Error> {
+/// from their connector. `refresh` is the digest of the downstream refresh token presented,
+/// at a refresh grant (an upstream OpenID provider's refresh token is redeemed then, once).
+pub(crate) async fn recheck(
+    provider: &Provider,
+    authn: &Authentication,
+    refresh: Option<&str>,
+) -> Result<Recheck, Error> {
     let Some(login) = &authn.connector else {
         return Ok(
             match crate::registry::current_identity(provider, authn).await? {
@@ -70,6 +76,9 @@ pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Resu
         );
     };
     let connectors = provider.connectors();
+    if let Some(upstream) = connectors.redirect(&login.id) {
+        return crate::upstream::recheck(provider, authn, login, upstream, refresh).await;
+    }
     let Some(connector) = connectors.get(&login.id) else {
         return Ok(Recheck::Gone);
     };
@@ -80,6 +89,7 @@ pub(crate) async fn recheck(provider: &Provider, authn: &Authentication) -> Resu
             connector: Some(Box::new(ConnectorLogin {
                 id: login.id.clone(),
                 identity: user,
+                upstream: None,
             })),
             ..authn.clone()
         }),

@@ -53,6 +53,7 @@ mod session;
 mod state;
 mod throttle;
 mod token;
+mod upstream;
 mod userinfo;
 
 pub use admin::{generate_password, hash_password, user_key};

@@ -20,6 +20,8 @@ pub(crate) struct Login<'a> {
     pub(crate) current_user: Option<&'a str>,
     /// The sign-in methods offered (a chooser when there are several).
     pub(crate) connectors: Vec<ConnectorChoice>,
+    /// The upstream providers offered (one button each).
+    pub(crate) redirects: Vec<ConnectorChoice>,
     /// Label of the user-name field.
     pub(crate) username_prompt: &'a str,
 }
@@ -178,13 +180,19 @@ mod tests {
                     checked: false,
                 },
             ],
+            redirects: vec![ConnectorChoice {
+                id: "up".into(),
+                name: "<s>Up</s>".into(),
+                checked: false,
+            }],
             username_prompt: "<u>",
         }
         .render()
         .unwrap();
         assert!(!html.contains("<script>"));
         assert!(!html.contains("<img>"));
-        assert!(!html.contains("<i>") && !html.contains("<u>"));
+        assert!(!html.contains("<i>") && !html.contains("<u>") && !html.contains("<s>"));
+        assert!(html.contains("name=\"connector\" value=\"up\""), "{html}");
         assert!(html.contains("name=\"connector\" value=\"corp\""), "{html}");
         assert!(!html.contains("<b>"));
         assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"));

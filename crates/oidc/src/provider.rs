@@ -297,6 +297,7 @@ impl Provider {
                 get(crate::authorize::authorize).post(crate::authorize::authorize_post),
             )
             .route("/auth/login", post(crate::authorize::login))
+            .route("/callback", get(crate::upstream::callback))
             .route("/auth/continue", post(crate::authorize::continue_as))
             .route("/auth/consent", post(crate::authorize::consent))
             .route("/token", post(crate::token::token))

@@ -99,7 +99,7 @@ pub(crate) async fn current(
     }
     // A session answers an authorization only for a user who can still log in, with their
     // groups as they are now: a connector's user is re-read from the directory here too.
-    match crate::connect::recheck(provider, &session.authn).await? {
+    match crate::connect::recheck(provider, &session.authn, None).await? {
         Recheck::Current(authn) => {
             session.authn = authn;
             Ok(Some((key, session)))

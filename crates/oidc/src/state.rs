@@ -25,6 +25,10 @@ pub(crate) const CODES: &str = "/oidc/codes/";
 pub(crate) const DEVICES: &str = "/oidc/devices/";
 /// Index from user code to device authorization.
 pub(crate) const USER_CODES: &str = "/oidc/user-codes/";
+/// Logins waiting at an upstream OpenID provider, by hash of their `state`.
+pub(crate) const UPSTREAM_LOGINS: &str = "/oidc/upstream-logins/";
+/// Upstream sessions (the sealed upstream refresh token) by random id.
+pub(crate) const UPSTREAM_SESSIONS: &str = "/oidc/upstream-sessions/";
 
 /// Records bigger than this are refused when read back (they are written by this crate and
 /// far smaller; a bigger one is corruption or tampering).
@@ -75,6 +79,10 @@ pub(crate) struct Authentication {
 pub(crate) struct ConnectorLogin {
     pub(crate) id: String,
     pub(crate) identity: portcullis_connectors::Identity,
+    /// Through an upstream OpenID provider: the id of the upstream session record holding
+    /// its refresh token (shared by every grant of this login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream: Option<String>,
 }
 
 /// A logged-in browser.
@@ -182,6 +190,8 @@ macro_rules! expiring {
     )*};
 }
 expiring!(
+    crate::upstream::UpstreamLogin,
+    crate::upstream::UpstreamSession,
     BrowserSession,
     CodeRecord,
     GrantRecord,
@@ -230,6 +240,34 @@ pub(crate) async fn replace<T: Serialize>(
     expected: Revision,
 ) -> Result<bool, Error> {
     match store.update(key, encode(value)?, Some(expected)).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Like [`replace`], returning the record's new revision.
+pub(crate) async fn replace_at<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+    expected: Revision,
+) -> Result<Option<Revision>, Error> {
+    match store.update(key, encode(value)?, Some(expected)).await {
+        Ok(kv) => Ok(Some(kv.mod_revision)),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a record if it is still at `expected`; `Ok(false)` if someone else changed or
+/// deleted it first.
+pub(crate) async fn remove_at(
+    store: &dyn Store,
+    key: &str,
+    expected: Revision,
+) -> Result<bool, Error> {
+    match store.delete(key, Some(expected)).await {
         Ok(_) => Ok(true),
         Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(false),
         Err(e) => Err(e.into()),
@@ -296,6 +334,8 @@ pub(crate) async fn sweep_expired(store: &dyn Store, now: u64) -> Result<usize, 
     n += sweep::<CodeRecord>(store, CODES, expired(now)).await?;
     n += sweep::<DeviceRecord>(store, DEVICES, expired(now)).await?;
     n += sweep::<UserCodeRecord>(store, USER_CODES, expired(now)).await?;
+    n += sweep::<crate::upstream::UpstreamLogin>(store, UPSTREAM_LOGINS, expired(now)).await?;
+    n += sweep::<crate::upstream::UpstreamSession>(store, UPSTREAM_SESSIONS, expired(now)).await?;
     Ok(n)
 }
 

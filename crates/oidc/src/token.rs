@@ -514,7 +514,7 @@ async fn refresh(
         }
         // Group and profile changes reach the user here; a user removed or disabled at their
         // source, or whose password changed, is logged out and the family revoked.
-        match crate::connect::recheck(provider, &grant.authn).await? {
+        match crate::connect::recheck(provider, &grant.authn, Some(&presented)).await? {
             Recheck::Current(authn) => grant.authn = authn,
             Recheck::Gone => {
                 tracing::info!(

@@ -267,7 +267,8 @@ async fn small_json_post(
 
 /// `POST /apis/portcullis.dev/v1alpha1/connectors/NAME/bindpassword` with
 /// `{"password": "…"}`: seals the LDAP service account's password as the secret the
-/// connector's `bindPasswordRef` names (authorized as `create` on `connectors/bindpassword`).
+/// connector's `bindPasswordRef` names, or an upstream OIDC connector's client secret as the
+/// secret its `clientSecretRef` names (authorized as `create` on `connectors/bindpassword`).
 /// The password is never part of the object and never answered.
 async fn set_bind_password(
     app: &AppState,
@@ -303,14 +304,21 @@ async fn set_bind_password(
         })?;
     let connector: portcullis_model::Connector = serde_json::from_slice(&stored.value)
         .map_err(|e| ApiError::internal(format!("stored connector {name:?}: {e}")))?;
-    let Some(reference) = connector
-        .spec
-        .ldap
-        .as_ref()
-        .and_then(|l| l.bind_password_ref.clone())
-    else {
+    let reference = match connector.spec.type_ {
+        portcullis_model::ConnectorType::Ldap => connector
+            .spec
+            .ldap
+            .as_ref()
+            .and_then(|l| l.bind_password_ref.clone()),
+        portcullis_model::ConnectorType::Oidc => connector
+            .spec
+            .oidc
+            .as_ref()
+            .and_then(|o| o.client_secret_ref.clone()),
+    };
+    let Some(reference) = reference else {
         return Err(ApiError::bad_request(format!(
-            "connector {name:?} has no spec.ldap.bindPasswordRef: set bindDN and bindPasswordRef first"
+            "connector {name:?} has no spec.ldap.bindPasswordRef (or spec.oidc.clientSecretRef): set it first"
         )));
     };
     let secret = secrecy::SecretString::from(password.to_owned());

@@ -1,6 +1,8 @@
 //! `Connector` objects become the issuer's connectors: on every change (and when a bind
-//! password is set) the LDAP connectors are rebuilt, each with its bind password from the
-//! sealed secret its `bindPasswordRef` names, and checked with a quick connect-and-bind. The
+//! password or client secret is set) the connectors are rebuilt, LDAP ones with their bind
+//! password from the sealed secret their `bindPasswordRef` names and checked with a quick
+//! connect-and-bind, upstream OIDC ones with their client secret from the sealed secret their
+//! `clientSecretRef` names and checked by fetching the upstream's discovery and keys. The
 //! check's outcome is the object's `Ready` condition, kept apart from validation (which
 //! `apply` already passed): `Ready=False` with the LDAP result code and text says what to fix.
 //! One connector that is down or misconfigured stays offered and does not affect the others.
@@ -11,7 +13,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use portcullis_connectors::ldap::{LdapConnector, LdapOptions};
-use portcullis_connectors::{Connectors, PasswordConnector};
+use portcullis_connectors::oidc::OidcConnector;
+use portcullis_connectors::{Connectors, PasswordConnector, RedirectConnector};
 use portcullis_model::{
     Condition, ConditionStatus, Connector, ConnectorType, GROUP, SecretKeySelector,
 };
@@ -25,10 +28,26 @@ fn prefix() -> String {
     portcullis_store::keys::collection(GROUP, "connectors", "")
 }
 
+/// A built connector.
+#[derive(Clone)]
+enum Live {
+    Password(Arc<dyn PasswordConnector>),
+    Redirect(Arc<dyn RedirectConnector>),
+}
+
+impl Live {
+    async fn check(&self) -> Result<(), String> {
+        match self {
+            Live::Password(c) => c.check().await.map_err(|e| e.to_string()),
+            Live::Redirect(c) => c.check().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// A built connector and what it was built from.
 struct Built {
     fingerprint: String,
-    connector: Arc<dyn PasswordConnector>,
+    connector: Live,
 }
 
 /// The connectors built so far, by id: unchanged ones keep their connection pools.
@@ -53,6 +72,7 @@ fn fingerprint(c: &Connector, password: Option<&secrecy::SecretString>) -> Strin
 async fn bind_password(
     provider: &Provider,
     r: Option<&SecretKeySelector>,
+    what: &str,
 ) -> Result<Option<secrecy::SecretString>, String> {
     let Some(r) = r else {
         return Ok(None);
@@ -60,7 +80,7 @@ async fn bind_password(
     match provider.secret(&r.name, &r.key).await {
         Ok(Some(p)) => Ok(Some(p)),
         Ok(None) => Err(format!(
-            "the bind password (secret {:?} key {:?}) is not set; run `portcullis connector set-bind-password`",
+            "the {what} (secret {:?} key {:?}) is not set; run `portcullis connector set-bind-password`",
             r.name, r.key
         )),
         Err(e) => Err(e.to_string()),
@@ -78,45 +98,66 @@ pub async fn reload(
     let mut next: HashMap<String, Built> = HashMap::new();
     let mut to_check = Vec::new();
     let mut list: Vec<Arc<dyn PasswordConnector>> = Vec::new();
+    let mut redirects: Vec<Arc<dyn RedirectConnector>> = Vec::new();
     for kv in &page.items {
         let Ok(object) = serde_json::from_slice::<Connector>(&kv.value) else {
             tracing::warn!(key = %kv.key, "stored Connector is not valid; ignored");
             continue;
         };
         let id = object.metadata.name.clone();
-        if object.spec.type_ != ConnectorType::Ldap {
-            // Upstream OpenID Connect connectors are not served yet.
-            to_check.push((object, Err("type oidc is not supported yet".to_owned())));
-            continue;
-        }
-        let reference = object
-            .spec
-            .ldap
-            .as_ref()
-            .and_then(|l| l.bind_password_ref.as_ref());
-        let password = match bind_password(provider, reference).await {
+        let (reference, what) = match object.spec.type_ {
+            ConnectorType::Ldap => (
+                object
+                    .spec
+                    .ldap
+                    .as_ref()
+                    .and_then(|l| l.bind_password_ref.as_ref()),
+                "bind password",
+            ),
+            ConnectorType::Oidc => (
+                object
+                    .spec
+                    .oidc
+                    .as_ref()
+                    .and_then(|o| o.client_secret_ref.as_ref()),
+                "client secret",
+            ),
+        };
+        let secret = match bind_password(provider, reference, what).await {
             Ok(p) => p,
             Err(message) => {
                 to_check.push((object, Err(message)));
                 continue;
             }
         };
-        let fp = fingerprint(&object, password.as_ref());
+        let fp = fingerprint(&object, secret.as_ref());
         let connector = match cache.built.remove(&id) {
             Some(b) if b.fingerprint == fp => b.connector,
-            _ => match LdapConnector::new(&id, &object.spec, password, LdapOptions::default()) {
-                Ok(c) => {
-                    let c: Arc<dyn PasswordConnector> = Arc::new(c);
-                    to_check.push((object, Ok(Arc::clone(&c))));
-                    c
+            _ => {
+                let built = match object.spec.type_ {
+                    ConnectorType::Ldap => {
+                        LdapConnector::new(&id, &object.spec, secret, LdapOptions::default())
+                            .map(|c| Live::Password(Arc::new(c)))
+                    }
+                    ConnectorType::Oidc => OidcConnector::new(&id, &object.spec, secret)
+                        .map(|c| Live::Redirect(Arc::new(c))),
+                };
+                match built {
+                    Ok(c) => {
+                        to_check.push((object, Ok(c.clone())));
+                        c
+                    }
+                    Err(e) => {
+                        to_check.push((object, Err(e.to_string())));
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    to_check.push((object, Err(e.to_string())));
-                    continue;
-                }
-            },
+            }
         };
-        list.push(Arc::clone(&connector));
+        match &connector {
+            Live::Password(c) => list.push(Arc::clone(c)),
+            Live::Redirect(c) => redirects.push(Arc::clone(c)),
+        }
         next.insert(
             id,
             Built {
@@ -126,7 +167,7 @@ pub async fn reload(
         );
     }
     cache.built = next;
-    provider.set_connectors(Connectors::new(list));
+    provider.set_connectors(Connectors::new(list).with_redirect(redirects));
     // The checks run in the background, side by side, each with its own deadline: a
     // directory that is down delays only its own condition, and neither start-up nor logins.
     let store = Arc::clone(store);
@@ -137,7 +178,7 @@ pub async fn reload(
                 let name = object.metadata.name;
                 let key = portcullis_store::keys::object(GROUP, "connectors", "", &name);
                 let outcome = match built {
-                    Ok(c) => c.check().await.map_err(|e| e.to_string()),
+                    Ok(c) => c.check().await,
                     Err(message) => Err(message),
                 };
                 if let Err(e) = write_ready(&*store, &key, outcome).await {
@@ -160,7 +201,8 @@ async fn write_ready(
         Ok(()) => (
             ConditionStatus::True,
             "Connected",
-            "the service account binds".to_owned(),
+            "the service account binds, or the upstream provider's discovery and keys answer"
+                .to_owned(),
         ),
         Err(message) => (ConditionStatus::False, "CheckFailed", message),
     };

@@ -215,12 +215,28 @@ pub struct OidcConnector {
     /// refused when the user name comes from `email`).
     #[serde(default)]
     pub allow_missing_email_verified: bool,
+    /// Trust every e-mail address of this upstream: its users' tokens say
+    /// `email_verified: true` whatever the upstream claims (for providers that never send the
+    /// claim).
+    #[serde(default)]
+    pub insecure_skip_email_verified: bool,
+    /// Only members of one of these upstream groups may log in, and only these groups pass
+    /// through; empty means everyone and every group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
+    /// Only users whose e-mail address is in one of these domains may log in; empty means
+    /// every domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
 }
 
 /// Claim names of an upstream OIDC provider. Empty fields take the default in their docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OidcClaimMapping {
+    /// Claim used as the stable user id; default `sub`.
+    #[serde(rename = "userID", default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// Claim used as the user name; default `email`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub username: String,
@@ -381,6 +397,24 @@ impl OidcConnector {
             }
         }
         errs.unique(&format!("{f}.scopes"), &self.scopes);
+        for (i, d) in self.allowed_email_domains.iter().enumerate() {
+            if syntax::dns1123_subdomain(&d.to_ascii_lowercase()).is_err() {
+                errs.invalid(
+                    format!("{f}.allowedEmailDomains[{i}]"),
+                    "must be a DNS domain, e.g. example.org",
+                );
+            }
+        }
+        errs.unique(
+            &format!("{f}.allowedEmailDomains"),
+            &self.allowed_email_domains,
+        );
+        for (i, g) in self.allowed_groups.iter().enumerate() {
+            if g.is_empty() {
+                errs.required(format!("{f}.allowedGroups[{i}]"), "must not be empty");
+            }
+        }
+        errs.unique(&format!("{f}.allowedGroups"), &self.allowed_groups);
     }
 }
 

@@ -895,6 +895,24 @@ fn oidc_connector_issuer_and_client() {
         Invalid,
         "scope token",
     );
+    refused(
+        &gitlab(
+            "allowedEmailDomains: [example.com]",
+            "allowedEmailDomains: [\"@x\"]",
+        ),
+        "spec.oidc.allowedEmailDomains[0]",
+        Invalid,
+        "DNS domain",
+    );
+    refused(
+        &gitlab(
+            "allowedGroups: [platform, sre]",
+            "allowedGroups: [sre, sre]",
+        ),
+        "spec.oidc.allowedGroups[1]",
+        Duplicate,
+        "",
+    );
 }
 
 #[test]

@@ -15,3 +15,4 @@ mod flow;
 mod keys;
 mod sessions;
 mod support;
+mod upstream;

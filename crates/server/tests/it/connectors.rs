@@ -330,3 +330,99 @@ async fn an_ldap_user_gets_what_a_binding_grants_to_their_prefixed_group() {
     assert_eq!(review["status"]["allowed"], false, "{review}");
     s.stop().await;
 }
+
+/// An upstream OpenID Connect connector applied through the API: its client secret set
+/// through `connectors/NAME/bindpassword` (sealed, never shown by `get`), its `Ready`
+/// condition from discovery and the keys of the upstream (another portcullis, trusted through
+/// `caBundle`), and `connector_id` sending the browser straight to the upstream with PKCE.
+#[tokio::test]
+async fn an_upstream_oidc_connector_is_served_from_its_object() {
+    const SECRET: &str = "upstream-client-secret-0123456789";
+    let upstream = TestServer::start().await;
+    let s = TestServer::start_with(|c| {
+        c.oidc.static_clients.push(Client::new(
+            "portcullis",
+            ClientSpec {
+                public: true,
+                redirect_uris: vec![REDIRECT.into()],
+                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                ..Default::default()
+            },
+        ));
+    })
+    .await;
+    let object = json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Connector",
+        "metadata": { "name": "corp" },
+        "spec": {
+            "type": "oidc",
+            "displayName": "Upstream IdP",
+            "oidc": {
+                "issuerURL": upstream.url,
+                "caBundle": upstream.ca_pem(),
+                "clientID": "downstream",
+                "clientSecretRef": { "name": "corp-oidc", "key": "clientSecret" },
+                "scopes": ["email", "groups", "offline_access"],
+                "insecureSkipEmailVerified": true,
+                "allowedEmailDomains": ["example.org"],
+            },
+        },
+    });
+    create(
+        &s,
+        format!("{}/apis/portcullis.dev/v1alpha1/connectors", s.url),
+        &object,
+    )
+    .await;
+    let missing = ready_condition(&s, "False").await;
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("client secret"),
+        "{missing}"
+    );
+    set_bind_password(&s, SECRET).await;
+    ready_condition(&s, "True").await;
+    let shown = s
+        .admin()
+        .get(format!(
+            "{}/apis/portcullis.dev/v1alpha1/connectors/corp",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!shown.contains(SECRET), "{shown}");
+
+    let mut url = url::Url::parse(&format!("{}/auth", s.url)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", "portcullis")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email")
+        .append_pair("code_challenge", &"a".repeat(43))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("connector_id", "corp");
+    let r = s.anonymous().get(url.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/auth?", upstream.url)),
+        "{location}"
+    );
+    let q: HashMap<String, String> = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["client_id"], "downstream");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], format!("{}/callback", s.url));
+    assert_eq!(q["scope"], "openid email groups offline_access");
+    s.stop().await;
+    upstream.stop().await;
+}
