@@ -5,6 +5,10 @@ mod client;
 mod connector;
 mod resources;
 
+/// mimalloc for the whole process (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
