@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 use portcullis_model::ConnectorSpec;
-use portcullis_model::kinds::connector::{
-    GroupMapping, LdapConnector as LdapSpec, LdapScope, LdapSecurity,
-};
+use portcullis_model::kinds::connector::{LdapConnector as LdapSpec, LdapScope, LdapSecurity};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::escape;
@@ -76,7 +74,7 @@ pub struct LdapConnector {
     id: String,
     display_name: String,
     spec: LdapSpec,
-    group_mappings: Vec<GroupMapping>,
+    groups: crate::GroupRules,
     bind_password: Option<SecretString>,
     tls: Option<Arc<rustls::ClientConfig>>,
     url: String,
@@ -231,7 +229,7 @@ impl LdapConnector {
             },
             url: format!("{scheme}://{}", ldap.host),
             spec: ldap,
-            group_mappings: spec.group_mappings.clone(),
+            groups: crate::GroupRules::of(id, spec)?,
             bind_password,
             tls,
             options,
@@ -554,11 +552,9 @@ impl LdapConnector {
                     .await?;
                 for group in &found {
                     for name in values(group, &gs.name_attr) {
-                        let name = self
-                            .group_mappings
-                            .iter()
-                            .find(|g| g.from == *name)
-                            .map_or(name.as_str(), |g| g.to.as_str());
+                        let Some(name) = self.groups.pass(name) else {
+                            continue;
+                        };
                         if groups.len() < MAX_GROUPS && !groups.iter().any(|g| g == name) {
                             groups.push(name.to_owned());
                         }

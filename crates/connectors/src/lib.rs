@@ -32,6 +32,46 @@ pub mod oidc;
 
 pub use oidc::RedirectConnector;
 
+/// What becomes of a source's groups: the connector's `groupFilter` keeps some out, then its
+/// `groupMappings` rename them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupRules {
+    mappings: Vec<portcullis_model::kinds::connector::GroupMapping>,
+    filter: Option<regex::Regex>,
+}
+
+impl GroupRules {
+    /// The rules of `spec`.
+    pub(crate) fn of(
+        id: &str,
+        spec: &portcullis_model::ConnectorSpec,
+    ) -> Result<GroupRules, Error> {
+        let filter = spec
+            .compiled_group_filter()
+            .map_err(|message| Error::Config {
+                connector: id.to_owned(),
+                message: format!("groupFilter: {message}"),
+            })?;
+        Ok(GroupRules {
+            mappings: spec.group_mappings.clone(),
+            filter,
+        })
+    }
+
+    /// The name an upstream group has here, or `None` when the filter keeps it out.
+    pub(crate) fn pass<'a>(&'a self, upstream: &'a str) -> Option<&'a str> {
+        if self.filter.as_ref().is_some_and(|f| !f.is_match(upstream)) {
+            return None;
+        }
+        Some(
+            self.mappings
+                .iter()
+                .find(|m| m.from == upstream)
+                .map_or(upstream, |m| m.to.as_str()),
+        )
+    }
+}
+
 /// Id of the built-in connector of local users.
 pub const LOCAL: &str = "local";
 
@@ -300,6 +340,29 @@ impl Connectors {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn groups_are_filtered_then_renamed() {
+        let spec: portcullis_model::ConnectorSpec = serde_json::from_value(serde_json::json!({
+            "type": "ldap",
+            "groupFilter": "team-.*|ops",
+            "groupMappings": [{"from": "ops", "to": "operations"}],
+        }))
+        .expect("spec");
+        let rules = super::GroupRules::of("c", &spec).expect("rules");
+        assert_eq!(rules.pass("team-a"), Some("team-a"));
+        assert_eq!(rules.pass("ops"), Some("operations"));
+        assert_eq!(rules.pass("xteam-a"), None, "the whole name must match");
+        assert_eq!(rules.pass("team-a-admins\nops"), None);
+        assert_eq!(rules.pass("everyone"), None);
+        let open = super::GroupRules::default();
+        assert_eq!(open.pass("anything"), Some("anything"));
+        let bad: portcullis_model::ConnectorSpec = serde_json::from_value(serde_json::json!({
+            "type": "ldap", "groupFilter": "(",
+        }))
+        .expect("spec");
+        assert!(super::GroupRules::of("c", &bad).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use portcullis_jose::{Jwks, VerificationKeys, Verifier};
 use portcullis_model::ConnectorSpec;
-use portcullis_model::kinds::connector::{GroupMapping, OidcConnector as OidcSpec};
+use portcullis_model::kinds::connector::OidcConnector as OidcSpec;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 use tokio::sync::{OnceCell, RwLock};
@@ -99,7 +99,7 @@ pub struct OidcConnector {
     id: String,
     display_name: String,
     spec: OidcSpec,
-    group_mappings: Vec<GroupMapping>,
+    groups: crate::GroupRules,
     client_secret: Option<SecretString>,
     http: reqwest::Client,
     discovered: OnceCell<Discovered>,
@@ -144,7 +144,7 @@ impl OidcConnector {
             id: id.to_owned(),
             display_name: or_default(&spec.display_name, id).to_owned(),
             spec: oidc,
-            group_mappings: spec.group_mappings.clone(),
+            groups: crate::GroupRules::of(id, spec)?,
             client_secret,
             http,
             discovered: OnceCell::new(),
@@ -358,11 +358,9 @@ impl OidcConnector {
             if !allowed.is_empty() && !allowed.iter().any(|a| a == g) {
                 continue;
             }
-            let name = self
-                .group_mappings
-                .iter()
-                .find(|m| m.from == g)
-                .map_or(g, |m| m.to.as_str());
+            let Some(name) = self.groups.pass(g) else {
+                continue;
+            };
             if groups.len() < MAX_GROUPS && !groups.iter().any(|x| x == name) {
                 groups.push(name.to_owned());
             }

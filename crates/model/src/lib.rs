@@ -30,7 +30,7 @@ pub use kinds::client::{
 };
 pub use kinds::cluster::{Cluster, ClusterSpec};
 pub use kinds::connector::{Connector, ConnectorSpec, ConnectorType};
-pub use kinds::group::{Group, GroupSpec};
+pub use kinds::group::{ClaimPattern, Group, GroupSpec, PatternClaim};
 pub use kinds::project::{Project, ProjectPlacement, ProjectSpec};
 pub use kinds::role::{
     ClusterScopeRole, ClusterScopeRoleBinding, GLOBAL_NAMESPACE, KommanderRole,

@@ -49,6 +49,24 @@ pub struct ConnectorSpec {
     /// Rewrites of upstream group names, applied before groups reach tokens and RBAC.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_mappings: Vec<GroupMapping>,
+    /// Only upstream groups whose whole name matches this regular expression pass through
+    /// (before `groupMappings`); all of them when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group_filter: String,
+}
+
+impl ConnectorSpec {
+    /// [`ConnectorSpec::group_filter`] compiled, `None` when empty.
+    ///
+    /// # Errors
+    ///
+    /// The expression does not compile (validation refuses such an object).
+    pub fn compiled_group_filter(&self) -> Result<Option<regex::Regex>, String> {
+        if self.group_filter.is_empty() {
+            return Ok(None);
+        }
+        crate::kinds::group::full_match(&self.group_filter).map(Some)
+    }
 }
 
 /// Renames one upstream group.
@@ -447,6 +465,9 @@ impl Connector {
                     );
                 }
             }
+        }
+        if !spec.group_filter.is_empty() {
+            errs.check("spec.groupFilter", spec.compiled_group_filter().map(|_| ()));
         }
         for (i, m) in spec.group_mappings.iter().enumerate() {
             if m.from.is_empty() {

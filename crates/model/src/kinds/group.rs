@@ -11,8 +11,8 @@ spec_kind!(
     /// A portcullis group (cluster-scoped), named by `metadata.name`.
     ///
     /// A user is a member when any rule matches: their user name is in `users`, one of
-    /// their identity-provider groups is in `groups`, or their e-mail address is verified
-    /// and its domain is in `emailDomains`. Bindings name the group with a `Group` subject
+    /// their identity-provider groups is in `groups`, their e-mail address is verified
+    /// and its domain is in `emailDomains`, or a claim matches one of `claimPatterns`. Bindings name the group with a `Group` subject
     /// whose `apiGroup` is `portcullis.dev`.
     Group,
     GroupSpec,
@@ -35,6 +35,50 @@ pub struct GroupSpec {
     /// E-mail domains (e.g. `example.com`) whose users, with a verified address, are members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,
+    /// Regular expressions on a claim (`username`, `email` — verified only —, or each of the
+    /// identity provider's `groups`), matched against the whole value (RE2 syntax).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claim_patterns: Vec<ClaimPattern>,
+}
+
+/// A regular expression on one claim of the identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimPattern {
+    /// Which claim: `username`, `email` or `groups`.
+    pub claim: PatternClaim,
+    /// The expression; it must match the whole value (`.*@example\.com`, `team-.*`).
+    pub pattern: String,
+}
+
+/// The claims a [`ClaimPattern`] may look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PatternClaim {
+    /// The user name.
+    Username,
+    /// The e-mail address, when verified.
+    Email,
+    /// Each identity-provider group.
+    Groups,
+}
+
+/// Largest compiled pattern (a bound on the memory and time a pattern from an object costs).
+const PATTERN_SIZE_LIMIT: usize = 256 * 1024;
+
+/// `pattern` compiled to match whole values only.
+///
+/// # Errors
+///
+/// The pattern's syntax error, or that it is too large.
+pub fn full_match(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => "the expression is too large".to_owned(),
+            other => format!("not a valid regular expression: {other}"),
+        })
 }
 
 /// Observed state of a [`Group`] (none yet; kept for a uniform envelope).
@@ -59,13 +103,26 @@ impl GroupSpec {
         if idp_groups.iter().any(|g| self.groups.contains(g)) {
             return true;
         }
-        match email.and_then(|e| e.rsplit_once('@')) {
-            Some((_, domain)) if email_verified => self
+        let verified_email = email.filter(|_| email_verified);
+        if let Some((_, domain)) = verified_email.and_then(|e| e.rsplit_once('@'))
+            && self
                 .email_domains
                 .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain)),
-            _ => false,
+                .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return true;
         }
+        self.claim_patterns.iter().any(|p| {
+            // Validated when stored; one that does not compile matches nothing.
+            let Ok(re) = full_match(&p.pattern) else {
+                return false;
+            };
+            match p.claim {
+                PatternClaim::Username => re.is_match(username),
+                PatternClaim::Email => verified_email.is_some_and(|e| re.is_match(e)),
+                PatternClaim::Groups => idp_groups.iter().any(|g| re.is_match(g)),
+            }
+        })
     }
 }
 
@@ -95,6 +152,14 @@ impl Group {
             .map(|d| d.to_ascii_lowercase())
             .collect();
         errs.unique("spec.emailDomains", &lower);
+        for (i, p) in spec.claim_patterns.iter().enumerate() {
+            let field = format!("spec.claimPatterns[{i}].pattern");
+            if p.pattern.is_empty() {
+                errs.required(field, "a regular expression is required");
+            } else {
+                errs.check(field, full_match(&p.pattern).map(|_| ()));
+            }
+        }
     }
 }
 
@@ -122,5 +187,58 @@ mod tests {
             Some("eve@evil.example@sre.example.com.evil"),
             true
         ));
+    }
+
+    #[test]
+    fn claim_patterns_match_whole_values() {
+        let pattern = |claim, pattern: &str| ClaimPattern {
+            claim,
+            pattern: pattern.to_owned(),
+        };
+        let g = GroupSpec {
+            claim_patterns: vec![
+                pattern(PatternClaim::Email, r".*@(eu|us)\.example\.com"),
+                pattern(PatternClaim::Groups, "team-[a-z]+"),
+                pattern(PatternClaim::Username, "svc-.*"),
+            ],
+            ..Default::default()
+        };
+        assert!(g.includes("x", &[], Some("a@eu.example.com"), true));
+        assert!(
+            !g.includes("x", &[], Some("a@eu.example.com"), false),
+            "unverified"
+        );
+        assert!(
+            !g.includes("x", &[], Some("a@eu.example.com.evil"), true),
+            "anchored"
+        );
+        assert!(g.includes("x", &["team-sre".to_owned()], None, false));
+        assert!(!g.includes("x", &["team-sre-admins2".to_owned()], None, false));
+        assert!(g.includes("svc-ci", &[], None, false));
+        assert!(!g.includes("a-svc-ci", &[], None, false));
+    }
+
+    #[test]
+    fn claim_patterns_are_validated() {
+        let mut group: Group = serde_json::from_value(serde_json::json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "Group",
+            "metadata": {"name": "g"},
+            "spec": {"claimPatterns": [{"claim": "email", "pattern": "("}, {"claim": "groups", "pattern": ""}]},
+        }))
+        .expect("group");
+        let mut errs = Errors::default();
+        group.validate_fields(&mut errs);
+        let text = format!("{errs:?}");
+        assert!(text.contains("spec.claimPatterns[0].pattern"), "{text}");
+        assert!(text.contains("spec.claimPatterns[1].pattern"), "{text}");
+        group.spec.claim_patterns.truncate(0);
+        let mut errs = Errors::default();
+        group.validate_fields(&mut errs);
+        assert!(!format!("{errs:?}").contains("claimPatterns"));
+        let unknown = serde_json::from_value::<Group>(serde_json::json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "Group", "metadata": {"name": "g"},
+            "spec": {"claimPatterns": [{"claim": "sub", "pattern": "x"}]},
+        }));
+        assert!(unknown.is_err(), "only username, email and groups");
     }
 }
