@@ -313,7 +313,23 @@ fn write_nginx(dir: &Path, name: &str, server: &str) -> std::path::PathBuf {
     conf
 }
 
-fn start_nginx(conf: &Path, port: u16) -> ChildGuard {
+/// nginx, stopped on drop with SIGTERM to its master (which stops its workers; a SIGKILL would
+/// leave them running) and reaped.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(conf: &Path, port: u16) -> Nginx {
     let child = Command::new("/usr/sbin/nginx")
         .arg("-c")
         .arg(conf)
@@ -323,7 +339,7 @@ fn start_nginx(conf: &Path, port: u16) -> ChildGuard {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("nginx is installed by `cargo xtask deps` (Debian nginx)");
-    let guard = ChildGuard(child);
+    let guard = Nginx(child);
     assert!(
         wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
             "127.0.0.1",
