@@ -2,9 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, header};
-use http_body_util::BodyExt as _;
 use portcullis_authn::AuthorizeRemote;
 use portcullis_rbac::{Attributes, Decision};
 use serde_json::json;
@@ -54,38 +51,16 @@ impl ClusterAuthorizer {
             "kind": "SubjectAccessReview",
             "spec": spec,
         });
-        let uri = self
+        let answer = self
             .upstream
-            .uri("/apis/authorization.k8s.io/v1/subjectaccessreviews")
-            .map_err(|e| e.to_string())?;
-        let mut req = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Body::from(review.to_string()))
-            .map_err(|e| e.to_string())?;
-        if let Some(auth) = self.upstream.authorization()? {
-            req.headers_mut().insert(header::AUTHORIZATION, auth);
-        }
-        let response = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            self.upstream.send(req, false),
-        )
-        .await
-        .map_err(|_| "no answer within 30 s".to_owned())?
-        .map_err(|e| e.to_string())?;
-        let code = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_REVIEW_BYTES)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !code.is_success() {
-            return Err(format!(
-                "HTTP {code}: {}",
-                String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or_default())
-            ));
-        }
-        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            .call_json(
+                http::Method::POST,
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                Some(review),
+                MAX_REVIEW_BYTES,
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
         let field = |name: &str| answer.get("status").and_then(|s| s.get(name));
         let allowed = field("allowed").and_then(serde_json::Value::as_bool) == Some(true)
             && field("denied").and_then(serde_json::Value::as_bool) != Some(true);

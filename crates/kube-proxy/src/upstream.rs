@@ -393,6 +393,60 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The proxy's own call to the API server: `method` on `path` with a JSON body (or none),
+    /// with its credential, answered within `timeout`; the answer's JSON, read up to
+    /// `max_bytes`. Errors name the request and, for a refusal, the start of the answer.
+    ///
+    /// # Errors
+    ///
+    /// No answer, a non-2xx answer, a body too large or not JSON.
+    pub async fn call_json(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        use http_body_util::BodyExt as _;
+        let what = format!("{method} {path}");
+        let uri = self.uri(path).map_err(|e| format!("{what}: {e}"))?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::ACCEPT, "application/json");
+        let body = match body {
+            Some(json) => {
+                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut req = builder.body(body).map_err(|e| format!("{what}: {e}"))?;
+        if let Some(auth) = self.authorization()? {
+            req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+        }
+        let response = tokio::time::timeout(timeout, self.send(req, false))
+            .await
+            .map_err(|_| format!("{what}: no answer within {} s", timeout.as_secs()))?
+            .map_err(|e| format!("{what}: {e}"))?;
+        let status = response.status();
+        let bytes = http_body_util::Limited::new(response.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| format!("{what}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{what}: HTTP {status}: {}",
+                String::from_utf8_lossy(bytes.get(..bytes.len().min(512)).unwrap_or_default())
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: {e}"))
+    }
+}
+
 fn bearer(token: &str) -> Result<HeaderValue, String> {
     let mut value = HeaderValue::try_from(format!("Bearer {token}"))
         .map_err(|_| "the proxy's token is not a valid header value".to_owned())?;

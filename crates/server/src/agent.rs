@@ -476,8 +476,6 @@ mod cluster_rbac {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use axum::body::Body;
-    use http_body_util::BodyExt as _;
     use portcullis_kube_proxy::Upstream;
     use portcullis_rbac::Policy;
     use serde_json::Value;
@@ -519,11 +517,15 @@ mod cluster_rbac {
             ("clusterroles", "ClusterRole"),
             ("clusterrolebindings", "ClusterRoleBinding"),
         ] {
-            let list = get(
-                upstream,
-                &format!("/apis/rbac.authorization.k8s.io/v1/{resource}"),
-            )
-            .await?;
+            let list = upstream
+                .call_json(
+                    http::Method::GET,
+                    &format!("/apis/rbac.authorization.k8s.io/v1/{resource}"),
+                    None,
+                    MAX_LIST_BYTES,
+                    Duration::from_secs(60),
+                )
+                .await?;
             versions.push(
                 list.pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
@@ -553,34 +555,6 @@ mod cluster_rbac {
             .try_into()
             .map_err(|_| "two lists expected".to_owned())?;
         Ok((policy, (roles, bindings)))
-    }
-
-    async fn get(upstream: &Upstream, path: &str) -> Result<Value, String> {
-        let uri = upstream.uri(path).map_err(|e| e.to_string())?;
-        let mut req = http::Request::get(uri)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
-        if let Some(auth) = upstream.authorization()? {
-            req.headers_mut().insert(http::header::AUTHORIZATION, auth);
-        }
-        let response = tokio::time::timeout(Duration::from_secs(60), upstream.send(req, false))
-            .await
-            .map_err(|_| format!("GET {path}: no answer within 60 s"))?
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_LIST_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("GET {path}: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "GET {path}: HTTP {status}: {}",
-                String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default())
-            ));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
     }
 }
 

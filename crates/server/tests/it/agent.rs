@@ -88,38 +88,12 @@ impl Fleet {
     }
 
     async fn wait_ready(&self) {
-        let http = self.http();
-        for _ in 0..500 {
-            let r = http
-                .get(format!("{}/readyz", self.agent.url))
-                .send()
-                .await
-                .unwrap();
-            if r.status() == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the agent never became ready");
+        wait_ready(&self.agent.url, &self.agent_ca).await;
     }
 
     /// An ID token of the issuer for this cluster: alice in `dev`, with `extra` claims over.
     fn token(&self, extra: Value) -> String {
-        let now = portcullis_jose::unix_now();
-        let mut claims = json!({
-            "iss": self.issuer.url, "aud": CLUSTER, "sub": "u-alice", "iat": now, "exp": now + 600,
-            "email": "alice@example.com", "email_verified": true, "groups": ["dev"],
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        self.issuer
-            .running
-            .as_ref()
-            .unwrap()
-            .provider
-            .sign(&claims)
-            .unwrap()
+        alice_token(&self.issuer, extra)
     }
 
     fn kubectl(&self, token: &str, namespace: &str) -> Option<Kubectl> {
@@ -136,6 +110,38 @@ impl Fleet {
     fn http(&self) -> reqwest::Client {
         client(&self.agent_ca, None)
     }
+}
+
+/// An ID token of `issuer` for this cluster: alice in `dev`, with `extra` claims over.
+fn alice_token(issuer: &TestServer, extra: Value) -> String {
+    let now = portcullis_jose::unix_now();
+    let mut claims = json!({
+        "iss": issuer.url, "aud": CLUSTER, "sub": "u-alice", "iat": now, "exp": now + 600,
+        "email": "alice@example.com", "email_verified": true, "groups": ["dev"],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    issuer
+        .running
+        .as_ref()
+        .unwrap()
+        .provider
+        .sign(&claims)
+        .unwrap()
+}
+
+/// Polls the agent at `url` (serving with `ca_pem`) until `/readyz` is 200.
+async fn wait_ready(url: &str, ca_pem: &str) {
+    let http = client(ca_pem, None);
+    for _ in 0..500 {
+        let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the agent never became ready");
 }
 
 fn agent_config(
@@ -747,17 +753,7 @@ async fn an_unreachable_cluster_is_a_clear_503() {
         .await
         .unwrap();
     let ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
-    let now = portcullis_jose::unix_now();
-    let token = issuer
-        .running
-        .as_ref()
-        .unwrap()
-        .provider
-        .sign(
-            &json!({"iss": issuer.url, "aud": CLUSTER, "sub": "u", "iat": now, "exp": now + 60,
-            "email": "alice@example.com", "email_verified": true}),
-        )
-        .unwrap();
+    let token = alice_token(&issuer, json!({}));
     let http = client(&ca, None);
     let mut answer = None;
     for _ in 0..500 {
@@ -975,37 +971,14 @@ async fn kubectl_through_the_agent_against_a_real_kube_apiserver() {
             "--group=oidc:dev",
         ])
         .await);
-    let f_token = {
-        let now = portcullis_jose::unix_now();
-        issuer
-            .running
-            .as_ref()
-            .unwrap()
-            .provider
-            .sign(&json!({"iss": issuer.url, "aud": CLUSTER, "sub": "u-alice", "iat": now, "exp": now + 600,
-                "email": "alice@example.com", "email_verified": true, "groups": ["dev"]}))
-            .unwrap()
-    };
+    let f_token = alice_token(&issuer, json!({}));
     let k = Kubectl::new(&portcullis_testkit::kubectl::kubeconfig(
         &agent.url, &agent_ca, &f_token, "team",
     ))
     .unwrap()
     .unwrap();
     // Readiness first (the issuer's keys).
-    let http = client(&agent_ca, None);
-    for _ in 0..500 {
-        if http
-            .get(format!("{}/readyz", agent.url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&agent.url, &agent_ca).await;
     let out = k.run(&["auth", "whoami", "-o", "json"]).await;
     let review: Value = serde_json::from_str(ok(&out)).unwrap();
     assert_eq!(
@@ -1116,18 +1089,7 @@ async fn forward_auth_on_the_agent_decides_paths_with_the_clusters_rbac() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let now = portcullis_jose::unix_now();
-    let token = issuer
-        .running
-        .as_ref()
-        .unwrap()
-        .provider
-        .sign(
-            &json!({"iss": issuer.url, "aud": "grafana", "sub": "u-alice", "iat": now,
-            "exp": now + 600, "email": "alice@example.com", "email_verified": true,
-            "groups": ["dev"]}),
-        )
-        .unwrap();
+    let token = alice_token(&issuer, json!({"aud": "grafana"}));
     let check = |method: &'static str, uri: &'static str, bearer: Option<String>| {
         let mut r = http
             .get(format!("{}/forward-auth", agent.url))
@@ -1202,18 +1164,7 @@ async fn the_cluster_is_reached_over_http11_by_default_and_http2_when_asked() {
         .await
         .unwrap();
         let ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
-        let now = portcullis_jose::unix_now();
-        let token = issuer
-            .running
-            .as_ref()
-            .unwrap()
-            .provider
-            .sign(
-                &json!({"iss": issuer.url, "aud": CLUSTER, "sub": "u", "iat": now,
-                "exp": now + 60, "email": "alice@example.com", "email_verified": true,
-                "groups": ["dev"]}),
-            )
-            .unwrap();
+        let token = alice_token(&issuer, json!({}));
         let http = client(&ca, None);
         let mut status = 0;
         for _ in 0..500 {
