@@ -38,6 +38,9 @@ pub enum UpstreamError {
     /// The TLS settings are unusable.
     #[error("the upstream's TLS settings: {0}")]
     Tls(String),
+    /// The proxy's own credential is unusable.
+    #[error("the proxy's credential for the upstream: {0}")]
+    Credential(String),
 }
 
 /// The proxy's own credential for the upstream.
@@ -244,6 +247,8 @@ pub struct Upstream {
     upgrades: HttpsClient,
     credential: Credential,
     token_file_cache: Mutex<Option<(Instant, HeaderValue)>>,
+    /// The `Authorization` value of a fixed token, made once (it is sent with every request).
+    fixed_authorization: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -327,7 +332,14 @@ impl Upstream {
         };
         let pooled = client(connector(tls()?, config.http2), config.http2);
         let upgrades = client(connector(tls()?, false), false);
+        let fixed_authorization = match &config.credential {
+            Credential::Token(token) => {
+                Some(bearer(token.expose_secret()).map_err(UpstreamError::Credential)?)
+            }
+            _ => None,
+        };
         Ok(Arc::new(Upstream {
+            fixed_authorization,
             server: config.server,
             pooled,
             upgrades,
@@ -354,7 +366,7 @@ impl Upstream {
     /// A message when the token file cannot be read.
     pub fn authorization(&self) -> Result<Option<HeaderValue>, String> {
         match &self.credential {
-            Credential::Token(token) => bearer(token.expose_secret()).map(Some),
+            Credential::Token(_) => Ok(self.fixed_authorization.clone()),
             Credential::TokenFile(path) => {
                 let mut cache = self
                     .token_file_cache
