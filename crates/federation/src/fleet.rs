@@ -168,6 +168,21 @@ fn role_key(binding_ns: &str, r: &RoleRef) -> ObjectKey {
     }
 }
 
+/// Two snapshots are equal when they hold the same layer sets and the same RBAC objects in
+/// every layer (the compiled index is a function of those).
+impl PartialEq for FleetSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.targets == other.targets
+            && self.layers.len() == other.layers.len()
+            && self.layers.iter().all(|(id, l)| {
+                other
+                    .layers
+                    .get(id)
+                    .is_some_and(|o| o.policy == l.policy && o.layer == l.layer)
+            })
+    }
+}
+
 impl FleetSnapshot {
     /// The index of `plan`, from scratch.
     pub fn new(plan: &Plan) -> FleetSnapshot {

@@ -112,6 +112,20 @@ impl Model {
         self.clusters.values().map(|c| &**c)
     }
 
+    /// Every role: plane, namespace, name, role.
+    pub fn roles(&self) -> impl Iterator<Item = (Plane, &str, &str, &RoleSource)> {
+        self.roles
+            .iter()
+            .map(|((p, ns, n), r)| (*p, ns.as_str(), n.as_str(), &**r))
+    }
+
+    /// Every binding: plane, namespace, name, binding.
+    pub fn bindings(&self) -> impl Iterator<Item = (Plane, &str, &str, &BindingSource)> {
+        self.bindings
+            .iter()
+            .map(|((p, ns, n), b)| (*p, ns.as_str(), n.as_str(), &**b))
+    }
+
     /// The role of `plane` at `namespace`/`name`.
     pub fn role(&self, plane: Plane, namespace: &str, name: &str) -> Option<&RoleSource> {
         self.roles

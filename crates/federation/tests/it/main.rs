@@ -1,0 +1,5 @@
+//! Integration tests of the federation planner, the fleet index and escalation prevention.
+
+mod fixtures;
+mod properties;
+mod table;
