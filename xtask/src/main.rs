@@ -350,6 +350,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "ldap",
         "",
     ),
+    (
+        "federation",
+        "portcullis-federation",
+        "federation",
+        "planner",
+        "",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
@@ -362,7 +369,7 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
     }) {
         let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
         bail!(
-            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, forward-auth, connectors)",
+            "no bench section {unknown:?}: the sections are {} (or a crate directory: rbac, cli, store, server, forward-auth, connectors, federation)",
             names.join(", ")
         );
     }

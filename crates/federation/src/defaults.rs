@@ -73,8 +73,10 @@ fn management_rules(level: &str, workspace: bool) -> Vec<PolicyRule> {
 
 /// Rules of Kubernetes' aggregated ClusterRole `name` (`admin`, `edit`, `view`).
 fn kubernetes_rules(name: &str) -> Vec<PolicyRule> {
-    let policy = portcullis_rbac::bootstrap::policy();
-    policy
+    // The bootstrap policy is parsed from YAML: once.
+    static POLICY: std::sync::OnceLock<portcullis_rbac::Policy> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(portcullis_rbac::bootstrap::policy)
         .cluster_roles
         .get(name)
         .map(|r| {

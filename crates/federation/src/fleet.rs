@@ -14,7 +14,7 @@ use portcullis_rbac::v1::{PolicyRule, RoleRef};
 use portcullis_rbac::{Attributes, CompiledPolicy, Decision, Policy};
 use serde::Serialize;
 
-use crate::objects::{ObjectKey, ObjectKind, RbacObject, SourceRef};
+use crate::objects::{ObjectKey, ObjectKind, Plane, RbacObject, SourceRef};
 use crate::plan::{Delta, Layer, LayerId, Plan, Target};
 
 /// One layer, compiled.
@@ -72,6 +72,8 @@ pub fn policy_of(layer: &Layer) -> Policy {
 pub struct FleetSnapshot {
     layers: HashMap<LayerId, Arc<LayerIndex>>,
     targets: HashMap<Target, Arc<BTreeSet<LayerId>>>,
+    /// The layer of namespaced objects in each namespace, per plane.
+    namespaced: HashMap<(Plane, String), LayerId>,
 }
 
 /// A grant found by [`FleetSnapshot::explain`]: the binding and role on the cluster, and the
@@ -186,31 +188,51 @@ impl PartialEq for FleetSnapshot {
 impl FleetSnapshot {
     /// The index of `plan`, from scratch.
     pub fn new(plan: &Plan) -> FleetSnapshot {
-        FleetSnapshot {
-            layers: plan
-                .layers()
-                .map(|(id, l)| (id.clone(), Arc::new(LayerIndex::new(l.clone()))))
-                .collect(),
+        let mut s = FleetSnapshot {
             targets: plan
                 .targets
                 .iter()
                 .map(|(t, s)| (t.clone(), s.clone()))
                 .collect(),
+            ..FleetSnapshot::default()
+        };
+        for (id, l) in plan.layers() {
+            s.insert_layer(id, l);
+        }
+        s
+    }
+
+    fn insert_layer(&mut self, id: &LayerId, l: &Arc<Layer>) {
+        if !l.namespace.is_empty() {
+            self.namespaced
+                .insert((id.plane(), l.namespace.clone()), id.clone());
+        }
+        self.layers
+            .insert(id.clone(), Arc::new(LayerIndex::new(l.clone())));
+    }
+
+    fn remove_layer(&mut self, id: &LayerId) {
+        if let Some(old) = self.layers.remove(id) {
+            let key = (id.plane(), old.layer.namespace.clone());
+            if self.namespaced.get(&key) == Some(id) {
+                self.namespaced.remove(&key);
+            }
         }
     }
 
     /// This snapshot with `delta` applied: changed layers recompiled, layer sets replaced.
     pub fn patched(&self, delta: &Delta) -> FleetSnapshot {
         let mut next = self.clone();
+        // Removals first: a namespace may pass from a removed layer to a new one.
         for (id, layer) in &delta.layers {
-            match layer {
-                Some(l) => {
-                    next.layers
-                        .insert(id.clone(), Arc::new(LayerIndex::new(l.clone())));
-                }
-                None => {
-                    next.layers.remove(id);
-                }
+            if layer.is_none() {
+                next.remove_layer(id);
+            }
+        }
+        for (id, layer) in &delta.layers {
+            if let Some(l) = layer {
+                next.remove_layer(id);
+                next.insert_layer(id, l);
             }
         }
         for (t, set) in &delta.targets {
@@ -236,13 +258,26 @@ impl FleetSnapshot {
         self.targets.keys()
     }
 
-    /// The compiled layers `target` holds.
-    pub fn layers_of(&self, target: &Target) -> impl Iterator<Item = (&LayerId, &Arc<LayerIndex>)> {
-        self.targets
-            .get(target)
-            .into_iter()
-            .flat_map(|s| s.iter())
-            .filter_map(|id| self.layers.get_key_value(id))
+    /// The compiled layers `target` holds (the management plane: every management-plane
+    /// layer).
+    pub fn layers_of<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> Box<dyn Iterator<Item = (&'a LayerId, &'a Arc<LayerIndex>)> + 'a> {
+        if *target == Target::Management {
+            return Box::new(
+                self.layers
+                    .iter()
+                    .filter(|(id, _)| id.plane() == Plane::Management),
+            );
+        }
+        Box::new(
+            self.targets
+                .get(target)
+                .into_iter()
+                .flat_map(|s| s.iter())
+                .filter_map(|id| self.layers.get_key_value(id)),
+        )
     }
 
     /// A compiled layer.
@@ -250,13 +285,40 @@ impl FleetSnapshot {
         self.layers.get(id)
     }
 
-    /// Decides `a` on `target` over what portcullis plans there.
+    /// Decides `a` on `target` over what portcullis plans there. Only the layers that can
+    /// grant it are asked: the Global one, the workspace's ClusterRoles on an attached
+    /// cluster, and the one layer of Roles in the request's namespace (no other layer holds
+    /// anything that applies there), so a decision costs at most three index lookups however
+    /// large the fleet.
     pub fn authorize(&self, target: &Target, a: &Attributes) -> Decision {
-        for (_, l) in self.layers_of(target) {
-            let d = l.compiled.authorize(a);
-            if d.allowed {
-                return d;
-            }
+        let ask = |id: &LayerId| {
+            self.layers
+                .get(id)
+                .map(|l| l.compiled.authorize(a))
+                .filter(|d| d.allowed)
+        };
+        let (plane, set) = match target {
+            Target::Management => (Plane::Management, None),
+            Target::Cluster(_) => match self.targets.get(target) {
+                Some(set) => (Plane::Fleet, Some(set)),
+                None => return Decision::default(),
+            },
+        };
+        if let Some(d) = ask(&LayerId::Global(plane)) {
+            return d;
+        }
+        if let Some(set) = set
+            && let Some(ws) = set.iter().find(|id| matches!(id, LayerId::Workspace(..)))
+            && let Some(d) = ask(ws)
+        {
+            return d;
+        }
+        if !a.namespace.is_empty()
+            && let Some(id) = self.namespaced.get(&(plane, a.namespace.clone()))
+            && set.is_none_or(|s| s.contains(id))
+            && let Some(d) = ask(id)
+        {
+            return d;
         }
         Decision::default()
     }

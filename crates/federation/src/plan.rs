@@ -119,6 +119,9 @@ impl fmt::Display for LayerId {
 /// The objects one layer produces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layer {
+    /// The namespace all of the layer's objects are in, for a layer of namespaced objects
+    /// (a workspace's on the management plane, a project's on either); empty otherwise.
+    pub namespace: String,
     /// Produced objects by key.
     pub objects: BTreeMap<ObjectKey, Arc<Planned>>,
     /// The keys each source produced (sources that produce nothing are absent).
@@ -164,13 +167,25 @@ impl Plan {
         self.targets.keys()
     }
 
-    /// The layers `target` holds.
-    pub fn layers_of(&self, target: &Target) -> impl Iterator<Item = (&LayerId, &Arc<Layer>)> {
-        self.targets
-            .get(target)
-            .into_iter()
-            .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.layers.get_key_value(id))
+    /// The layers `target` holds (the management plane: every management-plane layer).
+    pub fn layers_of<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> Box<dyn Iterator<Item = (&'a LayerId, &'a Arc<Layer>)> + 'a> {
+        if *target == Target::Management {
+            return Box::new(
+                self.layers
+                    .iter()
+                    .filter(|(id, _)| id.plane() == Plane::Management),
+            );
+        }
+        Box::new(
+            self.targets
+                .get(target)
+                .into_iter()
+                .flat_map(|ids| ids.iter())
+                .filter_map(|id| self.layers.get_key_value(id)),
+        )
     }
 
     /// A layer.
@@ -280,17 +295,9 @@ fn all_layers(st: &Structure) -> Vec<LayerId> {
 /// The layers `target` holds in `st`; `None` when it is not a target.
 fn layer_set(st: &Structure, target: &Target) -> Option<BTreeSet<LayerId>> {
     match target {
-        Target::Management => {
-            let mut set = BTreeSet::new();
-            set.insert(LayerId::Global(Plane::Management));
-            for w in st.workspaces.keys() {
-                set.insert(LayerId::Workspace(Plane::Management, w.clone()));
-            }
-            for (w, p) in st.projects.keys() {
-                set.insert(LayerId::Project(Plane::Management, w.clone(), p.clone()));
-            }
-            Some(set)
-        }
+        // The management plane holds every management-plane layer: its set is implicit
+        // (see [`Plan::layers_of`]), so a new workspace or project does not rewrite it.
+        Target::Management => Some(BTreeSet::new()),
         Target::Cluster(c) => {
             let ws = st.clusters.get(c)?;
             let info = st.workspaces.get(ws)?;
@@ -653,6 +660,12 @@ fn patch_source(
 /// Layer `id` of `model`, from scratch.
 fn build_layer(cfg: &PlannerConfig, model: &Model, st: &Structure, id: &LayerId) -> Layer {
     let mut layer = Layer::default();
+    if matches!(
+        id,
+        LayerId::Workspace(Plane::Management, _) | LayerId::Project(..)
+    ) {
+        layer.namespace = own_namespace(st, id).unwrap_or_default().to_owned();
+    }
     let mut ignored = ObjectChanges::default();
     for s in layer_sources(model, st, id) {
         patch_source(cfg, model, st, id, &mut layer, &s, &mut ignored);
@@ -903,10 +916,10 @@ impl Planner {
             diffs.insert(id, diff);
         }
 
-        // Targets whose layer set may have changed: the management plane, and every cluster of
-        // a touched workspace (before and after).
+        // Targets whose layer set may have changed: every cluster of a touched workspace
+        // (before and after). The management plane's is implicit: it gets the rebuilt layers'
+        // diffs below, which for a layer that appeared or went are all of its objects.
         let mut candidates: BTreeSet<Target> = BTreeSet::new();
-        candidates.insert(Target::Management);
         for w in &touched_ws {
             for s in [&old_st, &st] {
                 if let Some(i) = s.workspaces.get(w) {
