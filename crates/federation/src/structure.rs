@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::model::Model;
 
 /// Name by which the management plane is addressed as a cluster; an attached cluster may not
-/// have it.
-pub const MANAGEMENT: &str = "management";
+/// have it (validation refuses it; the planner ignores such a cluster too).
+pub const MANAGEMENT: &str = portcullis_model::kinds::cluster::MANAGEMENT_CLUSTER_NAME;
 
 /// Something the planner could not place, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -10,6 +10,10 @@ use crate::validation::{
     DISPLAY_NAME_MAX_LEN, Errors, ca_bundle, conditions, https_url, object_ref,
 };
 
+/// The name by which plans, `explain` and `who-can --fleet` address the management plane; no
+/// attached cluster may have it.
+pub const MANAGEMENT_CLUSTER_NAME: &str = "management";
+
 spec_kind!(
     /// An attached Kubernetes cluster (namespaced: lives in its workspace's namespace, which
     /// is how it belongs to the workspace). Its labels, in `metadata.labels`, are what project
@@ -57,6 +61,15 @@ pub struct ClusterStatus {
 
 impl Cluster {
     pub(crate) fn validate_fields(&self, errs: &mut Errors) {
+        if self.metadata.name == MANAGEMENT_CLUSTER_NAME {
+            errs.forbidden(
+                "metadata.name",
+                format!(
+                    "{MANAGEMENT_CLUSTER_NAME:?} names the management plane in plans and \
+                     reviews; attach the cluster under another name"
+                ),
+            );
+        }
         let spec = &self.spec;
         errs.max_len("spec.displayName", &spec.display_name, DISPLAY_NAME_MAX_LEN);
         https_url(errs, "spec.apiServerURL", &spec.api_server_url);
