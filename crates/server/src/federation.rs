@@ -9,9 +9,9 @@
 //! fails is followed by a reload from scratch and an index reset.
 //!
 //! It also creates the default roles ([`portcullis_federation::defaults`]) of each workspace
-//! and project that has none yet, once, recorded by [`defaults::DEFAULTS_CREATED_ANNOTATION`] on the
-//! workspace or project: an edited default stays edited, a deleted one stays deleted, and a
-//! crash between the object's create and its defaults converges at the next event or start.
+//! and project that has none yet, once (see [`defaults`] for how that is recorded): an edited
+//! default stays edited, a deleted one stays deleted, and a crash between the object's create
+//! and its defaults converges at the next event or start.
 
 pub(crate) mod defaults;
 pub(crate) mod reviews;
@@ -122,7 +122,7 @@ pub struct Federation {
 
 impl Federation {
     /// Reads the model from `store` and plans it: the federation state, the store revision it
-    /// was read at, and the workspaces and projects whose defaults were never created.
+    /// was read at, and the workspaces and projects (for their defaults).
     pub async fn load(
         store: &dyn Store,
     ) -> Result<(Arc<Federation>, u64, Vec<Resource>), StoreError> {
@@ -210,7 +210,7 @@ impl Federation {
 }
 
 /// Reads every object of [`MODEL_KINDS`] at one revision: the model, the revision, and the
-/// workspaces and projects without [`defaults::DEFAULTS_CREATED_ANNOTATION`].
+/// workspaces and projects.
 async fn load_model(store: &dyn Store) -> Result<(Model, u64, Vec<Resource>), StoreError> {
     let only_model = |kv: &KeyValue| parse_key(&kv.key).is_some();
     let page = store
@@ -225,23 +225,27 @@ async fn load_model(store: &dyn Store) -> Result<(Model, u64, Vec<Resource>), St
     let resources: Vec<Resource> = page.items.iter().filter_map(decode).collect();
     let pending = resources
         .iter()
-        .filter(|r| defaults::wanted(r))
+        .filter(|r| owns_defaults(r))
         .cloned()
         .collect();
     Ok((Model::from_resources(resources), page.revision, pending))
 }
 
-/// The controller: follows the store from `revision` for ever (see the module docs). `pending`
-/// are the workspaces and projects whose defaults the load found missing.
+/// Whether `r` is a workspace or project (whose defaults the controller creates).
+fn owns_defaults(r: &Resource) -> bool {
+    matches!(r, Resource::Workspace(_) | Resource::Project(_))
+}
+
+/// The controller: follows the store from `revision` for ever (see the module docs). `owners`
+/// are the workspaces and projects the load found.
 pub async fn run(
     store: Arc<dyn Store>,
     fed: Arc<Federation>,
     mut revision: u64,
-    pending: Vec<Resource>,
+    owners: Vec<Resource>,
 ) {
-    for r in &pending {
-        defaults::ensure(&*store, r).await;
-    }
+    let mut done = defaults::Done::default();
+    converge_defaults(&*store, &mut done, &owners).await;
     loop {
         match store.watch(&prefix(), revision).await {
             Ok(mut events) => {
@@ -249,13 +253,21 @@ pub async fn run(
                     let Ok(event) = event else { break };
                     let rev = event.kv().mod_revision;
                     if let Some(change) = change_of(&event) {
-                        let wants_defaults = match &change {
-                            Change::Upsert(r) if defaults::wanted(r) => Some((**r).clone()),
+                        // A workspace or project: created (or changed), or gone.
+                        let owner = match (&event, &change) {
+                            (WatchEvent::Deleted(kv), _) => {
+                                decode(kv).filter(owns_defaults).map(|r| (false, r))
+                            }
+                            (_, Change::Upsert(r)) if owns_defaults(r) => {
+                                Some((true, (**r).clone()))
+                            }
                             _ => None,
                         };
                         fed.apply(change);
-                        if let Some(r) = wants_defaults {
-                            defaults::ensure(&*store, &r).await;
+                        match owner {
+                            Some((true, r)) => defaults::ensure(&*store, &mut done, &r).await,
+                            Some((false, r)) => defaults::forget(&*store, &mut done, &r).await,
+                            None => {}
                         }
                     }
                     fed.mark_installed(rev);
@@ -267,17 +279,23 @@ pub async fn run(
         // The watch ended or failed: reload from scratch, reset the index, watch again.
         tokio::time::sleep(Duration::from_millis(200)).await;
         match load_model(&*store).await {
-            Ok((model, rev, pending)) => {
+            Ok((model, rev, owners)) => {
                 fed.reset(model);
                 fed.mark_installed(rev);
                 revision = rev;
-                for r in &pending {
-                    defaults::ensure(&*store, r).await;
-                }
+                converge_defaults(&*store, &mut done, &owners).await;
             }
             Err(e) => tracing::warn!(error = %e, "reloading the federation model failed"),
         }
     }
+}
+
+/// Creates the defaults `owners` never got, and forgets those of workspaces and projects gone.
+async fn converge_defaults(store: &dyn Store, done: &mut defaults::Done, owners: &[Resource]) {
+    for r in owners {
+        defaults::ensure(store, done, r).await;
+    }
+    defaults::collect_garbage(store, done, owners).await;
 }
 
 // === admission of the model kinds ===

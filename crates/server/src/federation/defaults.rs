@@ -1,23 +1,47 @@
 //! Creating the default roles ([`portcullis_federation::defaults`]): once for each workspace
-//! and project (recorded on it by [`DEFAULTS_CREATED_ANNOTATION`]), once for the global ones
-//! (recorded by [`GLOBAL_MARKER`]), and again only by an explicit reset, which overwrites.
+//! and project, once for the global ones, and again only by an explicit reset, which
+//! overwrites. That they were created is recorded in the store beside the served objects (by
+//! the object's uid, under [`MARKERS`]; the global ones under [`GLOBAL_MARKER`]), so the user's
+//! object is not rewritten (its resourceVersion stays what its create answered) and a
+//! workspace deleted and made again gets fresh defaults. A workspace or project annotated
+//! [`DEFAULTS_CREATED_ANNOTATION`] by its author gets none.
+
+use std::collections::HashSet;
 
 use portcullis_federation::defaults as planned;
 use portcullis_model::{GROUP, Resource};
-use portcullis_store::{Store, StoreError};
+use portcullis_store::{ListOptions, Store, StoreError};
 use serde_json::{Value, json};
 
-/// Annotation on a Workspace or Project once its default roles were created.
+/// Annotation by which a Workspace or Project opts out of default roles (any value).
 pub const DEFAULTS_CREATED_ANNOTATION: &str = "portcullis.dev/defaults-created";
 
-/// Store key recording that the global defaults were created (outside the served objects:
-/// nothing in the API shows or changes it).
+/// Store prefix of the records of created defaults, one key per workspace or project uid
+/// (outside the served objects: nothing in the API shows or changes them).
+const MARKERS: &str = "/federation/defaults-created/";
+
+/// Store key recording that the global defaults were created.
 const GLOBAL_MARKER: &str = "/federation/global-defaults-created";
 
 /// Attempts of a read-modify-write that races with other writers.
 const RETRIES: usize = 5;
 
-/// Whether `r` is a workspace or project whose defaults were never created.
+/// The record key of a workspace or project: by uid (by kind, namespace and name for an
+/// object without one).
+fn marker(r: &Resource) -> Option<String> {
+    let meta = match r {
+        Resource::Workspace(w) => &w.metadata,
+        Resource::Project(p) => &p.metadata,
+        _ => return None,
+    };
+    let id = match &meta.uid {
+        Some(uid) if !uid.is_empty() => uid.clone(),
+        _ => format!("{}.{}.{}", r.kind_info().kind, r.namespace(), r.name()),
+    };
+    Some(format!("{MARKERS}{id}"))
+}
+
+/// Whether `r` is a workspace or project that may want defaults (not opted out).
 pub fn wanted(r: &Resource) -> bool {
     let meta = match r {
         Resource::Workspace(w) => &w.metadata,
@@ -41,15 +65,69 @@ fn key_of(r: &Resource) -> String {
     portcullis_store::keys::object(GROUP, info.plural, r.namespace(), r.name())
 }
 
-/// Creates the defaults of the workspace or project `r` that are missing, then records it on
-/// `r`. Failures are logged; the next start (or change of `r`) tries again.
-pub async fn ensure(store: &dyn Store, r: &Resource) {
-    if let Err(e) = write_all(store, &of(r), false).await {
-        tracing::warn!(object = %key_of(r), error = %e, "creating default roles failed");
+/// What the controller knows was done, so that an update of a workspace does not read the
+/// store again.
+#[derive(Default)]
+pub struct Done {
+    markers: HashSet<String>,
+}
+
+/// Creates the defaults of the workspace or project `r` unless they were created before, then
+/// records it. Failures are logged; the next change of `r` (or start) tries again.
+pub async fn ensure(store: &dyn Store, done: &mut Done, r: &Resource) {
+    if !wanted(r) {
         return;
     }
-    if let Err(e) = annotate(store, &key_of(r)).await {
-        tracing::warn!(object = %key_of(r), error = %e, "recording the default roles failed");
+    let Some(key) = marker(r) else { return };
+    if done.markers.contains(&key) {
+        return;
+    }
+    let result = async {
+        if store.get(&key).await?.is_none() {
+            write_all(store, &of(r), false).await?;
+            match store.create(&key, b"true".to_vec()).await {
+                Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            done.markers.insert(key);
+        }
+        Err(e) => tracing::warn!(record = %key, error = %e, "creating default roles failed"),
+    }
+}
+
+/// Forgets the record of a deleted workspace or project (its defaults are ordinary objects
+/// and stay).
+pub async fn forget(store: &dyn Store, done: &mut Done, r: &Resource) {
+    let Some(key) = marker(r) else { return };
+    done.markers.remove(&key);
+    match store.delete(&key, None).await {
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => tracing::warn!(record = %key, error = %e, "forgetting default roles failed"),
+    }
+}
+
+/// Drops the records of workspaces and projects no longer in `live` (deleted while no
+/// controller watched).
+pub async fn collect_garbage(store: &dyn Store, done: &mut Done, live: &[Resource]) {
+    let keep: HashSet<String> = live.iter().filter_map(marker).collect();
+    done.markers.retain(|k| keep.contains(k));
+    let page = match store.list(MARKERS, ListOptions::default()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the records of default roles failed");
+            return;
+        }
+    };
+    for kv in page.items {
+        if !keep.contains(&kv.key) {
+            let _ = store.delete(&kv.key, Some(kv.mod_revision)).await;
+        }
     }
 }
 
@@ -148,43 +226,6 @@ fn overwritten(old: &Value, new: &Value) -> Value {
     }
     *meta = merged;
     out
-}
-
-/// Sets [`DEFAULTS_CREATED_ANNOTATION`] on the object at `key` (a compare-and-swap, retried).
-async fn annotate(store: &dyn Store, key: &str) -> Result<(), StoreError> {
-    for _ in 0..RETRIES {
-        let Some(kv) = store.get(key).await? else {
-            return Ok(()); // deleted meanwhile
-        };
-        let mut v: Value = serde_json::from_slice(&kv.value)
-            .map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
-        let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
-            return Ok(());
-        };
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| json!({}))
-            .as_object_mut();
-        let Some(annotations) = annotations else {
-            return Ok(());
-        };
-        if annotations.contains_key(DEFAULTS_CREATED_ANNOTATION) {
-            return Ok(());
-        }
-        annotations.insert(DEFAULTS_CREATED_ANNOTATION.into(), json!("true"));
-        match store
-            .update(key, to_bytes(&v)?, Some(kv.mod_revision))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Backend(format!(
-        "{key} kept changing while its defaults were recorded"
-    )))
 }
 
 fn to_bytes(v: &Value) -> Result<Vec<u8>, StoreError> {

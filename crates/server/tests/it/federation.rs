@@ -382,19 +382,20 @@ async fn defaults_are_created_once_and_come_back_only_by_a_reset() {
     let admin = s.admin();
     // The global defaults, at first start.
     default_exists(&s, "portcullis-global", "kommander-dashboard-view").await;
-    assert_eq!(
-        post(&s, &admin, "/workspaces", &workspace("ws-d")).await.0,
-        201
-    );
+    let (code, created) = post(&s, &admin, "/workspaces", &workspace("ws-d")).await;
+    assert_eq!(code, 201);
     default_exists(&s, "ws-d", "kommander-workspace-view").await;
     let (_, roles) = get(&s, &admin, "/namespaces/ws-d/clusterscoperoles").await;
     assert_eq!(roles["items"].as_array().unwrap().len(), 3, "{roles}");
-    until("the workspace records its defaults", || async {
-        get(&s, &admin, "/workspaces/ws-d").await.1["metadata"]["annotations"]
-            ["portcullis.dev/defaults-created"]
-            == "true"
-    })
-    .await;
+    // The workspace itself is not rewritten to record it.
+    assert_eq!(
+        get(&s, &admin, "/workspaces/ws-d").await.1["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    // A workspace may opt out.
+    let mut bare = workspace("ws-bare");
+    bare["metadata"]["annotations"] = json!({ "portcullis.dev/defaults-created": "false" });
+    assert_eq!(post(&s, &admin, "/workspaces", &bare).await.0, 201);
     assert_eq!(
         post(
             &s,
@@ -457,6 +458,8 @@ async fn defaults_are_created_once_and_come_back_only_by_a_reset() {
         201
     );
     default_exists(&s, "ws-later", "kommander-workspace-view").await;
+    let (_, none) = get(&s, &admin, "/namespaces/ws-bare/kommanderroles").await;
+    assert_eq!(none["items"], json!([]), "{none}");
     for path in [
         "/namespaces/ws-d/kommanderroles/kommander-workspace-view",
         "/namespaces/portcullis-global/kommanderroles/kommander-dashboard-edit",
