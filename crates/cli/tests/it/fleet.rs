@@ -80,7 +80,7 @@ fn eventually(up: &Up, args: &[&str]) -> Output {
             Instant::now() < deadline,
             "{args:?} never succeeded: {out:?}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
 
