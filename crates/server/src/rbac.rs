@@ -704,12 +704,39 @@ impl crate::api::registry::Review for RulesReview {
             .pointer("/spec/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let status = portcullis_rbac::review::rules_review(
+        let mut status = portcullis_rbac::review::rules_review(
             &self.authorizer.snapshot().policy,
             &user.name,
             &user.groups,
             namespace,
         );
+        // What the federation plan grants on the management plane counts too.
+        if let Some(fleet) = &self.authorizer.fleet {
+            for r in fleet.load().rules_for(
+                &portcullis_federation::Target::Management,
+                &user.name,
+                &user.groups,
+                namespace,
+            ) {
+                if r.non_resource_urls.is_empty() {
+                    status
+                        .resource_rules
+                        .push(portcullis_rbac::review::ResourceRule {
+                            verbs: r.verbs,
+                            api_groups: r.api_groups,
+                            resources: r.resources,
+                            resource_names: r.resource_names,
+                        });
+                } else {
+                    status
+                        .non_resource_rules
+                        .push(portcullis_rbac::review::NonResourceRule {
+                            verbs: r.verbs,
+                            non_resource_urls: r.non_resource_urls,
+                        });
+                }
+            }
+        }
         let mut out = object;
         if let Some(m) = out.as_object_mut() {
             m.insert(

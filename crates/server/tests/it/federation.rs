@@ -189,6 +189,53 @@ async fn a_workspace_admin_manages_their_workspace_and_its_projects_only() {
         "{out:?}"
     );
 
+    // kubectl's own questions see the plan too: SubjectAccessReview and her rules.
+    let out = kubectl(
+        &s,
+        &[
+            "auth",
+            "can-i",
+            "create",
+            "projects.portcullis.dev",
+            "-n",
+            "ws-a",
+            "--as",
+            "alice",
+        ],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "yes",
+        "{out:?}"
+    );
+    let r = alice
+        .post(format!(
+            "{}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            s.url
+        ))
+        .json(&json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+            "spec": { "namespace": "ws-a" },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rules: Value = r.json().await.unwrap();
+    assert!(
+        rules["status"]["resourceRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("projects"))
+                && r["verbs"].as_array().unwrap().contains(&json!("create"))),
+        "{rules}"
+    );
+
     // She may ask the fleet about herself, and it names the source objects…
     let review = |user: &str| {
         json!({
