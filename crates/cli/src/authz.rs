@@ -255,6 +255,10 @@ pub struct WhoCanArgs {
     /// Output format: a table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Every cluster of the fleet, from the federation plan (CLUSTER SUBJECT SCOPE SOURCE);
+    /// without -n the question is cluster-wide.
+    #[arg(long, conflicts_with = "policy")]
+    pub fleet: bool,
 }
 
 /// `portcullis auth rules` (SelfSubjectRulesReview).
@@ -330,7 +334,7 @@ impl PolicySource {
     }
 }
 
-fn request_attributes(
+pub(crate) fn request_attributes(
     verb: &str,
     resource: &str,
     name: Option<&str>,
@@ -359,6 +363,20 @@ fn request_attributes(
 
 /// Runs `who-can`; returns the exit code (0 when someone can, 1 when nobody can).
 pub async fn who_can(args: &WhoCanArgs) -> i32 {
+    if args.fleet {
+        let api = crate::fleet::ApiFlags {
+            kubeconfig: args.source.kubeconfig.clone(),
+        };
+        return crate::fleet::who_can(
+            &api,
+            &args.verb,
+            &args.resource,
+            args.name.as_deref(),
+            args.namespace.as_deref(),
+            args.output.as_deref(),
+        )
+        .await;
+    }
     let mut timings = Timings::new(args.source.timings);
     let Some(policy) = args.source.load_or_report(&mut timings).await else {
         return 2;
@@ -469,7 +487,11 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
     })
 }
 
-fn print_table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) {
     let mut widths = header.map(str::len);
     for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {

@@ -3,6 +3,7 @@
 mod authz;
 mod client;
 mod connector;
+mod fleet;
 mod resources;
 
 /// mimalloc for the whole process (see the workspace manifest).
@@ -223,6 +224,16 @@ enum Command {
     /// Who can do this, through which binding and role? From policy files (`--policy`) or the
     /// management plane's own RBAC objects.
     WhoCan(authz::WhoCanArgs),
+    /// May a user do this on a cluster of the fleet, and which portcullis objects (scope,
+    /// binding, role) grant it? Exit 0 for yes, 1 for no, as `kubectl auth can-i`.
+    Explain(fleet::ExplainArgs),
+    /// The per-cluster diff that applying these objects would cause, without applying them.
+    Plan(fleet::PlanArgs),
+    /// The default roles of the global scope, workspaces and projects.
+    Defaults {
+        #[command(subcommand)]
+        command: DefaultsCommand,
+    },
     /// Access questions in kubectl's spelling.
     Auth {
         #[command(subcommand)]
@@ -245,6 +256,13 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum DefaultsCommand {
+    /// Recreate the default roles of a scope, overwriting edited ones (other roles are left
+    /// alone).
+    Reset(fleet::ResetArgs),
 }
 
 #[derive(Subcommand)]
@@ -409,6 +427,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
+        Command::Explain(args) => Ok(fleet::explain(&args).await),
+        Command::Plan(args) => fleet::plan(&args).await,
+        Command::Defaults {
+            command: DefaultsCommand::Reset(args),
+        } => fleet::reset(&args).await,
         Command::Version => {
             println!("portcullis {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

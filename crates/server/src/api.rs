@@ -212,7 +212,7 @@ async fn serve_review(
     } else {
         body::parse_object(&bytes, &media, app.limits.max_json_depth)?
     };
-    let answered = review.review(&user, object)?;
+    let answered = review.review(&user, object).await?;
     Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
 }
 

@@ -346,9 +346,14 @@ pub struct Snapshot {
 /// before it is refused (503) rather than checked against an older policy.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The authorizer: the RBAC engine's compiled index over the newest policy snapshot.
+/// The authorizer: the RBAC engine's compiled index over the newest policy snapshot of the
+/// management plane's own RBAC objects, together with what federation plans for the
+/// management plane (the fleet index's `management` target). A request is allowed when either
+/// allows it; both are swapped atomically and read without locks.
 pub struct RbacAuthorizer {
     snapshot: ArcSwap<Snapshot>,
+    /// The federation's fleet index, when federation runs.
+    fleet: Option<Arc<portcullis_federation::FleetIndex>>,
     /// The store revision the installed snapshot was loaded at.
     installed: tokio::sync::watch::Sender<u64>,
     /// The revision of the newest RBAC write made through this server's API.
@@ -359,6 +364,7 @@ impl Default for RbacAuthorizer {
     fn default() -> Self {
         RbacAuthorizer {
             snapshot: ArcSwap::default(),
+            fleet: None,
             installed: tokio::sync::watch::Sender::new(0),
             written: std::sync::atomic::AtomicU64::new(0),
         }
@@ -366,6 +372,37 @@ impl Default for RbacAuthorizer {
 }
 
 impl RbacAuthorizer {
+    /// An authorizer that also allows what `fleet` plans for the management plane.
+    pub fn with_fleet(fleet: Arc<portcullis_federation::FleetIndex>) -> RbacAuthorizer {
+        RbacAuthorizer {
+            fleet: Some(fleet),
+            ..RbacAuthorizer::default()
+        }
+    }
+
+    /// Decides `a`: allowed by the own policy, or else by the plan's objects for the
+    /// management plane; a denial carries the own policy's reason (kube-apiserver's RBAC
+    /// authorizer's wording, which knows nothing of the plan).
+    pub fn decide(&self, a: &Attributes) -> Decision {
+        let snapshot = self.snapshot.load();
+        let d = snapshot.compiled.authorize(a);
+        if d.allowed {
+            return d;
+        }
+        if let Some(fleet) = &self.fleet {
+            let d = fleet
+                .load()
+                .authorize(&portcullis_federation::Target::Management, a);
+            if d.allowed {
+                return d;
+            }
+        }
+        Decision {
+            allowed: false,
+            reason: denial_reason(&snapshot.policy, a),
+        }
+    }
+
     /// Compiles and installs a new snapshot of the store at `revision`; readers switch to it at
     /// their next request.
     pub fn install(&self, policy: Policy, revision: u64) {
@@ -433,16 +470,19 @@ fn denial_reason(policy: &Policy, a: &Attributes) -> String {
 }
 
 impl portcullis_authn::Authorize for RbacAuthorizer {
+    /// [`RbacAuthorizer::decide`], and one built-in rule: every authenticated user may create
+    /// a `FleetAccessReview` (asking about oneself is always allowed, as a
+    /// SelfSubjectAccessReview is; the review itself checks [`RbacAuthorizer::decide`] before
+    /// it answers about anyone else).
     fn authorize(&self, a: &Attributes) -> Decision {
-        let snapshot = self.snapshot.load();
-        let d = snapshot.compiled.authorize(a);
-        if d.allowed {
-            return d;
+        let d = self.decide(a);
+        if !d.allowed && crate::federation::reviews::is_self_fleet_review(a) {
+            return Decision {
+                allowed: true,
+                reason: "a FleetAccessReview about oneself".into(),
+            };
         }
-        Decision {
-            allowed: false,
-            reason: denial_reason(&snapshot.policy, a),
-        }
+        d
     }
 }
 
@@ -593,8 +633,9 @@ pub struct AccessReview {
     about_self: bool,
 }
 
+#[async_trait::async_trait]
 impl crate::api::registry::Review for AccessReview {
-    fn review(
+    async fn review(
         &self,
         user: &portcullis_authn::UserInfo,
         object: Value,
@@ -628,7 +669,7 @@ impl crate::api::registry::Review for AccessReview {
                 format!("{kind}.authorization.k8s.io is invalid: spec: {e}"),
             )
         })?;
-        let d = self.authorizer.snapshot.load().compiled.authorize(&attrs);
+        let d = self.authorizer.decide(&attrs);
         let mut out = object;
         if let Some(m) = out.as_object_mut() {
             m.insert(
@@ -647,8 +688,9 @@ pub struct RulesReview {
     authorizer: Arc<RbacAuthorizer>,
 }
 
+#[async_trait::async_trait]
 impl crate::api::registry::Review for RulesReview {
-    fn review(
+    async fn review(
         &self,
         user: &portcullis_authn::UserInfo,
         object: Value,
@@ -662,12 +704,39 @@ impl crate::api::registry::Review for RulesReview {
             .pointer("/spec/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let status = portcullis_rbac::review::rules_review(
+        let mut status = portcullis_rbac::review::rules_review(
             &self.authorizer.snapshot().policy,
             &user.name,
             &user.groups,
             namespace,
         );
+        // What the federation plan grants on the management plane counts too.
+        if let Some(fleet) = &self.authorizer.fleet {
+            for r in fleet.load().rules_for(
+                &portcullis_federation::Target::Management,
+                &user.name,
+                &user.groups,
+                namespace,
+            ) {
+                if r.non_resource_urls.is_empty() {
+                    status
+                        .resource_rules
+                        .push(portcullis_rbac::review::ResourceRule {
+                            verbs: r.verbs,
+                            api_groups: r.api_groups,
+                            resources: r.resources,
+                            resource_names: r.resource_names,
+                        });
+                } else {
+                    status
+                        .non_resource_rules
+                        .push(portcullis_rbac::review::NonResourceRule {
+                            verbs: r.verbs,
+                            non_resource_urls: r.non_resource_urls,
+                        });
+                }
+            }
+        }
         let mut out = object;
         if let Some(m) = out.as_object_mut() {
             m.insert(
@@ -685,8 +754,9 @@ impl crate::api::registry::Review for RulesReview {
 /// it to every authenticated user.
 pub struct SelfReview;
 
+#[async_trait::async_trait]
 impl crate::api::registry::Review for SelfReview {
-    fn review(
+    async fn review(
         &self,
         user: &portcullis_authn::UserInfo,
         object: Value,

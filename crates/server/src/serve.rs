@@ -59,6 +59,8 @@ pub struct Running {
     pub admin_password: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
+    /// The federation controller's state.
+    federation: Arc<crate::federation::Federation>,
     /// Background loops (key rotation, …), stopped at shutdown.
     background: Vec<JoinHandle<()>>,
     /// What the API's handlers share, for the chain's benchmark.
@@ -67,6 +69,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Every change the federation planner makes to the fleet's desired RBAC from now on, for
+    /// delivery to the clusters.
+    pub fn subscribe_deltas(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<portcullis_federation::Delta>> {
+        self.federation.subscribe()
+    }
+
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -155,7 +165,22 @@ pub async fn start(config: Config) -> Result<Running> {
     crate::rbac::bootstrap(&*store)
         .await
         .context("creating the bootstrap RBAC roles and bindings")?;
-    let authorizer = Arc::new(crate::rbac::RbacAuthorizer::default());
+    crate::federation::defaults::bootstrap(&*store)
+        .await
+        .context("creating the global default roles")?;
+    let (federation, federation_revision, pending_defaults) =
+        crate::federation::Federation::load(&*store)
+            .await
+            .context("loading the federation model")?;
+    let federation_sync = tokio::spawn(crate::federation::run(
+        store.clone(),
+        federation.clone(),
+        federation_revision,
+        pending_defaults,
+    ));
+    let authorizer = Arc::new(crate::rbac::RbacAuthorizer::with_fleet(
+        federation.fleet().clone(),
+    ));
     let (policy, revision) = crate::rbac::load(&*store)
         .await
         .context("loading the RBAC policy")?;
@@ -222,13 +247,14 @@ pub async fn start(config: Config) -> Result<Running> {
     let store_for_fa = store.clone();
     let authz_for_fa = authz.clone();
     let state = AppState {
-        store,
+        store: store.clone(),
         chain: Arc::new(chain),
         authz,
         registry: Arc::new({
             let mut r = kinds::registry();
             crate::rbac::register(&mut r, &authorizer);
             crate::rbac::register_reviews(&mut r, &authorizer);
+            crate::federation::register(&mut r, &federation, &authorizer, &store);
             r
         }),
         metrics: metrics.clone(),
@@ -248,7 +274,13 @@ pub async fn start(config: Config) -> Result<Running> {
         "" => api::app(state).merge(provider.router()),
         path => api::app(state).nest(path, provider.router()),
     };
-    let mut background = vec![rotation, maintenance, rbac_sync, connectors_sync];
+    let mut background = vec![
+        rotation,
+        maintenance,
+        rbac_sync,
+        connectors_sync,
+        federation_sync,
+    ];
     if let Some(fa_config) = &config.forward_auth {
         let forward_auth = forward_auth(
             fa_config,
@@ -288,6 +320,7 @@ pub async fn start(config: Config) -> Result<Running> {
         admin_password,
         shutdown: Some(tx),
         task,
+        federation,
         background,
         #[cfg(feature = "bench-internals")]
         state: kept_state,

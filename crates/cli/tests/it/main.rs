@@ -9,5 +9,6 @@
 
 mod can_i;
 mod connector;
+mod fleet;
 mod openid_client;
 mod up;

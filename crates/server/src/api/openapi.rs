@@ -43,7 +43,32 @@ pub fn group_version_document(
     if let Some(o) = doc.as_object_mut() {
         o.insert("paths".into(), Value::Object(paths));
     }
+    // Kinds the base document has no schema for (the review kinds the server adds to a
+    // group): an open object schema, so that every generated path resolves.
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for rt in registry
+            .types()
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+        {
+            schemas
+                .entry(schema_name(rt))
+                .or_insert_with(|| open_schema(rt));
+        }
+    }
     doc
+}
+
+/// An object schema that takes any field, carrying the kind's group-version-kind.
+fn open_schema(rt: &ResourceType) -> Value {
+    json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-group-version-kind": [gvk(rt)],
+    })
 }
 
 /// A document for kinds that have no generated schema: each kind an open object schema carrying
@@ -55,14 +80,7 @@ pub fn generic_document(registry: &Registry, group: &str, version: &str) -> Valu
         .iter()
         .filter(|t| t.group == group && t.version == version)
     {
-        schemas.insert(
-            schema_name(rt),
-            json!({
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-                "x-kubernetes-group-version-kind": [gvk(rt)],
-            }),
-        );
+        schemas.insert(schema_name(rt), open_schema(rt));
     }
     json!({
         "openapi": "3.0.0",

@@ -133,9 +133,14 @@ pub struct ResourceType {
 }
 
 /// A create-only kind answered from the request itself, as the `authorization.k8s.io` reviews.
+#[async_trait::async_trait]
 pub trait Review: Send + Sync {
     /// Answers `object` (the posted review) for `user`; returns the review with its `status`.
-    fn review(&self, user: &UserInfo, object: Value) -> Result<Value, super::status::ApiError>;
+    async fn review(
+        &self,
+        user: &UserInfo,
+        object: Value,
+    ) -> Result<Value, super::status::ApiError>;
 }
 
 impl std::fmt::Debug for ResourceType {
@@ -189,6 +194,21 @@ impl Registry {
         self.types
             .iter()
             .find(|t| t.group == group && t.version == version && t.plural == plural)
+    }
+
+    /// Replaces the codec of the type of `group` and `plural`; false when there is none.
+    pub fn set_codec(&mut self, group: &str, plural: &str, codec: Arc<dyn Codec>) -> bool {
+        match self
+            .types
+            .iter_mut()
+            .find(|t| t.group == group && t.plural == plural)
+        {
+            Some(t) => {
+                t.codec = codec;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every type.

@@ -10,6 +10,7 @@ mod agent;
 mod api;
 mod connectors;
 mod escalation;
+mod federation;
 mod kube_apiserver;
 mod kubectl;
 mod oidc;
