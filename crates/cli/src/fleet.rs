@@ -229,28 +229,31 @@ pub async fn who_can(
     let run = async || -> Result<i32> {
         let spec = review_attributes(verb, resource, name, namespace);
         let answer = post_review(api, "FleetWhoCanReview", spec).await?;
-        let clusters = answer
-            .pointer("/status/clusters")
+        let status = answer.get("status").cloned().unwrap_or_default();
+        let clusters = status
+            .get("clusters")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
         let mut out = std::io::stdout().lock();
         if output == Some("json") {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&Value::Object(clusters.clone()))?
-            );
+            // The answer as served: each scope's subjects once, and per cluster its scopes.
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
         } else {
             let mut rows: Vec<[String; 4]> = Vec::new();
-            for (cluster, subjects) in &clusters {
-                for s in subjects.as_array().into_iter().flatten() {
-                    rows.push([
-                        cluster.clone(),
-                        format!("{}/{}", str_at(s, "/kind"), str_at(s, "/name")),
-                        str_at(s, "/scope").to_owned(),
-                        reference(&s["source"]),
-                    ]);
+            for (cluster, scopes) in &clusters {
+                for scope in scopes.as_array().into_iter().flatten() {
+                    let subjects = scope
+                        .as_str()
+                        .and_then(|k| status.get("scopes").and_then(|m| m.get(k)));
+                    for s in subjects.and_then(Value::as_array).into_iter().flatten() {
+                        rows.push([
+                            cluster.clone(),
+                            format!("{}/{}", str_at(s, "/kind"), str_at(s, "/name")),
+                            str_at(s, "/scope").to_owned(),
+                            reference(&s["source"]),
+                        ]);
+                    }
                 }
             }
             print_table(&mut out, ["CLUSTER", "SUBJECT", "SCOPE", "SOURCE"], &rows);

@@ -17,7 +17,7 @@ use portcullis_rbac::v1::PolicyRule;
 
 use crate::fleet::FleetSnapshot;
 use crate::model::Change;
-use crate::objects::{ObjectKind, RbacObject};
+use crate::objects::{ObjectKind, Plane, RbacObject};
 use crate::plan::{LayerId, Planner, Target};
 
 /// Who writes.
@@ -29,22 +29,34 @@ pub struct Writer<'a> {
     pub groups: &'a [String],
 }
 
-/// Why a write is refused: the first cluster (management plane first, then by name) where the
-/// writer lacks what the write grants.
+/// Why a write is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "user {user} (groups={groups}) is attempting to grant on cluster {cluster:?} \
-     permissions not held there:\n{missing}"
-)]
-pub struct Refusal {
-    /// Writer's name, quoted.
-    pub user: String,
-    /// Writer's groups, as a list.
-    pub groups: String,
-    /// The cluster.
-    pub cluster: String,
-    /// The missing rules, compacted, one a line.
-    pub missing: String,
+pub enum Refusal {
+    /// The first cluster (management plane first, then by name) where the writer lacks what
+    /// the write grants.
+    #[error(
+        "user {user} (groups={groups}) is attempting to grant on cluster {cluster:?} \
+         permissions not held there:\n{missing}"
+    )]
+    Escalation {
+        /// Writer's name, quoted.
+        user: String,
+        /// Writer's groups, as a list.
+        groups: String,
+        /// The cluster.
+        cluster: String,
+        /// The missing rules, compacted, one a line.
+        missing: String,
+    },
+    /// A binding names a role that does not exist in its namespace: as kube-apiserver, whose
+    /// binding registry answers 404 unless the writer holds `bind` on the role.
+    #[error("{resource}.portcullis.dev {name:?} not found")]
+    RoleNotFound {
+        /// Plural resource of the role kind (`kommanderroles`, `clusterscoperoles`).
+        resource: &'static str,
+        /// The role's name.
+        name: String,
+    },
 }
 
 /// Checks `change` (a write of a role or binding of either plane) by `writer` against what it
@@ -58,6 +70,32 @@ pub fn check_write(
     writer: Writer<'_>,
     change: Change,
 ) -> Result<(), Refusal> {
+    if let Change::Upsert(r) = &change {
+        let bound = match &**r {
+            portcullis_model::Resource::KommanderRoleBinding(b) => Some((
+                Plane::Management,
+                "kommanderroles",
+                &b.metadata,
+                &b.role_ref.name,
+            )),
+            portcullis_model::Resource::ClusterScopeRoleBinding(b) => Some((
+                Plane::Fleet,
+                "clusterscoperoles",
+                &b.metadata,
+                &b.role_ref.name,
+            )),
+            _ => None,
+        };
+        if let Some((plane, resource, meta, role)) = bound {
+            let ns = meta.namespace.as_deref().unwrap_or_default();
+            if planner.model().role(plane, ns, role).is_none() {
+                return Err(Refusal::RoleNotFound {
+                    resource,
+                    name: role.clone(),
+                });
+            }
+        }
+    }
     let mut after = planner.clone();
     let delta = after.apply(change);
     let mut held: HashMap<(LayerId, String), Vec<PolicyRule>> = HashMap::new();
@@ -115,7 +153,7 @@ pub fn check_write(
                     compact_rules(&missing).iter().map(compact_string).collect();
                 lines.sort();
                 lines.dedup();
-                return Err(Refusal {
+                return Err(Refusal::Escalation {
                     user: go_quote(writer.user),
                     groups: portcullis_rbac::escalation::go_quote_list(writer.groups),
                     cluster: target.to_string(),

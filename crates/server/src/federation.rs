@@ -426,7 +426,17 @@ impl Codec for FederatedCodec {
                     Change::Upsert(Box::new(resource)),
                 )
             })
-            .map_err(|refusal| DecodeFailure::Forbidden(refusal.to_string()))
+            .map_err(|refusal| match refusal {
+                escalation::Refusal::RoleNotFound { resource, name } => {
+                    DecodeFailure::Status(crate::api::status::ApiError::from_store(
+                        portcullis_store::StoreError::NotFound(name.clone()),
+                        GROUP,
+                        resource,
+                        &name,
+                    ))
+                }
+                other => DecodeFailure::Forbidden(other.to_string()),
+            })
     }
 }
 

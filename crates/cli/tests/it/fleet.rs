@@ -160,8 +160,14 @@ fn explain_who_can_fleet_plan_and_defaults_reset_name_the_sources() {
         "who-can", "--fleet", "get", "pods", "-n", "p1", "-o", "json",
     ])))
     .unwrap();
+    // Each scope's subjects once; per cluster, the scopes it holds.
+    assert_eq!(
+        json["clusters"]["c1"],
+        serde_json::json!(["fleet/Workspace ws-a"]),
+        "{json}"
+    );
     assert!(
-        json["c1"]
+        json["scopes"]["fleet/Workspace ws-a"]
             .as_array()
             .unwrap()
             .iter()

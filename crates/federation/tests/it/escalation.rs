@@ -95,6 +95,18 @@ fn a_grant_within_ones_holdings_is_allowed_at_each_scope() {
         )),
     )
     .unwrap();
+    // A binding to a role that does not exist is the registry's 404.
+    let e = check(
+        &p,
+        upsert(cluster_scope_binding(
+            "ws-a",
+            "later",
+            "not-yet",
+            vec![user("bob")],
+        )),
+    )
+    .unwrap_err();
+    assert_eq!(e, "clusterscoperoles.portcullis.dev \"not-yet\" not found");
     // Deleting grants nothing.
     check(&p, delete("ClusterScopeRoleBinding", "ws-a", "ann-ops")).unwrap();
 }

@@ -251,12 +251,26 @@ impl Review for FleetWhoCanReview {
         .attributes()
         .map_err(|e| invalid(KIND, format!("spec: {e}")))?;
         let answer = self.fed.fleet().load().who_can(&attrs);
-        let mut clusters = serde_json::Map::new();
-        for target in answer.targets.keys() {
-            let subjects: Vec<_> = answer.on(target).collect();
-            clusters.insert(target.name().to_owned(), json!(subjects));
+        // Each scope's subjects once, and per cluster the scopes it holds: a Global grant is
+        // one entry, not one per cluster (a fleet of 1,000 clusters would repeat it 1,000
+        // times).
+        let scope_key = |id: &portcullis_federation::LayerId| match id.plane() {
+            portcullis_federation::Plane::Management => format!("management/{id}"),
+            portcullis_federation::Plane::Fleet => format!("fleet/{id}"),
+        };
+        let mut scopes = serde_json::Map::new();
+        for (id, subjects) in &answer.layers {
+            scopes.insert(scope_key(id), json!(**subjects));
         }
-        Ok(answered(object, json!({ "clusters": clusters })))
+        let mut clusters = serde_json::Map::new();
+        for (target, ids) in &answer.targets {
+            let ids: Vec<String> = ids.iter().map(scope_key).collect();
+            clusters.insert(target.name().to_owned(), json!(ids));
+        }
+        Ok(answered(
+            object,
+            json!({ "scopes": scopes, "clusters": clusters }),
+        ))
     }
 }
 

@@ -420,6 +420,27 @@ async fn granting_beyond_ones_holdings_on_any_cluster_is_refused_naming_cluster_
     )
     .await;
     assert_eq!(code, 201, "{body}");
+
+    // A binding to a role that does not exist: 404, as kube-apiserver's binding registry
+    // answers one who may not `bind` it.
+    let (code, body) = post(
+        &s,
+        &alice,
+        "/namespaces/ws-e/kommanderrolebindings",
+        &binding(
+            "KommanderRoleBinding",
+            "ws-e",
+            "bob-later",
+            "not-yet",
+            "bob",
+        ),
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        body["message"], r#"kommanderroles.portcullis.dev "not-yet" not found"#,
+        "{body}"
+    );
     s.stop().await;
 }
 
