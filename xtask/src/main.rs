@@ -357,6 +357,7 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "planner",
         "",
     ),
+    ("fleet-cli", "portcullis", "cli", "fleet", ""),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {

@@ -396,16 +396,13 @@ impl FleetSnapshot {
     pub fn who_can(&self, a: &Attributes) -> FleetWhoCanAnswer {
         let mut answer = FleetWhoCanAnswer::default();
         let mut empty: BTreeSet<&LayerId> = BTreeSet::new();
-        for (t, set) in &self.targets {
+        for t in self.targets.keys() {
             let mut held = Vec::new();
-            for id in set.iter() {
+            for (id, l) in self.layers_of(t) {
                 if empty.contains(id) {
                     continue;
                 }
                 if !answer.layers.contains_key(id) {
-                    let Some(l) = self.layers.get(id) else {
-                        continue;
-                    };
                     let found = layer_who_can(id, l, a);
                     if found.is_empty() {
                         empty.insert(id);
@@ -416,6 +413,7 @@ impl FleetSnapshot {
                 held.push(id.clone());
             }
             if !held.is_empty() {
+                held.sort();
                 answer.targets.insert(t.clone(), held);
             }
         }

@@ -538,5 +538,16 @@ proptest! {
                 prop_assert_eq!(snap.explain(t, &a).allowed, want, "explain {} {:?}", t, a);
             }
         }
+        // who-can names exactly the subjects through whom each identity is allowed.
+        for a in requests() {
+            let question = Attributes { user: String::new(), groups: Vec::new(), ..a.clone() };
+            let answer = snap.who_can(&question);
+            for t in &targets {
+                let named = answer.on(t).any(|w| {
+                    (w.kind == "User" && w.name == a.user) || (w.kind == "Group" && a.groups.contains(&w.name))
+                });
+                prop_assert_eq!(named, reference(&model, t, &a), "who-can {} {:?}", t, a);
+            }
+        }
     }
 }
