@@ -245,7 +245,7 @@ fn main() {
             "--as",
             "user-10149@example.com",
             "--cluster",
-            "cluster-15",
+            "cluster-7",
             "get",
             "pods",
             "-n",
@@ -296,13 +296,13 @@ fn main() {
             ],
         ),
         (
-            "explain --as user-10149@example.com --cluster cluster-15 get pods -n proj-7",
+            "explain --as user-10149@example.com --cluster cluster-7 get pods -n proj-7",
             vec![
                 "explain",
                 "--as",
                 "user-10149@example.com",
                 "--cluster",
-                "cluster-15",
+                "cluster-7",
                 "get",
                 "pods",
                 "-n",
@@ -323,9 +323,8 @@ fn main() {
     let _ = writeln!(md, "## Fleet questions from the command line (fleet-cli)\n");
     let _ = writeln!(
         md,
-        "`portcullis up` (release build, memory store, TLS) holding {CLUSTERS} clusters in {WORKSPACES} workspaces, {PROJECTS} projects and {} bindings of the default roles, which the management plane created itself for every workspace and project ({} applied with `portcullis apply -f` in {:.1} s). Each row is the wall time of the `portcullis` binary as a user runs it (process start, kubeconfig, TLS handshake with the admin's client certificate, the review, output), median and p99 of {RUNS} runs, client and server on the same {cpus} cores. `who-can --fleet` answers with each scope's subjects once and per cluster the scopes it holds; the table prints one row per cluster and subject. No other tool answers who can across a fleet; `can-i` on the management plane is the floor a CLI call costs here.\n",
+        "`portcullis up` (release build, memory store, TLS) holding {CLUSTERS} clusters in {WORKSPACES} workspaces, {PROJECTS} projects and {} bindings of the default roles, which the management plane created itself for every workspace and project (the fleet applied with `portcullis apply -f` in {:.1} s). Each row is the wall time of the `portcullis` binary as a user runs it (process start, kubeconfig, TLS handshake with the admin's client certificate, the review, output), median and p99 of {RUNS} runs, client and server on the same {cpus} cores. `who-can --fleet` answers with each scope's subjects once and per cluster the scopes it holds; the table prints one row per cluster and subject. No other tool answers who can across a fleet; `can-i` on the management plane is the floor a CLI call costs here.\n",
         GLOBAL_BINDINGS + WORKSPACES * WORKSPACE_BINDINGS + PROJECTS * PROJECT_BINDINGS,
-        "the fleet",
         applied.as_secs_f64(),
     );
     let _ = writeln!(
