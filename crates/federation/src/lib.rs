@@ -17,6 +17,8 @@
 #![deny(missing_docs)]
 
 pub mod defaults;
+#[cfg(feature = "delivery")]
+pub mod delivery;
 pub mod escalation;
 pub mod fleet;
 pub mod model;
