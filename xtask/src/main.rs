@@ -40,8 +40,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// Cargo features the test and CI runs turn on (they need the packages above): the etcd
-/// backend, through the binary so that the server's and the store's `etcd` features are on.
-const TEST_FEATURES: &str = "portcullis/etcd";
+/// backend, through the binary so that the server's and the store's `etcd` features are on;
+/// federation's delivery (reconciler and sinks), whose tests run against kube-apiserver doubles.
+const TEST_FEATURES: &str = "portcullis/etcd,portcullis-federation/delivery";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "portcullis project automation")]

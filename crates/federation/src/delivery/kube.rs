@@ -146,6 +146,11 @@ impl KubeCluster {
         &self.name
     }
 
+    /// The kube client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn err(&self, what: &str, e: impl std::fmt::Display) -> DeliveryError {
         DeliveryError::Cluster {
             cluster: self.name.clone(),
