@@ -63,8 +63,9 @@ enum Task {
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
     Bench {
-        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis, proxy) or crate
-        /// directories (cli, server: both of their sections): they are replaced, the others kept.
+        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis, proxy, federation,
+        /// delivery, ...) or crate directories (cli, server, federation: each of their sections):
+        /// they are replaced, the others kept.
         only: Vec<String>,
     },
     /// Install the test dependencies only.
@@ -359,6 +360,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "",
     ),
     ("fleet-cli", "portcullis", "cli", "fleet", ""),
+    (
+        "delivery",
+        "portcullis-federation",
+        "federation",
+        "delivery",
+        "delivery",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {
