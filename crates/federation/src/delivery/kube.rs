@@ -6,7 +6,7 @@
 //!   `fieldManager=portcullis`) of the planned object only — the fields portcullis owns — and
 //!   are **never forced**: a field that another *applier* owns is a conflict, reported.
 //! - Before creating, a GET: an object that exists without
-//!   [`MANAGED_BY_LABEL`](crate::objects::MANAGED_BY_LABEL) is not portcullis's, whatever its
+//!   [`MANAGED_BY_LABEL`] is not portcullis's, whatever its
 //!   name; it is reported ("pre-existing object") and never changed or deleted. A project
 //!   namespace that exists without the label is used as it is and never deleted.
 //! - A manual edit of an object that carries the label (`kubectl edit`, `patch`, `replace`: the

@@ -427,8 +427,8 @@ async fn an_unreachable_cluster_shows_its_error_does_not_block_the_others_and_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_sync_converges_without_duplicate_or_lost_work() {
     let mut objects = fleet();
-    for i in 0..60 {
-        objects.push(cluster_scope_role(GLOBAL, &format!("r{i:02}"), read_pods()));
+    for i in 0..150 {
+        objects.push(cluster_scope_role(GLOBAL, &format!("r{i:03}"), read_pods()));
     }
     let (conns, doubles, clients) = Harness::doubles(CLUSTERS).await;
     let planner = crate::fixtures::planner(objects);
