@@ -40,8 +40,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// Cargo features the test and CI runs turn on (they need the packages above): the etcd
-/// backend, through the binary so that the server's and the store's `etcd` features are on.
-const TEST_FEATURES: &str = "portcullis/etcd";
+/// backend, through the binary so that the server's and the store's `etcd` features are on;
+/// federation's delivery (reconciler and sinks), whose tests run against kube-apiserver doubles.
+const TEST_FEATURES: &str = "portcullis/etcd,portcullis-federation/delivery";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "portcullis project automation")]
@@ -62,8 +63,9 @@ enum Task {
     Ci,
     /// Run the benchmarks (each beside its competitor) and write docs/benchmarks.md.
     Bench {
-        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis, proxy) or crate
-        /// directories (cli, server: both of their sections): they are replaced, the others kept.
+        /// Only these sections (rbac, rbac-cli, store, server, chain, portcullis, proxy, federation,
+        /// delivery, ...) or crate directories (cli, server, federation: each of their sections):
+        /// they are replaced, the others kept.
         only: Vec<String>,
     },
     /// Install the test dependencies only.
@@ -358,6 +360,13 @@ const BENCHES: &[(&str, &str, &str, &str, &str)] = &[
         "",
     ),
     ("fleet-cli", "portcullis", "cli", "fleet", ""),
+    (
+        "delivery",
+        "portcullis-federation",
+        "federation",
+        "delivery",
+        "delivery",
+    ),
 ];
 
 fn bench(root: &Path, only: &[String]) -> Result<()> {

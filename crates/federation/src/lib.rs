@@ -10,13 +10,15 @@
 //! | Workspace | Role in the workspace namespace | ClusterRole on every cluster of the workspace |
 //! | Project | Role in the project namespace | Role in the project namespace on every cluster the project is placed on |
 //!
-//! Bindings become RoleBindings or ClusterRoleBindings on the same clusters. See [`plan`] for
+//! Bindings become RoleBindings or ClusterRoleBindings on the same clusters. See [`plan`](mod@plan) for
 //! names, labels, workspace → project inheritance and the incremental planner, [`fleet`] for
 //! the index, [`escalation`] for escalation prevention across scopes, [`defaults`] for the
 //! default roles.
 #![deny(missing_docs)]
 
 pub mod defaults;
+#[cfg(feature = "delivery")]
+pub mod delivery;
 pub mod escalation;
 pub mod fleet;
 pub mod model;

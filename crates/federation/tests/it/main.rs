@@ -1,4 +1,5 @@
-//! Integration tests of the federation planner, the fleet index and escalation prevention.
+//! Integration tests of the federation planner, the fleet index and escalation prevention, and
+//! (feature `delivery`) of delivery against kube-apiserver doubles and real API servers.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,6 +8,8 @@
     clippy::large_enum_variant
 )]
 
+#[cfg(feature = "delivery")]
+mod delivery;
 mod escalation;
 mod fixtures;
 mod properties;
