@@ -734,12 +734,12 @@ where
         {
             req.extensions_mut().insert(info);
         }
-        let labels = metrics::RequestLabels::of(&req);
+        let series = self.layer.metrics.request_series(&req);
         let metrics = self.layer.metrics.clone();
         let start = Instant::now();
         Box::pin(async move {
             let response = inner.call(req).await?;
-            metrics.request(labels, response.status(), start.elapsed());
+            metrics.request(&series, response.status(), start.elapsed());
             Ok(response)
         })
     }
