@@ -407,7 +407,7 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         return Err(ApiError::unauthorized());
     };
     // Discovery documents are non-resource paths.
-    if !info.is_resource_request {
+    if !info.is_resource_request() {
         let segments: Vec<&str> = parts
             .uri
             .path()
@@ -427,15 +427,15 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         };
     }
     // RESOURCE[/NAME[/SUBRESOURCE]]: anything deeper is no path of this API.
-    if info.parts.len() > 3 {
+    if info.parts().count() > 3 {
         return Err(ApiError::path_not_found());
     }
-    let (group, version) = (info.api_group.as_str(), info.api_version.as_str());
+    let (group, version) = (info.api_group(), info.api_version());
     let (namespace, plural, name, subresource) = (
-        info.namespace.as_str(),
-        info.resource.as_str(),
-        info.name.as_str(),
-        info.subresource.as_str(),
+        info.namespace(),
+        info.resource(),
+        info.name(),
+        info.subresource(),
     );
     let rt = app
         .registry

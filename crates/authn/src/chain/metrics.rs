@@ -100,21 +100,21 @@ fn with_labels<B, T>(req: &http::Request<B>, f: impl FnOnce(&LabelsRef<'_>) -> T
         (_, &http::Method::CONNECT) => "CONNECT",
         _ => "other",
     };
-    let scope = if !info.is_resource_request {
+    let scope = if !info.is_resource_request() {
         ""
-    } else if !info.name.is_empty() {
+    } else if !info.name().is_empty() {
         "resource"
-    } else if !info.namespace.is_empty() {
+    } else if !info.namespace().is_empty() {
         "namespace"
     } else {
         "cluster"
     };
     f(&LabelsRef {
         verb,
-        group: &info.api_group,
-        version: &info.api_version,
-        resource: &info.resource,
-        subresource: &info.subresource,
+        group: info.api_group(),
+        version: info.api_version(),
+        resource: info.resource(),
+        subresource: info.subresource(),
         scope,
         component: "apiserver",
     })
