@@ -5,7 +5,7 @@
 //! handler.
 //!
 //! [`Chain::layer`] builds them in that order. A handler behind them finds the request's
-//! [`RequestInfo`] and the [`UserInfo`] it acts as in the request's extensions (and the
+//! [`RequestInfo`] and the `Arc<UserInfo>` it acts as in the request's extensions (and the
 //! authenticated requester as [`OriginalUser`] when it impersonated someone): no route is
 //! reachable without passing authentication and authorization. Every refusal is a Kubernetes
 //! `Status` (401, 403, 429, 400) as kube-apiserver writes it. [`MetricsLayer`] goes around
@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use portcullis_rbac::Attributes;
-use rustls_pki_types::CertificateDer;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
@@ -34,18 +33,14 @@ use crate::{
 use audit::{AuditLog, AuditRecord};
 use metrics::Metrics;
 
-/// The client certificate chain of a request's connection, as the TLS layer verified it at
-/// the handshake; the accept loop inserts it into every request's extensions. Never read from
-/// headers.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+pub use crate::PeerCertificates;
 
 /// The peer's address, for audit's `sourceIPs`; inserted by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
 
-/// The authenticated requester of a request that impersonated someone (the [`UserInfo`] in the
-/// extensions is then the impersonated identity).
+/// The authenticated requester of a request that impersonated someone (the `Arc<UserInfo>` in
+/// the extensions is then the impersonated identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalUser(pub UserInfo);
 
@@ -342,14 +337,12 @@ where
         let layer = self.layer.clone();
         let mut inner = take(&mut self.inner);
         Box::pin(async move {
-            let peer = req
-                .extensions()
-                .get::<PeerCertificates>()
-                .cloned()
-                .unwrap_or_default();
             let credentials = Credentials {
                 headers: req.headers(),
-                peer_certificates: &peer.0,
+                peer_certificates: req
+                    .extensions()
+                    .get::<PeerCertificates>()
+                    .unwrap_or(&PeerCertificates::NONE),
             };
             let outcome = layer.authenticator.authenticate(&credentials).await;
             let user = match outcome {
@@ -357,7 +350,7 @@ where
                     layer.metrics.authentication("success");
                     a.user
                 }
-                Ok(None) if layer.anonymous => UserInfo::anonymous(),
+                Ok(None) if layer.anonymous => ANONYMOUS.clone(),
                 Ok(None) => {
                     layer.metrics.authentication("failure");
                     return Ok(unauthorized());
@@ -375,6 +368,10 @@ where
         })
     }
 }
+
+/// The identity of requests without credentials, when they are let in.
+static ANONYMOUS: std::sync::LazyLock<Arc<UserInfo>> =
+    std::sync::LazyLock::new(|| Arc::new(UserInfo::anonymous()));
 
 fn unauthorized<R: From<String>>() -> Response<R> {
     status_response(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
@@ -459,10 +456,11 @@ where
         if !impersonating {
             return pass(self.inner.call(req));
         }
-        let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+        let Some(requester) = req.extensions().get::<Arc<UserInfo>>() else {
             // Cannot happen behind authentication: deny.
             return answer(unauthorized());
         };
+        let requester = UserInfo::clone(requester);
         match impersonate(&*self.layer.authorizer, requester, req.headers()) {
             Ok(impersonated) => {
                 act_as(&mut req, impersonated);
@@ -514,7 +512,7 @@ fn act_as<B>(req: &mut Request<B>, impersonated: crate::Impersonated) {
     if let Some(original) = impersonated.original {
         req.extensions_mut().insert(OriginalUser(original));
     }
-    req.extensions_mut().insert(impersonated.user);
+    req.extensions_mut().insert(Arc::new(impersonated.user));
 }
 
 /// The impersonation layer of a front end whose authorizer is elsewhere (the API proxy asks
@@ -549,9 +547,10 @@ where
         let authorizer = self.layer.authorizer.clone();
         let mut inner = take(&mut self.inner);
         futures::future::Either::Right(Box::pin(async move {
-            let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+            let Some(requester) = req.extensions().get::<Arc<UserInfo>>() else {
                 return Ok(unauthorized());
             };
+            let requester = UserInfo::clone(requester);
             match impersonate_remote(&*authorizer, requester, req.headers()).await {
                 Ok(impersonated) => {
                     act_as(&mut req, impersonated);
@@ -656,7 +655,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (Some(info), Some(user)) = (
             req.extensions().get::<RequestInfo>(),
-            req.extensions().get::<UserInfo>(),
+            req.extensions().get::<Arc<UserInfo>>(),
         ) else {
             // Cannot happen behind the earlier layers: deny.
             return answer(unauthorized());

@@ -13,7 +13,6 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -173,7 +172,7 @@ fn main() {
         let kc = Kubeconfig::read(&dir.path().join("admin.conf")).unwrap();
         let cert = decode_data(kc.users[0].user.client_certificate_data.as_ref().unwrap()).unwrap();
         let der = CertificateDer::from_pem_slice(&cert).unwrap().into_owned();
-        let peer = PeerCertificates(Arc::new(vec![der]));
+        let peer = PeerCertificates::new(vec![der]);
         let (with_chain, without) = portcullis_server::bench_support::routers(&running);
         let (chain_us, alone_us) =
             chain_alone(&portcullis_server::bench_support::chain(&running), &peer).await;

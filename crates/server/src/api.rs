@@ -402,7 +402,7 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
     // Both are set by the filter chain in front of this handler; without them, nothing.
     let (Some(info), Some(user)) = (
         parts.extensions.get::<RequestInfo>().cloned(),
-        parts.extensions.get::<UserInfo>().cloned(),
+        parts.extensions.get::<Arc<UserInfo>>().cloned(),
     ) else {
         return Err(ApiError::unauthorized());
     };
@@ -477,7 +477,15 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         return test_connector(app, &parts, body, name).await;
     }
     if let Some(review) = &rt.review {
-        return serve_review(app, &parts, body, rt, review.as_ref(), user).await;
+        return serve_review(
+            app,
+            &parts,
+            body,
+            rt,
+            review.as_ref(),
+            UserInfo::clone(&user),
+        )
+        .await;
     }
     let query = parse_query(&parts.uri);
     let target = Target {

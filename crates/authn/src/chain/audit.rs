@@ -253,7 +253,7 @@ struct Record {
     id: String,
     request_uri: String,
     verb: String,
-    user: UserInfo,
+    user: Arc<UserInfo>,
     impersonated: Option<UserInfo>,
     source_ips: Vec<String>,
     user_agent: Option<String>,
@@ -274,7 +274,7 @@ impl AuditRecord {
             .unwrap_or_default();
         let user = req
             .extensions()
-            .get::<UserInfo>()
+            .get::<Arc<UserInfo>>()
             .cloned()
             .unwrap_or_default();
         let mut decision = policy.decide(&user, &info);
