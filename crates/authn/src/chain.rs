@@ -147,7 +147,8 @@ pub type ChainService<S> = RequestInfoService<
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A layer's `Layer` impl and its service: the inner service and the layer's settings.
+/// A layer's `Layer` impl and its service: the inner service and the layer's settings, shared
+/// (the services are cloned for every request, and a clone is then one reference count).
 macro_rules! layer_service {
     ($layer:ident => $service:ident) => {
         impl<S> Layer<S> for $layer {
@@ -155,7 +156,7 @@ macro_rules! layer_service {
             fn layer(&self, inner: S) -> Self::Service {
                 $service {
                     inner,
-                    layer: self.clone(),
+                    layer: Arc::new(self.clone()),
                 }
             }
         }
@@ -164,7 +165,7 @@ macro_rules! layer_service {
         #[derive(Clone)]
         pub struct $service<S> {
             inner: S,
-            layer: $layer,
+            layer: Arc<$layer>,
         }
     };
 }
@@ -578,9 +579,8 @@ layer_service!(MaxInFlightLayer => MaxInFlightService);
 
 impl<S, B, R> Service<Request<B>> for MaxInFlightService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
     R: From<String>,
 {
     type Response = Response<R>;
@@ -592,10 +592,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let info = req.extensions().get::<RequestInfo>();
         if info.is_some_and(RequestInfo::is_long_running) {
-            return Box::pin(async move { inner.call(req).await });
+            return Box::pin(self.inner.call(req));
         }
         let (kind, semaphore) = match info.map(RequestInfo::verb) {
             // As kube-apiserver: get and list are read-only, every other verb mutating.
@@ -616,11 +615,13 @@ where
                 Ok(response)
             });
         };
-        let metrics = self.layer.metrics.clone();
+        // Counted from here: the inner service is called at once (`poll_ready` readied it),
+        // and the permit and count are held until its response.
+        let in_flight = self.layer.metrics.in_flight(kind);
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let _in_flight = metrics.in_flight(kind);
-            let response = inner.call(req).await;
-            drop(permit);
+            let response = response.await;
+            drop((permit, in_flight));
             response
         })
     }
@@ -713,9 +714,8 @@ layer_service!(MetricsLayer => MetricsService);
 
 impl<S, B, R> Service<Request<B>> for MetricsService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -726,7 +726,6 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         // Parsed once here, for the labels, and left for the chain's request info layer.
         if req.extensions().get::<RequestInfo>().is_none()
             && let Ok(info) = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
@@ -736,8 +735,10 @@ where
         let series = self.layer.metrics.request_series(&req);
         let metrics = self.layer.metrics.clone();
         let start = Instant::now();
+        // Called at once (`poll_ready` readied it): only the response is awaited.
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let response = inner.call(req).await?;
+            let response = response.await?;
             metrics.request(&series, response.status(), start.elapsed());
             Ok(response)
         })

@@ -153,6 +153,16 @@ impl ClientCertificate {
 #[async_trait::async_trait]
 impl Authenticator for ClientCertificate {
     async fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
+        self.outcome(credentials)
+    }
+
+    fn authenticate_now(&self, credentials: &Credentials<'_>) -> Option<Outcome> {
+        Some(self.outcome(credentials))
+    }
+}
+
+impl ClientCertificate {
+    fn outcome(&self, credentials: &Credentials<'_>) -> Outcome {
         // The chain's hash was computed once for its connection.
         let peer = credentials.peer_certificates;
         let Some(key) = peer.hash() else {
