@@ -8,13 +8,68 @@ use secrecy::SecretString;
 use crate::{Error, UserInfo};
 
 /// What an authenticator may look at: the request headers and the client certificate chain
-/// the TLS layer received (leaf first; empty without a client certificate).
+/// the TLS layer received (empty without a client certificate).
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
     /// Request headers.
     pub headers: &'a http::HeaderMap,
     /// The peer's certificate chain as presented, leaf first. Not assumed verified.
-    pub peer_certificates: &'a [CertificateDer<'static>],
+    pub peer_certificates: &'a PeerCertificates,
+}
+
+/// A client certificate chain as the TLS layer received it at the handshake (leaf first, not
+/// assumed verified), with the SHA-256 that [`ClientCertificate`](crate::ClientCertificate)
+/// remembers verified chains by: computed here, once per connection, from these very
+/// certificates (the fields are private, so the two cannot disagree). The accept loop inserts
+/// it into every request's extensions; never read from headers.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(Option<Arc<PeerChain>>);
+
+#[derive(Debug)]
+struct PeerChain {
+    certificates: Vec<CertificateDer<'static>>,
+    hash: [u8; 32],
+}
+
+impl PeerCertificates {
+    /// No client certificate.
+    pub const NONE: PeerCertificates = PeerCertificates(None);
+
+    /// The chain a client presented, leaf first (empty: none).
+    pub fn new(certificates: Vec<CertificateDer<'static>>) -> PeerCertificates {
+        if certificates.is_empty() {
+            return PeerCertificates::NONE;
+        }
+        let hash = chain_hash(&certificates);
+        PeerCertificates(Some(Arc::new(PeerChain { certificates, hash })))
+    }
+
+    /// The certificates, leaf first.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        self.0.as_ref().map_or(&[], |c| &c.certificates)
+    }
+
+    /// Whether the client presented no certificate.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The SHA-256 of the chain ([`chain_hash`]), `None` without certificates.
+    pub(crate) fn hash(&self) -> Option<&[u8; 32]> {
+        self.0.as_ref().map(|c| &c.hash)
+    }
+}
+
+/// The SHA-256 of a chain's certificates, each length-prefixed (so that no two chains share it).
+pub(crate) fn chain_hash(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for c in chain {
+        ctx.update(&(c.as_ref().len() as u64).to_be_bytes());
+        ctx.update(c.as_ref());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 impl<'a> Credentials<'a> {
@@ -22,7 +77,7 @@ impl<'a> Credentials<'a> {
     pub fn from_headers(headers: &'a http::HeaderMap) -> Credentials<'a> {
         Credentials {
             headers,
-            peer_certificates: &[],
+            peer_certificates: &PeerCertificates::NONE,
         }
     }
 
@@ -50,8 +105,9 @@ impl<'a> Credentials<'a> {
 /// An identity with how long it may be trusted without checking the credential again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
-    /// Who.
-    pub user: UserInfo,
+    /// Who: shared, so that an identity remembered for a credential is handed to each of its
+    /// requests without a copy.
+    pub user: Arc<UserInfo>,
     /// Unix seconds after which the credential is no longer valid (a JWT's `exp`), if known.
     pub expires_at: Option<u64>,
 }
@@ -72,6 +128,13 @@ pub enum Outcome {
 pub trait Authenticator: Send + Sync {
     /// Looks at the credentials of a request.
     async fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome;
+
+    /// The same outcome as [`Authenticator::authenticate`], given without waiting by an
+    /// authenticator that never needs to (no allocated future per request); `None` (the
+    /// default) to be asked `authenticate`. A shortcut, never another decision.
+    fn authenticate_now(&self, _credentials: &Credentials<'_>) -> Option<Outcome> {
+        None
+    }
 }
 
 /// Authenticators asked in order, as kube-apiserver's union authenticator with fail-on-error.
@@ -111,7 +174,11 @@ impl AuthenticatorChain {
         credentials: &Credentials<'_>,
     ) -> Result<Option<Authenticated>, Error> {
         for authenticator in &self.chain {
-            match authenticator.authenticate(credentials).await {
+            let outcome = match authenticator.authenticate_now(credentials) {
+                Some(outcome) => outcome,
+                None => authenticator.authenticate(credentials).await,
+            };
+            match outcome {
                 Outcome::NotMine => continue,
                 Outcome::Authenticated(a) => return Ok(Some(a)),
                 Outcome::Failed(e) => return Err(e),
@@ -149,6 +216,25 @@ mod tests {
         Credentials::from_headers(&headers)
             .bearer_token()
             .map(|t| t.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn a_peer_chain_is_hashed_once_as_the_chain_it_holds() {
+        let chain = vec![
+            CertificateDer::from(vec![1u8, 2, 3]),
+            CertificateDer::from(vec![4u8]),
+        ];
+        let peer = PeerCertificates::new(chain.clone());
+        assert_eq!(peer.certificates(), chain.as_slice());
+        assert_eq!(peer.hash(), Some(&chain_hash(&chain)));
+        // Length-prefixed: the same bytes cut differently are another chain.
+        let recut = [
+            CertificateDer::from(vec![1u8, 2]),
+            CertificateDer::from(vec![3u8, 4]),
+        ];
+        assert_ne!(chain_hash(&recut), chain_hash(&chain));
+        let none = PeerCertificates::new(Vec::new());
+        assert!(none.is_empty() && none.hash().is_none() && none.certificates().is_empty());
     }
 
     #[test]

@@ -108,10 +108,10 @@ mod tests {
 
     fn auth(name: &str, exp: u64) -> Authenticated {
         Authenticated {
-            user: UserInfo {
+            user: std::sync::Arc::new(UserInfo {
                 name: name.into(),
                 ..UserInfo::default()
-            },
+            }),
             expires_at: Some(exp),
         }
     }

@@ -5,7 +5,7 @@
 //! handler.
 //!
 //! [`Chain::layer`] builds them in that order. A handler behind them finds the request's
-//! [`RequestInfo`] and the [`UserInfo`] it acts as in the request's extensions (and the
+//! [`RequestInfo`] and the `Arc<UserInfo>` it acts as in the request's extensions (and the
 //! authenticated requester as [`OriginalUser`] when it impersonated someone): no route is
 //! reachable without passing authentication and authorization. Every refusal is a Kubernetes
 //! `Status` (401, 403, 429, 400) as kube-apiserver writes it. [`MetricsLayer`] goes around
@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use portcullis_rbac::Attributes;
-use rustls_pki_types::CertificateDer;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
@@ -34,18 +33,14 @@ use crate::{
 use audit::{AuditLog, AuditRecord};
 use metrics::Metrics;
 
-/// The client certificate chain of a request's connection, as the TLS layer verified it at
-/// the handshake; the accept loop inserts it into every request's extensions. Never read from
-/// headers.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+pub use crate::PeerCertificates;
 
 /// The peer's address, for audit's `sourceIPs`; inserted by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
 
-/// The authenticated requester of a request that impersonated someone (the [`UserInfo`] in the
-/// extensions is then the impersonated identity).
+/// The authenticated requester of a request that impersonated someone (the `Arc<UserInfo>` in
+/// the extensions is then the impersonated identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalUser(pub UserInfo);
 
@@ -152,7 +147,8 @@ pub type ChainService<S> = RequestInfoService<
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A layer's `Layer` impl and its service: the inner service and the layer's settings.
+/// A layer's `Layer` impl and its service: the inner service and the layer's settings, shared
+/// (the services are cloned for every request, and a clone is then one reference count).
 macro_rules! layer_service {
     ($layer:ident => $service:ident) => {
         impl<S> Layer<S> for $layer {
@@ -160,7 +156,7 @@ macro_rules! layer_service {
             fn layer(&self, inner: S) -> Self::Service {
                 $service {
                     inner,
-                    layer: self.clone(),
+                    layer: Arc::new(self.clone()),
                 }
             }
         }
@@ -169,7 +165,7 @@ macro_rules! layer_service {
         #[derive(Clone)]
         pub struct $service<S> {
             inner: S,
-            layer: $layer,
+            layer: Arc<$layer>,
         }
     };
 }
@@ -342,14 +338,12 @@ where
         let layer = self.layer.clone();
         let mut inner = take(&mut self.inner);
         Box::pin(async move {
-            let peer = req
-                .extensions()
-                .get::<PeerCertificates>()
-                .cloned()
-                .unwrap_or_default();
             let credentials = Credentials {
                 headers: req.headers(),
-                peer_certificates: &peer.0,
+                peer_certificates: req
+                    .extensions()
+                    .get::<PeerCertificates>()
+                    .unwrap_or(&PeerCertificates::NONE),
             };
             let outcome = layer.authenticator.authenticate(&credentials).await;
             let user = match outcome {
@@ -357,7 +351,7 @@ where
                     layer.metrics.authentication("success");
                     a.user
                 }
-                Ok(None) if layer.anonymous => UserInfo::anonymous(),
+                Ok(None) if layer.anonymous => ANONYMOUS.clone(),
                 Ok(None) => {
                     layer.metrics.authentication("failure");
                     return Ok(unauthorized());
@@ -375,6 +369,10 @@ where
         })
     }
 }
+
+/// The identity of requests without credentials, when they are let in.
+static ANONYMOUS: std::sync::LazyLock<Arc<UserInfo>> =
+    std::sync::LazyLock::new(|| Arc::new(UserInfo::anonymous()));
 
 fn unauthorized<R: From<String>>() -> Response<R> {
     status_response(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
@@ -459,10 +457,11 @@ where
         if !impersonating {
             return pass(self.inner.call(req));
         }
-        let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+        let Some(requester) = req.extensions().get::<Arc<UserInfo>>() else {
             // Cannot happen behind authentication: deny.
             return answer(unauthorized());
         };
+        let requester = UserInfo::clone(requester);
         match impersonate(&*self.layer.authorizer, requester, req.headers()) {
             Ok(impersonated) => {
                 act_as(&mut req, impersonated);
@@ -514,7 +513,7 @@ fn act_as<B>(req: &mut Request<B>, impersonated: crate::Impersonated) {
     if let Some(original) = impersonated.original {
         req.extensions_mut().insert(OriginalUser(original));
     }
-    req.extensions_mut().insert(impersonated.user);
+    req.extensions_mut().insert(Arc::new(impersonated.user));
 }
 
 /// The impersonation layer of a front end whose authorizer is elsewhere (the API proxy asks
@@ -549,9 +548,10 @@ where
         let authorizer = self.layer.authorizer.clone();
         let mut inner = take(&mut self.inner);
         futures::future::Either::Right(Box::pin(async move {
-            let Some(requester) = req.extensions().get::<UserInfo>().cloned() else {
+            let Some(requester) = req.extensions().get::<Arc<UserInfo>>() else {
                 return Ok(unauthorized());
             };
+            let requester = UserInfo::clone(requester);
             match impersonate_remote(&*authorizer, requester, req.headers()).await {
                 Ok(impersonated) => {
                     act_as(&mut req, impersonated);
@@ -579,9 +579,8 @@ layer_service!(MaxInFlightLayer => MaxInFlightService);
 
 impl<S, B, R> Service<Request<B>> for MaxInFlightService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
     R: From<String>,
 {
     type Response = Response<R>;
@@ -593,10 +592,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let info = req.extensions().get::<RequestInfo>();
         if info.is_some_and(RequestInfo::is_long_running) {
-            return Box::pin(async move { inner.call(req).await });
+            return Box::pin(self.inner.call(req));
         }
         let (kind, semaphore) = match info.map(RequestInfo::verb) {
             // As kube-apiserver: get and list are read-only, every other verb mutating.
@@ -617,11 +615,13 @@ where
                 Ok(response)
             });
         };
-        let metrics = self.layer.metrics.clone();
+        // Counted from here: the inner service is called at once (`poll_ready` readied it),
+        // and the permit and count are held until its response.
+        let in_flight = self.layer.metrics.in_flight(kind);
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let _in_flight = metrics.in_flight(kind);
-            let response = inner.call(req).await;
-            drop(permit);
+            let response = response.await;
+            drop((permit, in_flight));
             response
         })
     }
@@ -656,7 +656,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (Some(info), Some(user)) = (
             req.extensions().get::<RequestInfo>(),
-            req.extensions().get::<UserInfo>(),
+            req.extensions().get::<Arc<UserInfo>>(),
         ) else {
             // Cannot happen behind the earlier layers: deny.
             return answer(unauthorized());
@@ -714,9 +714,8 @@ layer_service!(MetricsLayer => MetricsService);
 
 impl<S, B, R> Service<Request<B>> for MetricsService<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -727,19 +726,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         // Parsed once here, for the labels, and left for the chain's request info layer.
         if req.extensions().get::<RequestInfo>().is_none()
             && let Ok(info) = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
         {
             req.extensions_mut().insert(info);
         }
-        let labels = metrics::RequestLabels::of(&req);
+        let series = self.layer.metrics.request_series(&req);
         let metrics = self.layer.metrics.clone();
         let start = Instant::now();
+        // Called at once (`poll_ready` readied it): only the response is awaited.
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let response = inner.call(req).await?;
-            metrics.request(labels, response.status(), start.elapsed());
+            let response = response.await?;
+            metrics.request(&series, response.status(), start.elapsed());
             Ok(response)
         })
     }

@@ -178,7 +178,7 @@ impl IssuerAuthenticator {
                 Ok(verified) => {
                     let user = self.user(&verified).map_err(Error::Claims)?;
                     return Ok(Authenticated {
-                        user,
+                        user: std::sync::Arc::new(user),
                         expires_at: Some(verified.expires_at),
                     });
                 }

@@ -30,13 +30,13 @@
 //! #     chain: &AuthenticatorChain,
 //! #     authorize: &dyn Fn(&Attributes) -> Decision,
 //! #     request: &http::request::Parts,
-//! #     peer_certificates: &[rustls_pki_types::CertificateDer<'static>],
+//! #     peer_certificates: &PeerCertificates,
 //! # ) -> Result<(), String> {
 //! let info = RequestInfo::parse(&request.method, request.uri.path(), request.uri.query())
 //!     .map_err(|e| e.to_string())?; // 400
 //! let credentials = Credentials { headers: &request.headers, peer_certificates };
 //! let user = match chain.authenticate(&credentials).await {
-//!     Ok(Some(authenticated)) => authenticated.user,
+//!     Ok(Some(authenticated)) => (*authenticated.user).clone(),
 //!     Ok(None) => UserInfo::anonymous(), // if anonymous requests are allowed
 //!     Err(_) => return Err("Unauthorized".into()), // 401; log the error, never the token
 //! };
@@ -63,7 +63,9 @@ mod request_info;
 mod user;
 mod x509;
 
-pub use authenticator::{Authenticated, Authenticator, AuthenticatorChain, Credentials, Outcome};
+pub use authenticator::{
+    Authenticated, Authenticator, AuthenticatorChain, Credentials, Outcome, PeerCertificates,
+};
 pub use cache::TokenCache;
 pub use config::{AuthenticationConfiguration, LegacyOidcFlags};
 pub use error::Error;

@@ -71,31 +71,116 @@ impl std::fmt::Display for Verb {
     }
 }
 
-/// A request as the authorizer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A request as the authorizer sees it: made only by [`RequestInfo::parse`], its parts read
+/// through accessors. Held as the decoded path and the spans of its parts in it, so that
+/// parsing a request allocates once (the path), not once per part.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RequestInfo {
-    /// True for `/api/...` and `/apis/...` paths naming a resource.
-    pub is_resource_request: bool,
-    /// The request path (without query).
-    pub path: String,
-    /// The verb.
-    pub verb: Verb,
-    /// `api` or `apis` (empty for non-resource requests).
-    pub api_prefix: String,
-    /// API group (`""` for core).
-    pub api_group: String,
-    /// API version.
-    pub api_version: String,
-    /// Namespace (`""`: cluster scope).
-    pub namespace: String,
-    /// Resource (plural).
-    pub resource: String,
-    /// Subresource.
-    pub subresource: String,
-    /// Object name (`""`: a collection).
-    pub name: String,
-    /// Path segments from the resource on.
-    pub parts: Vec<String>,
+    is_resource_request: bool,
+    /// The decoded request path (without query).
+    path: String,
+    verb: Verb,
+    api_prefix: Span,
+    api_group: Span,
+    api_version: Span,
+    namespace: Span,
+    resource: Span,
+    subresource: Span,
+    name: Name,
+    /// From the resource to the end of the path (`None`: no resource).
+    parts: Option<Span>,
+}
+
+/// Where a part of a [`RequestInfo`] is in its path (empty by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// Paths are at most [`MAX_PATH_LEN`] bytes, so offsets fit in `u32`.
+    fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: u32::try_from(start).unwrap_or(0),
+            end: u32::try_from(end).unwrap_or(0),
+        }
+    }
+
+    fn of(self, path: &str) -> &str {
+        path.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// The object name: a path segment, or the `metadata.name` of a list's field selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Name {
+    InPath(Span),
+    FromQuery(Box<str>),
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name::InPath(Span::default())
+    }
+}
+
+impl std::fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("is_resource_request", &self.is_resource_request)
+            .field("path", &self.path)
+            .field("verb", &self.verb)
+            .field("api_prefix", &self.api_prefix())
+            .field("api_group", &self.api_group())
+            .field("api_version", &self.api_version())
+            .field("namespace", &self.namespace())
+            .field("resource", &self.resource())
+            .field("subresource", &self.subresource())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// The `/`-separated segments of a trimmed path, as spans in the whole path: the first
+/// [`Segments::KEPT`] kept (no parse looks further), all counted.
+struct Segments {
+    spans: [Span; Segments::KEPT],
+    len: usize,
+}
+
+impl Segments {
+    const KEPT: usize = 16;
+
+    fn of(path: &str) -> Segments {
+        let mut segments = Segments {
+            spans: [Span::default(); Segments::KEPT],
+            len: 0,
+        };
+        let trimmed = path.trim_start_matches('/');
+        let mut offset = path.len() - trimmed.len();
+        let trimmed = trimmed.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return segments;
+        }
+        for segment in trimmed.split('/') {
+            if let Some(span) = segments.spans.get_mut(segments.len) {
+                *span = Span::new(offset, offset + segment.len());
+            }
+            segments.len += 1;
+            offset += segment.len() + 1;
+        }
+        segments
+    }
+
+    fn span(&self, i: usize) -> Option<Span> {
+        if i < self.len {
+            self.spans.get(i).copied()
+        } else {
+            None
+        }
+    }
 }
 
 /// Why a path could not be read.
@@ -136,47 +221,40 @@ impl RequestInfo {
             verb: Verb::non_resource(method),
             ..RequestInfo::default()
         };
-        let trimmed = path.trim_matches('/');
-        let segments: Vec<String> = if trimmed.is_empty() {
-            Vec::new()
-        } else {
-            trimmed.split('/').map(str::to_owned).collect()
-        };
-        let mut parts: &[String] = &segments;
+        let segments = Segments::of(path);
+        let segment = |i: usize| segments.span(i).map(|s| s.of(path));
         // Fewer than three parts is never a resource request (`/api/v1`, `/apis`).
-        let Some((prefix, rest)) = parts.split_first().filter(|_| segments.len() >= 3) else {
-            return Ok(non_resource());
-        };
-        if prefix != "api" && prefix != "apis" {
+        let prefix = segment(0).unwrap_or_default();
+        if segments.len < 3 || (prefix != "api" && prefix != "apis") {
             return Ok(non_resource());
         }
         let mut info = RequestInfo {
-            path: path.to_owned(),
-            api_prefix: prefix.clone(),
+            api_prefix: segments.span(0).unwrap_or_default(),
             ..RequestInfo::default()
         };
-        parts = rest;
+        // The index of the first part not read yet.
+        let mut next = 1;
         if prefix == "apis" {
             // `/apis/{group}/{version}/{resource}`: four parts at least.
-            let Some((group, rest)) = parts.split_first().filter(|_| parts.len() >= 3) else {
+            if segments.len < 4 {
                 return Ok(non_resource());
-            };
-            info.api_group = group.clone();
-            parts = rest;
+            }
+            info.api_group = segments.span(1).unwrap_or_default();
+            next = 2;
         }
         info.is_resource_request = true;
-        let Some((version, rest)) = parts.split_first() else {
+        let Some(version) = segments.span(next) else {
             return Ok(non_resource());
         };
-        info.api_version = version.clone();
-        parts = rest;
+        info.api_version = version;
+        next += 1;
 
-        let mut verb = match parts.first().map(String::as_str) {
+        let mut verb = match segment(next) {
             Some(special @ ("proxy" | "watch")) => {
-                if parts.len() < 2 {
+                if segments.len - next < 2 {
                     return Err(RequestInfoError::NoKind(path.to_owned()));
                 }
-                parts = parts.get(1..).unwrap_or_default();
+                next += 1;
                 if special == "proxy" {
                     Verb::Proxy
                 } else {
@@ -195,40 +273,45 @@ impl RequestInfo {
 
         // `/namespaces/{namespace}/{resource}/...`; `namespaces/{name}[/status|/finalize]` is
         // the namespace object itself.
-        if parts.first().map(String::as_str) == Some("namespaces")
-            && let Some(namespace) = parts.get(1)
+        if segment(next) == Some("namespaces")
+            && let Some(namespace) = segments.span(next + 1)
         {
-            info.namespace = namespace.clone();
-            if let Some(next) = parts.get(2)
-                && next != "status"
-                && next != "finalize"
+            info.namespace = namespace;
+            if let Some(after) = segment(next + 2)
+                && after != "status"
+                && after != "finalize"
             {
-                parts = parts.get(2..).unwrap_or_default();
+                next += 2;
             }
         }
-        info.parts = parts.to_vec();
+        // Parts from here: resource, name, subresource.
+        if let Some(resource) = segments.span(next) {
+            info.resource = resource;
+            info.parts = Some(Span {
+                end: u32::try_from(path.trim_end_matches('/').len()).unwrap_or(0),
+                ..resource
+            });
+        }
+        if let Some(name) = segments.span(next + 1) {
+            info.name = Name::InPath(name);
+        }
         if verb != Verb::Proxy
-            && let Some(sub) = parts.get(2)
+            && let Some(sub) = segments.span(next + 2)
         {
-            info.subresource = sub.clone();
+            info.subresource = sub;
         }
-        if let Some(name) = parts.get(1) {
-            info.name = name.clone();
-        }
-        if let Some(resource) = parts.first() {
-            info.resource = resource.clone();
-        }
+        info.path = path.to_owned();
 
-        if info.name.is_empty() && verb == Verb::Get {
+        if info.name().is_empty() && verb == Verb::Get {
             let list = ListOptions::parse(query.unwrap_or_default());
             verb = if list.watch { Verb::Watch } else { Verb::List };
             if let Some(name) = list.metadata_name
                 && is_valid_path_segment_name(&name)
             {
-                info.name = name;
+                info.name = Name::FromQuery(name.into());
             }
         }
-        if info.name.is_empty() && verb == Verb::Delete {
+        if info.name().is_empty() && verb == Verb::Delete {
             verb = Verb::DeleteCollection;
         }
         info.verb = verb;
@@ -242,14 +325,70 @@ impl RequestInfo {
         matches!(self.verb, Verb::Watch | Verb::Proxy)
             || (self.is_resource_request
                 && matches!(
-                    self.subresource.as_str(),
+                    self.subresource(),
                     "attach" | "exec" | "proxy" | "log" | "portforward"
                 ))
+    }
+
+    /// True for `/api/...` and `/apis/...` paths naming a resource.
+    pub fn is_resource_request(&self) -> bool {
+        self.is_resource_request
+    }
+
+    /// The request path (percent-decoded, without query).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The verb.
     pub fn verb(&self) -> &Verb {
         &self.verb
+    }
+
+    /// `api` or `apis` (empty for non-resource requests).
+    pub fn api_prefix(&self) -> &str {
+        self.api_prefix.of(&self.path)
+    }
+
+    /// API group (`""` for core).
+    pub fn api_group(&self) -> &str {
+        self.api_group.of(&self.path)
+    }
+
+    /// API version.
+    pub fn api_version(&self) -> &str {
+        self.api_version.of(&self.path)
+    }
+
+    /// Namespace (`""`: cluster scope).
+    pub fn namespace(&self) -> &str {
+        self.namespace.of(&self.path)
+    }
+
+    /// Resource (plural).
+    pub fn resource(&self) -> &str {
+        self.resource.of(&self.path)
+    }
+
+    /// Subresource.
+    pub fn subresource(&self) -> &str {
+        self.subresource.of(&self.path)
+    }
+
+    /// Object name (`""`: a collection).
+    pub fn name(&self) -> &str {
+        match &self.name {
+            Name::InPath(span) => span.of(&self.path),
+            Name::FromQuery(name) => name,
+        }
+    }
+
+    /// The path's segments from the resource on (none for a request without a resource).
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.parts
+            .map(|span| span.of(&self.path).split('/'))
+            .into_iter()
+            .flatten()
     }
 
     /// The authorizer attributes of this request made by `user`.
@@ -260,11 +399,11 @@ impl RequestInfo {
             extra: user.extra.clone(),
             verb: self.verb().as_str().to_owned(),
             resource_request: self.is_resource_request,
-            api_group: self.api_group.clone(),
-            resource: self.resource.clone(),
-            subresource: self.subresource.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            api_group: self.api_group().to_owned(),
+            resource: self.resource().to_owned(),
+            subresource: self.subresource().to_owned(),
+            namespace: self.namespace().to_owned(),
+            name: self.name().to_owned(),
             path: if self.is_resource_request {
                 String::new()
             } else {
@@ -326,4 +465,58 @@ fn exact_match(selector: &str, field: &str) -> Option<String> {
 /// `path.IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.
 fn is_valid_path_segment_name(name: &str) -> bool {
     name != "." && name != ".." && !name.contains('/') && !name.contains('%')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: http::Method, path: &str) -> RequestInfo {
+        RequestInfo::parse(&method, path, None).unwrap()
+    }
+
+    #[test]
+    fn parts_are_the_segments_from_the_resource_on() {
+        let info = parse(
+            http::Method::GET,
+            "/apis/apps/v1/namespaces/ns/deployments/d/scale/",
+        );
+        assert_eq!(
+            info.parts().collect::<Vec<_>>(),
+            ["deployments", "d", "scale"]
+        );
+        let info = parse(http::Method::GET, "/api/v1/namespaces/ns");
+        assert_eq!(info.parts().collect::<Vec<_>>(), ["namespaces", "ns"]);
+        assert_eq!((info.resource(), info.name()), ("namespaces", "ns"));
+        assert_eq!(parse(http::Method::GET, "/healthz").parts().count(), 0);
+    }
+
+    #[test]
+    fn empty_segments_are_parts_as_in_a_split_path() {
+        // Go's strings.Split of the trimmed path: `a//b` has an empty part.
+        let info = parse(http::Method::GET, "//api/v1/pods//x/");
+        assert!(info.is_resource_request());
+        assert_eq!(info.parts().collect::<Vec<_>>(), ["pods", "", "x"]);
+        assert_eq!(
+            (info.resource(), info.name(), info.subresource()),
+            ("pods", "", "x")
+        );
+        assert_eq!(info.verb(), &Verb::List);
+        assert_eq!(info.path(), "//api/v1/pods//x/");
+    }
+
+    #[test]
+    fn parts_are_read_from_the_decoded_path() {
+        let info = parse(http::Method::DELETE, "/api/v1/namespaces/n%2Fs/pods/p%20q");
+        assert_eq!(
+            (
+                info.namespace(),
+                info.resource(),
+                info.name(),
+                info.subresource()
+            ),
+            ("n", "s", "pods", "p q")
+        );
+        assert_eq!(info.verb(), &Verb::Delete);
+    }
 }

@@ -3,12 +3,13 @@
 //! leaf's subject CN and the groups its O attributes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::RwLock;
 
 use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject as _};
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::authenticator::{Authenticated, Authenticator, Credentials, Outcome};
+use crate::authenticator::{Authenticated, Authenticator, Credentials, Outcome, chain_hash};
 use crate::{Error, UserInfo};
 
 /// Most certificates accepted in a presented chain (leaf and intermediates).
@@ -22,7 +23,8 @@ const CACHE_CAPACITY: usize = 4096;
 /// same way every time against the same roots, so only its validity period is checked again:
 /// a client's every request costs a hash, not a signature verification (the cost of most
 /// requests over a kept-alive connection otherwise).
-type Verified = HashMap<[u8; 32], (UserInfo, i64)>;
+/// Only verified chains are remembered, so their keys are no attacker's choice: hashed cheaply.
+type Verified = HashMap<[u8; 32], (Arc<UserInfo>, i64), rustc_hash::FxBuildHasher>;
 
 /// The client-certificate authenticator.
 ///
@@ -77,15 +79,25 @@ impl ClientCertificate {
     ///
     /// [`Error::Certificate`] when the chain does not verify or the leaf has no CN.
     pub fn verify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<UserInfo, Error> {
-        let key = chain_hash(chain);
+        self.verify_keyed(chain, &chain_hash(chain), now)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`ClientCertificate::verify`] of a chain whose [`chain_hash`] is `key`.
+    fn verify_keyed(
+        &self,
+        chain: &[CertificateDer<'_>],
+        key: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Arc<UserInfo>, Error> {
         let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         if let Ok(verified) = self.verified.read()
-            && let Some((user, not_after)) = verified.get(&key)
+            && let Some((user, not_after)) = verified.get(key)
             && now_secs <= *not_after
         {
             return Ok(user.clone());
         }
-        let user = self.verify_uncached(chain, now)?;
+        let user = Arc::new(self.verify_uncached(chain, now)?);
         let not_after = chain
             .iter()
             .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
@@ -96,7 +108,7 @@ impl ClientCertificate {
             if verified.len() >= CACHE_CAPACITY {
                 verified.clear();
             }
-            verified.insert(key, (user.clone(), not_after));
+            verified.insert(*key, (user.clone(), not_after));
         }
         Ok(user)
     }
@@ -141,10 +153,22 @@ impl ClientCertificate {
 #[async_trait::async_trait]
 impl Authenticator for ClientCertificate {
     async fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
-        if credentials.peer_certificates.is_empty() {
+        self.outcome(credentials)
+    }
+
+    fn authenticate_now(&self, credentials: &Credentials<'_>) -> Option<Outcome> {
+        Some(self.outcome(credentials))
+    }
+}
+
+impl ClientCertificate {
+    fn outcome(&self, credentials: &Credentials<'_>) -> Outcome {
+        // The chain's hash was computed once for its connection.
+        let peer = credentials.peer_certificates;
+        let Some(key) = peer.hash() else {
             return Outcome::NotMine;
-        }
-        match self.verify(credentials.peer_certificates, UnixTime::now()) {
+        };
+        match self.verify_keyed(peer.certificates(), key, UnixTime::now()) {
             Ok(user) => Outcome::Authenticated(Authenticated {
                 user,
                 expires_at: None,
@@ -152,18 +176,6 @@ impl Authenticator for ClientCertificate {
             Err(e) => Outcome::Failed(e),
         }
     }
-}
-
-/// The SHA-256 of a chain's certificates, each length-prefixed (so that no two chains share it).
-fn chain_hash(chain: &[CertificateDer<'_>]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for c in chain {
-        ctx.update(&(c.as_ref().len() as u64).to_be_bytes());
-        ctx.update(c.as_ref());
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
 }
 
 /// The user of a (verified) certificate: CN → name, each O → a group, plus

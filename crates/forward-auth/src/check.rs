@@ -315,10 +315,10 @@ pub(crate) async fn verify_id_token(
         Outcome::Authenticated(a) => {
             let claims = claims_of(token);
             let exp = a.expires_at.unwrap_or_default();
+            let user = std::sync::Arc::unwrap_or_clone(a.user);
             let identity = Identity {
-                user: a.user.name,
-                groups: a
-                    .user
+                user: user.name,
+                groups: user
                     .groups
                     .into_iter()
                     .filter(|g| g != SYSTEM_AUTHENTICATED)

@@ -149,10 +149,10 @@ fn status<B: From<String>>(code: StatusCode, reason: &str, message: &str) -> Res
     status_response(code, reason, message)
 }
 
-/// Forwards `req` (behind the chain: its [`UserInfo`] in the extensions) to the upstream as
+/// Forwards `req` (behind the chain: its `Arc<UserInfo>` in the extensions) to the upstream as
 /// that user.
 pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Response<Body> {
-    let Some(user) = req.extensions().get::<UserInfo>().cloned() else {
+    let Some(user) = req.extensions().get::<Arc<UserInfo>>().cloned() else {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     };
     let original = req.extensions().get::<OriginalUser>().map(|o| o.0.clone());

@@ -13,7 +13,6 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -173,7 +172,7 @@ fn main() {
         let kc = Kubeconfig::read(&dir.path().join("admin.conf")).unwrap();
         let cert = decode_data(kc.users[0].user.client_certificate_data.as_ref().unwrap()).unwrap();
         let der = CertificateDer::from_pem_slice(&cert).unwrap().into_owned();
-        let peer = PeerCertificates(Arc::new(vec![der]));
+        let peer = PeerCertificates::new(vec![der]);
         let (with_chain, without) = portcullis_server::bench_support::routers(&running);
         let (chain_us, alone_us) =
             chain_alone(&portcullis_server::bench_support::chain(&running), &peer).await;
@@ -227,8 +226,8 @@ fn main() {
             "## The filter chain's cost (chain)\n\n\
 {OPS} Workspace creates then {OPS} gets per round, {CONCURRENCY} concurrent clients, memory store, the median of {ROUNDS} rounds \
 with the two variants in alternating order, in one run. \"with the chain\" is the management API as served: metrics, request info, \
-X.509 authentication of the admin's client certificate (its chain verified against the CA once, then remembered by its \
-hash), audit (off), impersonation check, max-in-flight, RBAC authorization, then the handlers; \"handlers alone\" are the \
+X.509 authentication of the admin's client certificate (its chain hashed once per connection, verified against the CA \
+once, then remembered by that hash), audit (off), impersonation check, max-in-flight, RBAC authorization, then the handlers; \"handlers alone\" are the \
 same handlers with the request info and the admin's identity set as the chain sets them. Over TLS: the server's own accept \
 loop and serving certificate, HTTP/1.1 keep-alive clients with the admin's client certificate, client and server on the \
 same 2 cores. In-process: tower `oneshot`, nothing but the chain and the handlers. Throughput lost to the chain over TLS: \

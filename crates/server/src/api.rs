@@ -402,12 +402,12 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
     // Both are set by the filter chain in front of this handler; without them, nothing.
     let (Some(info), Some(user)) = (
         parts.extensions.get::<RequestInfo>().cloned(),
-        parts.extensions.get::<UserInfo>().cloned(),
+        parts.extensions.get::<Arc<UserInfo>>().cloned(),
     ) else {
         return Err(ApiError::unauthorized());
     };
     // Discovery documents are non-resource paths.
-    if !info.is_resource_request {
+    if !info.is_resource_request() {
         let segments: Vec<&str> = parts
             .uri
             .path()
@@ -427,15 +427,15 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         };
     }
     // RESOURCE[/NAME[/SUBRESOURCE]]: anything deeper is no path of this API.
-    if info.parts.len() > 3 {
+    if info.parts().count() > 3 {
         return Err(ApiError::path_not_found());
     }
-    let (group, version) = (info.api_group.as_str(), info.api_version.as_str());
+    let (group, version) = (info.api_group(), info.api_version());
     let (namespace, plural, name, subresource) = (
-        info.namespace.as_str(),
-        info.resource.as_str(),
-        info.name.as_str(),
-        info.subresource.as_str(),
+        info.namespace(),
+        info.resource(),
+        info.name(),
+        info.subresource(),
     );
     let rt = app
         .registry
@@ -477,7 +477,15 @@ async fn serve_apis(app: &AppState, req: Request) -> Result<Response, ApiError> 
         return test_connector(app, &parts, body, name).await;
     }
     if let Some(review) = &rt.review {
-        return serve_review(app, &parts, body, rt, review.as_ref(), user).await;
+        return serve_review(
+            app,
+            &parts,
+            body,
+            rt,
+            review.as_ref(),
+            UserInfo::clone(&user),
+        )
+        .await;
     }
     let query = parse_query(&parts.uri);
     let target = Target {

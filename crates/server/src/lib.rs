@@ -38,14 +38,14 @@ pub mod bench_support {
         let with_chain = crate::api::app(running.state.clone()).layer(
             portcullis_authn::chain::MetricsLayer::new(running.state.metrics.clone()),
         );
-        let admin = UserInfo {
+        let admin = std::sync::Arc::new(UserInfo {
             name: crate::pki::ADMIN_USER.into(),
             groups: vec![
                 crate::pki::ADMINS_GROUP.into(),
                 portcullis_authn::SYSTEM_AUTHENTICATED.into(),
             ],
             ..UserInfo::default()
-        };
+        });
         let without =
             crate::api::protected_routes(running.state.clone()).layer(axum::middleware::from_fn(
                 move |mut req: axum::extract::Request, next: axum::middleware::Next| {

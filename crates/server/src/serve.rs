@@ -431,13 +431,14 @@ pub(crate) async fn accept_loop(
                 }
             };
             metrics.connections.inc();
-            let peer_certificates = PeerCertificates(Arc::new(
+            // Hashed here, once per connection, for the client-certificate authenticator.
+            let peer_certificates = PeerCertificates::new(
                 tls.get_ref()
                     .1
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
-            ));
+            );
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 // Connection facts come from the TLS layer only, never from headers.
                 req.extensions_mut().insert(peer_certificates.clone());

@@ -174,10 +174,10 @@ impl PolicyRule {
         if !self.verbs.is_empty() && !self.verbs.iter().any(|v| v == info.verb().as_str()) {
             return false;
         }
-        if info.is_resource_request {
+        if info.is_resource_request() {
             self.matches_resource(info)
         } else {
-            self.matches_path(&info.path)
+            self.matches_path(info.path())
         }
     }
 
@@ -185,31 +185,31 @@ impl PolicyRule {
         if !self.non_resource_urls.is_empty() {
             return false;
         }
-        if !self.namespaces.is_empty() && !self.namespaces.contains(&info.namespace) {
+        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == info.namespace()) {
             return false;
         }
         if self.resources.is_empty() {
             return true;
         }
-        let combined = if info.subresource.is_empty() {
-            info.resource.clone()
+        let (resource, subresource) = (info.resource(), info.subresource());
+        let combined = if subresource.is_empty() {
+            resource.to_owned()
         } else {
-            format!("{}/{}", info.resource, info.subresource)
+            format!("{resource}/{subresource}")
         };
         self.resources.iter().any(|gr| {
-            if gr.group != info.api_group {
+            if gr.group != info.api_group() {
                 return false;
             }
             let names_match =
-                gr.resource_names.is_empty() || gr.resource_names.contains(&info.name);
+                gr.resource_names.is_empty() || gr.resource_names.iter().any(|n| n == info.name());
             let resource_matches = gr.resources.is_empty()
                 || gr.resources.iter().any(|r| {
                     r == "*"
                         || *r == combined
-                        || (info.subresource.is_empty() && *r == info.resource)
-                        || (!info.subresource.is_empty()
-                            && (*r == format!("*/{}", info.subresource)
-                                || *r == format!("{}/*", info.resource)))
+                        || (subresource.is_empty() && r == resource)
+                        || (!subresource.is_empty()
+                            && (*r == format!("*/{subresource}") || *r == format!("{resource}/*")))
                 });
             resource_matches && names_match
         })
@@ -253,7 +253,7 @@ struct Record {
     id: String,
     request_uri: String,
     verb: String,
-    user: UserInfo,
+    user: Arc<UserInfo>,
     impersonated: Option<UserInfo>,
     source_ips: Vec<String>,
     user_agent: Option<String>,
@@ -274,13 +274,13 @@ impl AuditRecord {
             .unwrap_or_default();
         let user = req
             .extensions()
-            .get::<UserInfo>()
+            .get::<Arc<UserInfo>>()
             .cloned()
             .unwrap_or_default();
         let mut decision = policy.decide(&user, &info);
         if SECRET_BEARING
             .iter()
-            .any(|(g, r)| info.api_group == *g && info.resource == *r)
+            .any(|(g, r)| info.api_group() == *g && info.resource() == *r)
         {
             decision.level = decision.level.min(Level::Metadata);
         }
@@ -409,18 +409,18 @@ impl AuditRecord {
             if let Some(agent) = &r.user_agent {
                 o.insert("userAgent".into(), agent.clone().into());
             }
-            if r.info.is_resource_request {
+            if r.info.is_resource_request() {
                 let mut object_ref = serde_json::Map::new();
                 for (k, v) in [
-                    ("resource", &r.info.resource),
-                    ("namespace", &r.info.namespace),
-                    ("name", &r.info.name),
-                    ("apiGroup", &r.info.api_group),
-                    ("apiVersion", &r.info.api_version),
-                    ("subresource", &r.info.subresource),
+                    ("resource", r.info.resource()),
+                    ("namespace", r.info.namespace()),
+                    ("name", r.info.name()),
+                    ("apiGroup", r.info.api_group()),
+                    ("apiVersion", r.info.api_version()),
+                    ("subresource", r.info.subresource()),
                 ] {
                     if !v.is_empty() {
-                        object_ref.insert(k.into(), v.clone().into());
+                        object_ref.insert(k.into(), v.into());
                     }
                 }
                 o.insert("objectRef".into(), object_ref.into());

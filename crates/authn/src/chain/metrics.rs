@@ -4,7 +4,7 @@
 //! (result), `apiserver_authorization_decisions_total` (decision), in-flight requests, audit
 //! events, and the front end's own connection counters.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,7 +18,7 @@ use crate::{RequestInfo, Verb};
 
 /// The labels of a request, as kube-apiserver's `MonitorRequest` gives them.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+struct RequestLabels {
     verb: &'static str,
     group: String,
     version: String,
@@ -28,87 +28,129 @@ pub struct RequestLabels {
     component: &'static str,
 }
 
-impl RequestLabels {
-    /// The labels of `req`, from its [`RequestInfo`] (parsed here when no layer has yet).
-    pub fn of<B>(req: &http::Request<B>) -> RequestLabels {
-        let parsed;
-        let info = match req.extensions().get::<RequestInfo>() {
-            Some(info) => info,
-            None => {
-                parsed = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
-                    .unwrap_or_default();
-                &parsed
-            }
-        };
-        let apply = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/apply-patch"));
-        // kube-apiserver's CleanVerb: the HTTP method, but LIST, WATCH and APPLY by name.
-        // Unknown methods are not labels: a client could otherwise add series at will.
-        let verb = match (info.verb(), req.method()) {
-            (Verb::List, _) => "LIST",
-            (Verb::Watch, _) => "WATCH",
-            (Verb::Patch, _) if apply => "APPLY",
-            (_, &http::Method::GET) => "GET",
-            (_, &http::Method::HEAD) => "HEAD",
-            (_, &http::Method::POST) => "POST",
-            (_, &http::Method::PUT) => "PUT",
-            (_, &http::Method::PATCH) => "PATCH",
-            (_, &http::Method::DELETE) => "DELETE",
-            (_, &http::Method::OPTIONS) => "OPTIONS",
-            (_, &http::Method::CONNECT) => "CONNECT",
-            _ => "other",
-        };
-        let scope = if !info.is_resource_request {
-            ""
-        } else if !info.name.is_empty() {
-            "resource"
-        } else if !info.namespace.is_empty() {
-            "namespace"
-        } else {
-            "cluster"
-        };
+/// [`RequestLabels`] borrowed from a request's [`RequestInfo`]: what its series is looked up
+/// by, with no allocation. Hashes as the owned labels do (the same fields in the same order,
+/// `String` hashing as `str`).
+#[derive(Hash)]
+struct LabelsRef<'a> {
+    verb: &'static str,
+    group: &'a str,
+    version: &'a str,
+    resource: &'a str,
+    subresource: &'a str,
+    scope: &'static str,
+    component: &'static str,
+}
+
+impl hashbrown::Equivalent<RequestLabels> for LabelsRef<'_> {
+    fn equivalent(&self, k: &RequestLabels) -> bool {
+        self.verb == k.verb
+            && self.group == k.group
+            && self.version == k.version
+            && self.resource == k.resource
+            && self.subresource == k.subresource
+            && self.scope == k.scope
+            && self.component == k.component
+    }
+}
+
+impl LabelsRef<'_> {
+    fn to_owned(&self) -> RequestLabels {
         RequestLabels {
-            verb,
-            group: info.api_group.clone(),
-            version: info.api_version.clone(),
-            resource: info.resource.clone(),
-            subresource: info.subresource.clone(),
-            scope,
-            component: "apiserver",
+            verb: self.verb,
+            group: self.group.to_owned(),
+            version: self.version.to_owned(),
+            resource: self.resource.to_owned(),
+            subresource: self.subresource.to_owned(),
+            scope: self.scope,
+            component: self.component,
         }
     }
 }
+
+/// The labels of `req`, from its [`RequestInfo`] (parsed here when no layer has yet).
+fn with_labels<B, T>(req: &http::Request<B>, f: impl FnOnce(&LabelsRef<'_>) -> T) -> T {
+    let parsed;
+    let info = match req.extensions().get::<RequestInfo>() {
+        Some(info) => info,
+        None => {
+            parsed = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query())
+                .unwrap_or_default();
+            &parsed
+        }
+    };
+    let apply = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"));
+    // kube-apiserver's CleanVerb: the HTTP method, but LIST, WATCH and APPLY by name.
+    // Unknown methods are not labels: a client could otherwise add series at will.
+    let verb = match (info.verb(), req.method()) {
+        (Verb::List, _) => "LIST",
+        (Verb::Watch, _) => "WATCH",
+        (Verb::Patch, _) if apply => "APPLY",
+        (_, &http::Method::GET) => "GET",
+        (_, &http::Method::HEAD) => "HEAD",
+        (_, &http::Method::POST) => "POST",
+        (_, &http::Method::PUT) => "PUT",
+        (_, &http::Method::PATCH) => "PATCH",
+        (_, &http::Method::DELETE) => "DELETE",
+        (_, &http::Method::OPTIONS) => "OPTIONS",
+        (_, &http::Method::CONNECT) => "CONNECT",
+        _ => "other",
+    };
+    let scope = if !info.is_resource_request() {
+        ""
+    } else if !info.name().is_empty() {
+        "resource"
+    } else if !info.namespace().is_empty() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    f(&LabelsRef {
+        verb,
+        group: info.api_group(),
+        version: info.api_version(),
+        resource: info.resource(),
+        subresource: info.subresource(),
+        scope,
+        component: "apiserver",
+    })
+}
+
+/// The series of one label set, taken from the families once: its duration histogram and
+/// its request counter for each common response code.
+struct Series {
+    labels: RequestLabels,
+    duration: Histogram,
+    by_code: [OnceLock<Counter>; COMMON_CODES.len()],
+}
+
+/// The series a request is counted in ([`Metrics::request_series`]), resolved before it is
+/// served.
+#[derive(Clone)]
+pub struct RequestSeries(Arc<Series>);
+
+impl std::fmt::Debug for RequestSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequestSeries")
+            .field(&self.0.labels)
+            .finish()
+    }
+}
+
+/// The response codes whose counters a [`Series`] keeps at hand.
+const COMMON_CODES: [u16; 14] = [
+    200, 201, 204, 304, 400, 401, 403, 404, 405, 409, 422, 429, 500, 503,
+];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     #[prometheus(flatten)]
     request: RequestLabels,
-    code: std::borrow::Cow<'static, str>,
-}
-
-/// The label of a response code: the common ones without an allocation.
-fn code_label(code: http::StatusCode) -> std::borrow::Cow<'static, str> {
-    let known = match code.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        422 => "422",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        other => return std::borrow::Cow::Owned(other.to_string()),
-    };
-    std::borrow::Cow::Borrowed(known)
+    code: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -148,6 +190,9 @@ pub struct Metrics {
     /// The handles every request touches, resolved once (a family lookup hashes its labels
     /// under a lock).
     hot: Hot,
+    /// Each label set's series, found by the request's borrowed labels (a family lookup
+    /// needs owned labels, and compares them twice: the histogram's and the counter's).
+    series: RwLock<hashbrown::HashMap<RequestLabels, RequestSeries>>,
     requests: Family<CodeLabels, Counter>,
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     authentication: Family<ResultLabel, Counter>,
@@ -273,6 +318,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             hot,
+            series: RwLock::default(),
             requests,
             durations,
             authentication,
@@ -305,17 +351,49 @@ impl Drop for InFlight {
 }
 
 impl Metrics {
-    /// Counts and times one served request.
-    pub fn request(&self, labels: RequestLabels, code: http::StatusCode, took: Duration) {
-        self.durations
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        self.requests
-            .get_or_create(&CodeLabels {
-                request: labels,
-                code: code_label(code),
-            })
-            .inc();
+    /// The series `req` will be counted in, by its labels (from its [`RequestInfo`], parsed
+    /// here when no layer has yet): found with no allocation once the label set has been seen.
+    pub fn request_series<B>(&self, req: &http::Request<B>) -> RequestSeries {
+        with_labels(req, |labels| {
+            if let Ok(series) = self.series.read()
+                && let Some(found) = series.get(labels)
+            {
+                return found.clone();
+            }
+            let labels = labels.to_owned();
+            let made = RequestSeries(Arc::new(Series {
+                duration: self.durations.get_or_create(&labels).clone(),
+                labels,
+                by_code: Default::default(),
+            }));
+            match self.series.write() {
+                Ok(mut series) => series.entry(made.0.labels.clone()).or_insert(made).clone(),
+                // A poisoned map: counted all the same, through the families.
+                Err(_) => made,
+            }
+        })
+    }
+
+    /// Counts and times one served request of `series`.
+    pub fn request(&self, series: &RequestSeries, code: http::StatusCode, took: Duration) {
+        let series = &*series.0;
+        series.duration.observe(took.as_secs_f64());
+        let counter = |code: http::StatusCode| {
+            self.requests
+                .get_or_create(&CodeLabels {
+                    request: series.labels.clone(),
+                    code: code.as_str().to_owned(),
+                })
+                .clone()
+        };
+        let common = COMMON_CODES
+            .iter()
+            .position(|c| *c == code.as_u16())
+            .and_then(|i| series.by_code.get(i));
+        match common {
+            Some(slot) => slot.get_or_init(|| counter(code)).inc(),
+            None => counter(code).inc(),
+        };
     }
 
     /// Counts an authentication attempt: `success`, `failure` (no credential where one is
@@ -392,3 +470,54 @@ impl Metrics {
 
 /// Shared metrics.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn borrowed_labels_hash_and_compare_as_the_owned_ones() {
+        let req = http::Request::get("/apis/apps/v1/namespaces/ns/deployments/d/scale")
+            .body(())
+            .unwrap();
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        with_labels(&req, |labels| {
+            let owned = labels.to_owned();
+            assert_eq!(hasher.hash_one(labels), hasher.hash_one(&owned));
+            assert!(hashbrown::Equivalent::equivalent(labels, &owned));
+            assert_eq!(
+                (owned.verb, owned.group.as_str(), owned.version.as_str()),
+                ("GET", "apps", "v1")
+            );
+            assert_eq!(
+                (
+                    owned.resource.as_str(),
+                    owned.subresource.as_str(),
+                    owned.scope
+                ),
+                ("deployments", "scale", "resource")
+            );
+        });
+    }
+
+    #[test]
+    fn a_series_is_made_once_and_counts_into_the_families() {
+        let metrics = Metrics::default();
+        let req = http::Request::get("/api/v1/pods").body(()).unwrap();
+        let series = metrics.request_series(&req);
+        assert!(Arc::ptr_eq(&series.0, &metrics.request_series(&req).0));
+        metrics.request(&series, http::StatusCode::OK, Duration::from_millis(1));
+        metrics.request(&series, http::StatusCode::OK, Duration::from_millis(1));
+        metrics.request(&series, http::StatusCode::IM_A_TEAPOT, Duration::ZERO);
+        let text = metrics.render();
+        for want in [
+            "apiserver_request_total{verb=\"LIST\",group=\"\",version=\"v1\",resource=\"pods\",subresource=\"\",scope=\"cluster\",component=\"apiserver\",code=\"200\"} 2",
+            "apiserver_request_total{verb=\"LIST\",group=\"\",version=\"v1\",resource=\"pods\",subresource=\"\",scope=\"cluster\",component=\"apiserver\",code=\"418\"} 1",
+            "apiserver_request_duration_seconds_count{verb=\"LIST\",group=\"\",version=\"v1\",resource=\"pods\",subresource=\"\",scope=\"cluster\",component=\"apiserver\"} 3",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
+}

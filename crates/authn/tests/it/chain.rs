@@ -33,12 +33,12 @@ impl Authenticator for Tokens {
         let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
         match token.strip_prefix("good-") {
             Some(name) => Outcome::Authenticated(Authenticated {
-                user: UserInfo {
+                user: Arc::new(UserInfo {
                     name: name.to_owned(),
                     uid: format!("uid-{name}"),
                     groups: vec!["devs".into(), "system:authenticated".into()],
                     extra: BTreeMap::new(),
-                },
+                }),
                 expires_at: None,
             }),
             None => Outcome::Failed(portcullis_authn::Error::Claims("bad token".into())),
@@ -72,7 +72,7 @@ fn authorizer() -> SharedAuthorizer {
 /// What the handler saw, as a JSON answer: the request's user, original user, verb and the
 /// headers left on it.
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
-    let user = req.extensions().get::<UserInfo>().cloned();
+    let user = req.extensions().get::<Arc<UserInfo>>().cloned();
     let original = req
         .extensions()
         .get::<OriginalUser>()
@@ -88,7 +88,7 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
         .collect();
     let body = serde_json::json!({
         "user": user.as_ref().map(|u| u.name.clone()),
-        "groups": user.map(|u| u.groups),
+        "groups": user.map(|u| u.groups.clone()),
         "original": original,
         "verb": verb,
         "headers": headers,

@@ -143,10 +143,10 @@ struct Always;
 impl Authenticator for Always {
     async fn authenticate(&self, _: &Credentials<'_>) -> Outcome {
         Outcome::Authenticated(Authenticated {
-            user: portcullis_authn::UserInfo {
+            user: std::sync::Arc::new(portcullis_authn::UserInfo {
                 name: "weaker".into(),
                 ..Default::default()
-            },
+            }),
             expires_at: None,
         })
     }

@@ -7,18 +7,18 @@ use portcullis_authn::{RequestInfo, RequestInfoError, UserInfo, Verb};
 /// `verb|group|namespace|resource|subresource|name` for resource requests,
 /// `verb path` for the others.
 fn render(info: &RequestInfo) -> String {
-    if info.is_resource_request {
+    if info.is_resource_request() {
         format!(
             "{}|{}|{}|{}|{}|{}",
             info.verb(),
-            info.api_group,
-            info.namespace,
-            info.resource,
-            info.subresource,
-            info.name
+            info.api_group(),
+            info.namespace(),
+            info.resource(),
+            info.subresource(),
+            info.name()
         )
     } else {
-        format!("{} {}", info.verb(), info.path)
+        format!("{} {}", info.verb(), info.path())
     }
 }
 
@@ -411,7 +411,7 @@ fn every_request_kubectl_sent_in_the_recordings() {
         )
         .unwrap();
         let got = render(&info);
-        if info.is_resource_request {
+        if info.is_resource_request() {
             assert_eq!(got, want, "{method} {path}?{query}");
         } else {
             assert_eq!(got, format!("{want} {path}"), "{method} {path}?{query}");

@@ -80,7 +80,7 @@ pub async fn auth(
     chain
         .authenticate(&Credentials::from_headers(&headers))
         .await
-        .map(|a| a.map(|a| a.user))
+        .map(|a| a.map(|a| std::sync::Arc::unwrap_or_clone(a.user)))
 }
 
 pub fn chain_of(jwt: JwtAuthenticator) -> AuthenticatorChain {

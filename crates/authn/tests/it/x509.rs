@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use portcullis_authn::{AuthenticatorChain, ClientCertificate, Credentials, Error};
+use portcullis_authn::{
+    AuthenticatorChain, ClientCertificate, Credentials, Error, PeerCertificates,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -49,10 +51,10 @@ async fn authenticate(
         .with(Arc::new(authn.clone()))
         .authenticate(&Credentials {
             headers: &headers,
-            peer_certificates: chain,
+            peer_certificates: &PeerCertificates::new(chain.to_vec()),
         })
         .await
-        .map(|a| a.map(|a| a.user))
+        .map(|a| a.map(|a| Arc::unwrap_or_clone(a.user)))
 }
 
 #[tokio::test]
