@@ -390,7 +390,7 @@ pub async fn who_can(args: &WhoCanArgs) -> i32 {
         );
         let answers = portcullis_rbac::review::who_can(&policy, &a);
         timings.step(format_args!("found {} subjects", answers.len()));
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         if args.output.as_deref() == Some("json") {
             let text = serde_json::to_string_pretty(&answers).map_err(|e| e.to_string())?;
             let _ = writeln!(out, "{text}");
@@ -431,7 +431,7 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
         let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
         let status = portcullis_rbac::review::rules_review(&policy, &user, &args.as_groups, &ns);
         timings.step("listed the rules");
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         if args.output.as_deref() == Some("json") {
             let text = serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?;
             let _ = writeln!(out, "{text}");

@@ -168,7 +168,7 @@ pub async fn explain(args: &ExplainArgs) -> ExitCode {
         let answer = post_review(&args.api, "FleetAccessReview", spec).await?;
         let status = answer.get("status").cloned().unwrap_or(Value::Null);
         let allowed = status.get("allowed").and_then(Value::as_bool) == Some(true);
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         if args.output.as_deref() == Some("json") {
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
             return Ok(allowed);
@@ -235,7 +235,7 @@ pub async fn who_can(
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         if output == Some("json") {
             // The answer as served: each scope's subjects once, and per cluster its scopes.
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
@@ -289,7 +289,7 @@ pub async fn plan(args: &PlanArgs) -> Result<ExitCode> {
     }
     let answer = post_review(&args.api, "PlanReview", json!({ "objects": objects })).await?;
     let status = answer.get("status").cloned().unwrap_or(Value::Null);
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.output.as_deref() == Some("json") {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
