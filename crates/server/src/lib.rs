@@ -11,6 +11,7 @@ pub mod agent;
 mod api;
 pub mod config;
 mod connectors;
+mod delivery;
 mod federation;
 mod kinds;
 pub mod kubeconfig;
