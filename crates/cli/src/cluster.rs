@@ -21,8 +21,8 @@ pub struct AttachArgs {
     pub name: String,
     /// Kubeconfig with the credentials portcullis uses on the cluster (a token or a client
     /// certificate; exec plugins are not supported).
-    #[arg(long)]
-    pub kubeconfig: PathBuf,
+    #[arg(long = "kubeconfig")]
+    pub cluster_kubeconfig: PathBuf,
     /// Context of that kubeconfig (its current context when absent).
     #[arg(long)]
     pub context: Option<String>,
@@ -188,7 +188,7 @@ async fn post(c: &Client, plural: &str, body: &Value) -> Result<Value> {
 
 /// `portcullis cluster attach`.
 pub async fn attach(args: &AttachArgs) -> Result<ExitCode> {
-    let mut spec = read_kubeconfig(&args.kubeconfig, args.context.as_deref())?;
+    let mut spec = read_kubeconfig(&args.cluster_kubeconfig, args.context.as_deref())?;
     spec["clusterName"] = json!(args.name);
     spec["workspace"] = json!(args.workspace);
     spec["force"] = json!(args.force);
