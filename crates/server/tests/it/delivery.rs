@@ -481,3 +481,76 @@ async fn the_gitops_sink_writes_each_clusters_objects_instead_of_applying() {
     .await;
     s.stop().await;
 }
+
+/// Under `KUBEBUILDER_ASSETS`: a real kube-apiserver attached (its own SelfSubjectRulesReview
+/// decides the permission check), a Global binding applied by it, and removed by detach
+/// --cleanup.
+#[tokio::test]
+async fn a_real_kube_apiserver_is_attached_gets_a_global_binding_and_is_cleaned_up() {
+    use portcullis_testkit::envtest::{Envtest, KubeApiServer};
+    let server = match tokio::task::spawn_blocking(KubeApiServer::start)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Envtest::Started(s) => s,
+        Envtest::Skipped(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    fleet(&s, "ws-r").await;
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterattachments",
+        &attachment(
+            "real-1",
+            "ws-r",
+            server.url(),
+            server.ca_pem(),
+            server.admin_token(),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body["status"]["kubernetesVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1."),
+        "{body}"
+    );
+    let c = client(server.ca_pem(), None);
+    let binding = format!(
+        "{}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/portcullis:global:alice-reads-pods",
+        server.url()
+    );
+    let status = || async {
+        c.get(&binding)
+            .bearer_auth(server.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    until("the Global binding is on the real API server", || async {
+        status().await == 200
+    })
+    .await;
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterdetachments",
+        &json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "ClusterDetachment", "spec": { "clusterName": "real-1", "cleanup": true } }),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    // Deletion of RBAC objects has no finalizers: gone at once.
+    assert_eq!(status().await, 404);
+    s.stop().await;
+}
