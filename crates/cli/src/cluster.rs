@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::authz::print_table;
 use crate::client::Client;
@@ -71,7 +71,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 const V: &str = "/apis/portcullis.dev/v1alpha1";
 
 /// The server, CA and credential of one context of a kubeconfig, files read and data decoded.
-fn read_kubeconfig(path: &Path, context: Option<&str>) -> Result<Value> {
+fn read_kubeconfig(path: &Path, context: Option<&str>) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
     let kc: Value = serde_saphyr::from_str(&text)
@@ -142,10 +142,12 @@ fn read_kubeconfig(path: &Path, context: Option<&str>) -> Result<Value> {
         );
     }
     let server = field(&cluster, "server").context("the cluster has no server")?;
-    let mut spec = json!({
-        "server": server,
-        "certificateAuthorityData": data(&cluster, "certificate-authority")?.unwrap_or_default(),
-    });
+    let mut spec = Map::new();
+    spec.insert("server".into(), json!(server));
+    spec.insert(
+        "certificateAuthorityData".into(),
+        json!(data(&cluster, "certificate-authority")?.unwrap_or_default()),
+    );
     let token = match field(&user, "token") {
         Some(t) => Some(t),
         None => match field(&user, "tokenFile") {
@@ -159,14 +161,14 @@ fn read_kubeconfig(path: &Path, context: Option<&str>) -> Result<Value> {
         },
     };
     if let Some(t) = token {
-        spec["token"] = json!(t);
+        spec.insert("token".into(), json!(t));
     } else {
         let cert = data(&user, "client-certificate")?;
         let key = data(&user, "client-key")?;
         match (cert, key) {
             (Some(c), Some(k)) => {
-                spec["clientCertificateData"] = json!(c);
-                spec["clientKeyData"] = json!(k);
+                spec.insert("clientCertificateData".into(), json!(c));
+                spec.insert("clientKeyData".into(), json!(k));
             }
             _ => bail!(
                 "the kubeconfig's user {user_name:?} has no token and no client certificate \
@@ -189,14 +191,17 @@ async fn post(c: &Client, plural: &str, body: &Value) -> Result<Value> {
 /// `portcullis cluster attach`.
 pub async fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let mut spec = read_kubeconfig(&args.cluster_kubeconfig, args.context.as_deref())?;
-    spec["clusterName"] = json!(args.name);
-    spec["workspace"] = json!(args.workspace);
-    spec["force"] = json!(args.force);
-    spec["labels"] = json!(
-        args.labels
-            .iter()
-            .cloned()
-            .collect::<std::collections::BTreeMap<_, _>>()
+    spec.insert("clusterName".into(), json!(args.name));
+    spec.insert("workspace".into(), json!(args.workspace));
+    spec.insert("force".into(), json!(args.force));
+    spec.insert(
+        "labels".into(),
+        json!(
+            args.labels
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        ),
     );
     let c = Client::from_kubeconfig(&args.api.kubeconfig)?;
     let answer = post(

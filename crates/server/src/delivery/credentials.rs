@@ -120,10 +120,14 @@ impl Credentials {
     /// The kube client configuration (through a kubeconfig of one context, so that kube-client
     /// reads the CA and the credential as it reads any kubeconfig).
     pub async fn kube_config(&self) -> Result<kube_client::Config, DeliveryError> {
-        let mut cluster = json!({ "server": self.server });
-        if !self.ca_pem.is_empty() {
-            cluster["certificate-authority-data"] = json!(STANDARD.encode(&self.ca_pem));
-        }
+        let cluster = if self.ca_pem.is_empty() {
+            json!({ "server": self.server })
+        } else {
+            json!({
+                "server": self.server,
+                "certificate-authority-data": STANDARD.encode(&self.ca_pem),
+            })
+        };
         let user = match &self.auth {
             Auth::Token(t) => json!({ "token": t.expose_secret() }),
             Auth::ClientCertificate { cert, key } => json!({
