@@ -49,7 +49,27 @@ pub(crate) struct Delivery {
     pub board: StatusBoard,
     /// With the GitOps sink: the newest plan for the writer task.
     gitops: Option<tokio::sync::watch::Sender<Arc<Plan>>>,
+    /// The newest plan (pulling clusters read their desired set from it).
+    plan: std::sync::Mutex<Arc<Plan>>,
+    /// Clusters that pull their desired set: when each last pulled, and what.
+    pub pulls: std::sync::Mutex<std::collections::BTreeMap<String, Pulled>>,
 }
+
+/// A pulling cluster's last read of its desired set.
+#[derive(Debug, Clone)]
+pub(crate) struct Pulled {
+    /// When.
+    pub at: SystemTime,
+    /// The set's hash it was given.
+    pub hash: String,
+    /// Objects in it.
+    pub objects: usize,
+}
+
+/// Annotation of a Cluster that pulls its desired set (`portcullis agent` with `pull:`) instead
+/// of being applied to; its value is the nonce of the credential issued at attach, which the
+/// credential carries as group `portcullis:cluster-credential:<nonce>`.
+pub(crate) const PULL_ANNOTATION: &str = "portcullis.dev/pull-credential";
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +82,7 @@ impl std::fmt::Debug for Delivery {
 impl Delivery {
     /// Starts delivery of `plan` as `config` says; the background tasks it needs are returned
     /// for the server to stop at shutdown.
-    pub fn start(
+    pub async fn start(
         config: &DeliveryConfig,
         store: Arc<dyn Store>,
         provider: portcullis_oidc::Provider,
@@ -71,6 +91,13 @@ impl Delivery {
     ) -> anyhow::Result<(Arc<Delivery>, Vec<tokio::task::JoinHandle<()>>)> {
         let board = StatusBoard::new();
         let mut tasks = Vec::new();
+        let pulling: Vec<String> = clusters(&*store)
+            .await?
+            .into_iter()
+            .filter(|(_, c)| c.metadata.annotations.contains_key(PULL_ANNOTATION))
+            .map(|(_, c)| c.metadata.name)
+            .collect();
+        let latest = std::sync::Mutex::new(Arc::new(plan.clone()));
         let delivery = match config.sink {
             Sink::Kubernetes => {
                 let connector = Arc::new(StoreConnector {
@@ -84,11 +111,16 @@ impl Delivery {
                     board.clone(),
                     metrics,
                 );
+                for c in &pulling {
+                    reconciler.exclude(c);
+                }
                 tasks.push(tokio::spawn(write_status(store, board.clone())));
                 Delivery {
                     reconciler: Some(Arc::new(reconciler)),
                     board,
                     gitops: None,
+                    plan: latest,
+                    pulls: Default::default(),
                 }
             }
             Sink::Gitops => {
@@ -104,6 +136,8 @@ impl Delivery {
                     reconciler: None,
                     board,
                     gitops: Some(tx),
+                    plan: latest,
+                    pulls: Default::default(),
                 }
             }
         };
@@ -111,13 +145,22 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// The newest plan.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl PlanSink for Delivery {
     fn publish(&self, plan: &Plan, delta: &Delta) {
+        let plan = Arc::new(plan.clone());
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = plan.clone();
         if let Some(r) = &self.reconciler {
-            r.publish(Arc::new(plan.clone()), delta);
+            r.publish(plan.clone(), delta);
         }
         if let Some(g) = &self.gitops {
-            g.send_replace(Arc::new(plan.clone()));
+            g.send_replace(plan);
         }
     }
 

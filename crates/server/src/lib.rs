@@ -16,6 +16,7 @@ mod federation;
 mod kinds;
 pub mod kubeconfig;
 pub mod pki;
+pub mod pull;
 mod rbac;
 mod secrets;
 mod serve;

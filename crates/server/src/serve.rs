@@ -186,7 +186,8 @@ pub async fn start(config: Config) -> Result<Running> {
         provider.clone(),
         federation.plan(),
         Some(delivery_metrics),
-    )?;
+    )
+    .await?;
     federation.set_sink(delivery.clone());
     let federation_sync = tokio::spawn(crate::federation::run(
         store.clone(),
@@ -270,7 +271,14 @@ pub async fn start(config: Config) -> Result<Running> {
             crate::rbac::register(&mut r, &authorizer);
             crate::rbac::register_reviews(&mut r, &authorizer);
             crate::federation::register(&mut r, &federation, &authorizer, &store);
-            crate::delivery::attach::register(&mut r, &delivery, &store, &provider, &authorizer);
+            crate::delivery::attach::register(
+                &mut r,
+                &delivery,
+                &store,
+                &provider,
+                &authorizer,
+                &pki.ca,
+            );
             r
         }),
         metrics: metrics.clone(),

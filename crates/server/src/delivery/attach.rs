@@ -28,11 +28,22 @@ use crate::api::registry::{Codec, DecodeFailure, Registry, ResourceType, Review}
 use crate::api::status::ApiError;
 use crate::rbac::RbacAuthorizer;
 
-const KINDS: [&str; 3] = [
+const KINDS: [&str; 4] = [
     "ClusterAttachment",
     "ClusterDetachment",
     "DeliveryStatusReview",
+    "DesiredSetReview",
 ];
+
+/// The user name of a pulling cluster's credential.
+fn pull_user(cluster: &str) -> String {
+    format!("portcullis:cluster:{cluster}")
+}
+
+/// The group that binds a pulling cluster's credential to one attach (its nonce).
+fn pull_group(nonce: &str) -> String {
+    format!("portcullis:cluster-credential:{nonce}")
+}
 
 /// Whether `a` is a create of one of these kinds by an authenticated user: allowed to everyone,
 /// as each checks the requester's rights on the Cluster itself.
@@ -69,6 +80,8 @@ struct Shared {
     store: Arc<dyn Store>,
     provider: portcullis_oidc::Provider,
     authorizer: Arc<RbacAuthorizer>,
+    /// The management plane's CA, which issues pulling clusters' credentials.
+    ca: Arc<crate::pki::CertifiedKey>,
 }
 
 /// Adds the kinds to the served registry.
@@ -78,17 +91,23 @@ pub(crate) fn register(
     store: &Arc<dyn Store>,
     provider: &portcullis_oidc::Provider,
     authorizer: &Arc<RbacAuthorizer>,
+    ca: &crate::pki::CertifiedKey,
 ) {
     let shared = Shared {
         delivery: delivery.clone(),
         store: store.clone(),
         provider: provider.clone(),
         authorizer: authorizer.clone(),
+        ca: Arc::new(crate::pki::CertifiedKey {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        }),
     };
-    let reviews: [(&str, Arc<dyn Review>); 3] = [
+    let reviews: [(&str, Arc<dyn Review>); 4] = [
         (KINDS[0], Arc::new(Attach(shared.clone()))),
         (KINDS[1], Arc::new(Detach(shared.clone()))),
-        (KINDS[2], Arc::new(StatusReview(shared))),
+        (KINDS[2], Arc::new(StatusReview(shared.clone()))),
+        (KINDS[3], Arc::new(DesiredSet(shared))),
     ];
     for (kind, review) in reviews {
         let singular = kind.to_ascii_lowercase();
@@ -178,6 +197,10 @@ struct AttachSpec {
     /// Attach even when the cluster is unreachable or the credentials lack permissions.
     #[serde(default)]
     force: bool,
+    /// The cluster pulls its desired set (`portcullis agent` with `pull:`): no credential is
+    /// sent or checked; a client certificate for the agent is issued and answered once.
+    #[serde(default)]
+    pull: bool,
 }
 
 struct Attach(Shared);
@@ -218,6 +241,9 @@ impl Review for Attach {
                      with portcullis cluster detach {name}"
                 ),
             ));
+        }
+        if s.pull {
+            return attach_pull(me, s, namespace).await;
         }
         let auth = match (s.token, s.client_certificate_data, s.client_key_data) {
             (Some(t), None, None) if !t.is_empty() => Auth::Token(SecretString::from(t)),
@@ -292,6 +318,58 @@ impl Review for Attach {
             },
         }))
     }
+}
+
+/// Attaches a cluster that pulls: the Cluster carries [`super::PULL_ANNOTATION`] with a fresh
+/// nonce, and the answer carries a client certificate (user `portcullis:cluster:NAME`, group
+/// of that nonce) that may read only this cluster's desired set. A later attach of the same
+/// name gets another nonce, so an earlier certificate reads nothing.
+async fn attach_pull(me: &Shared, s: AttachSpec, namespace: String) -> Result<Value, ApiError> {
+    let name = s.cluster_name;
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let mut cluster = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "Cluster",
+        "metadata": {
+            "name": name, "namespace": namespace, "labels": s.labels,
+            "annotations": { super::PULL_ANNOTATION: nonce },
+        },
+        "spec": { "apiServerURL": s.server, "caBundle": s.certificate_authority_data },
+    });
+    portcullis_model::decode_value(cluster.clone())
+        .map_err(|e| invalid(format!("the Cluster would be invalid: {e}")))?;
+    let user = pull_user(&name);
+    let group = pull_group(&nonce);
+    let cert = crate::pki::issue_client(&me.ca, &user, &[group.as_str()], 365)
+        .map_err(|e| ApiError::internal(format!("issuing the cluster's credential: {e}")))?;
+    if let Some(meta) = cluster.get_mut("metadata").and_then(Value::as_object_mut) {
+        crate::api::objects::stamp_created(meta, true);
+    }
+    let key = portcullis_store::keys::object(GROUP, "clusters", &namespace, &name);
+    let bytes = serde_json::to_vec(&cluster).map_err(ApiError::internal)?;
+    me.store
+        .create(&key, bytes)
+        .await
+        .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?;
+    if let Some(r) = &me.delivery.reconciler {
+        r.exclude(&name);
+    }
+    Ok(json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "ClusterAttachment",
+        "metadata": {},
+        "spec": { "clusterName": name, "workspace": s.workspace, "pull": true },
+        "status": {
+            "attached": true,
+            "namespace": namespace,
+            "pull": {
+                "user": user,
+                "certificate": cert.cert_pem,
+                "key": cert.key_pem,
+                "caCertificate": me.ca.cert_pem,
+            },
+        },
+    }))
 }
 
 /// What the cluster said about the credentials.
@@ -605,12 +683,29 @@ impl Review for StatusReview {
             if !me.may(user, "get", &namespace, &name) {
                 continue;
             }
+            let pulling = c.metadata.annotations.contains_key(super::PULL_ANNOTATION);
             let mut entry = json!({
                 "name": name,
                 "namespace": namespace,
                 "workspace": workspaces.get(&namespace).cloned().unwrap_or_default(),
-                "sink": sink,
+                "sink": if pulling { "pull" } else { sink },
             });
+            if pulling {
+                let pulled = me
+                    .delivery
+                    .pulls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&name)
+                    .cloned();
+                if let (Some(p), Some(e)) = (pulled, entry.as_object_mut()) {
+                    e.insert("lastSync".into(), json!(rfc3339(p.at)));
+                    e.insert("pulledHash".into(), json!(p.hash));
+                    e.insert("desired".into(), json!(p.objects));
+                }
+                clusters.push(entry);
+                continue;
+            }
             if let Some(st) = board.get(&name) {
                 let conditions: Vec<Value> = st
                     .conditions()
@@ -666,6 +761,93 @@ impl Review for StatusReview {
             "metadata": {},
             "spec": { "clusterName": s.cluster_name },
             "status": { "clusters": clusters },
+        }))
+    }
+}
+
+// === DesiredSetReview ===
+
+/// `DesiredSetReview.spec`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DesiredSpec {
+    cluster_name: String,
+    /// The hash of the set the agent holds: when it is still current, no objects are sent.
+    #[serde(default)]
+    if_none_match: String,
+}
+
+struct DesiredSet(Shared);
+
+#[async_trait::async_trait]
+impl Review for DesiredSet {
+    /// The cluster's desired set, for the cluster's own pull credential (bound to the current
+    /// attach by its nonce group) or whoever may `get` the Cluster. Polled: `status.hash`
+    /// changes exactly when the set does.
+    async fn review(&self, user: &UserInfo, object: Value) -> Result<Value, ApiError> {
+        const KIND: &str = "DesiredSetReview";
+        let s: DesiredSpec = spec(KIND, &object)?;
+        let me = &self.0;
+        let name = s.cluster_name;
+        let found = super::find_cluster(&*me.store, &name)
+            .await
+            .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?;
+        let allowed = found.as_ref().is_some_and(|(ns, c)| {
+            let own = user.name == pull_user(&name)
+                && c.metadata
+                    .annotations
+                    .get(super::PULL_ANNOTATION)
+                    .is_some_and(|nonce| user.groups.contains(&pull_group(nonce)));
+            own || me.may(user, "get", ns, &name)
+        });
+        if !allowed {
+            return Err(ApiError::forbidden(format!(
+                "user {:?} may not read the desired set of cluster {name:?}: only its own pull \
+                 credential (issued by cluster attach --pull) or those who may get the Cluster",
+                user.name
+            )));
+        }
+        let plan = me.delivery.plan();
+        let desired = plan.desired(&portcullis_federation::Target::named(&name));
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for (k, p) in &desired {
+            digest.update(k.to_string().as_bytes());
+            digest.update(b"\n");
+            digest.update(p.content_hash().as_bytes());
+            digest.update(b"\n");
+        }
+        let hash: String = digest
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if user.name == pull_user(&name) {
+            me.delivery
+                .pulls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    name.clone(),
+                    super::Pulled {
+                        at: std::time::SystemTime::now(),
+                        hash: hash.clone(),
+                        objects: desired.len(),
+                    },
+                );
+        }
+        let unchanged = !s.if_none_match.is_empty() && s.if_none_match == hash;
+        let objects: Vec<Value> = if unchanged {
+            Vec::new()
+        } else {
+            desired.values().map(|p| p.object.to_json()).collect()
+        };
+        Ok(json!({
+            "apiVersion": format!("{GROUP}/{VERSION}"),
+            "kind": KIND,
+            "metadata": {},
+            "spec": { "clusterName": name },
+            "status": { "hash": hash, "unchanged": unchanged, "objects": objects },
         }))
     }
 }

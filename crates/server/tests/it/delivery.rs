@@ -554,3 +554,125 @@ async fn a_real_kube_apiserver_is_attached_gets_a_global_binding_and_is_cleaned_
     assert_eq!(status().await, 404);
     s.stop().await;
 }
+
+/// Pull mode: a cluster attached with `pull` gets a client certificate that reads only its own
+/// desired set; an agent's puller applies that set with the same sink, and ends up with the same
+/// objects as a cluster the management plane pushes to, changes included.
+#[tokio::test]
+async fn a_pulling_agent_applies_the_same_set_as_push() {
+    let pushed = Double::start(DoubleConfig::new()).await.unwrap();
+    let pulled = Double::start(DoubleConfig::new()).await.unwrap();
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    fleet(&s, "ws-p").await;
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterattachments",
+        &attachment(
+            "push-1",
+            "ws-p",
+            pushed.url(),
+            pushed.ca_pem(),
+            pushed.admin_token(),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterattachments",
+        &json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "ClusterAttachment",
+            "spec": {
+                "clusterName": "pull-1", "workspace": "ws-p", "pull": true,
+                "server": pulled.url(), "certificateAuthorityData": pulled.ca_pem(),
+            },
+        }),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let p = &body["status"]["pull"];
+    let (cert, key) = (
+        p["certificate"].as_str().unwrap(),
+        p["key"].as_str().unwrap(),
+    );
+    // The pull credential reads its own set only.
+    let puller_client = client(&s.ca_pem(), Some((cert.as_bytes(), key.as_bytes())));
+    let desired = |name: &str| json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "DesiredSetReview", "spec": { "clusterName": name } });
+    let (code, body) = post(&s, &puller_client, "/desiredsetreviews", &desired("push-1")).await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = post(&s, &puller_client, "/desiredsetreviews", &desired("pull-1")).await;
+    assert_eq!(code, 201, "{body}");
+    // Nor anything else of the management API.
+    let (code, _) = get(&s, &puller_client, "/namespaces/ws-p/clusters").await;
+    assert_eq!(code, 403);
+
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join("credential.pem");
+    std::fs::write(&credential, format!("{cert}{key}")).unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, p["caCertificate"].as_str().unwrap()).unwrap();
+    let upstream = dir.path().join("upstream.kubeconfig");
+    std::fs::write(
+        &upstream,
+        pulled.kubeconfig(pulled.admin_token(), "default"),
+    )
+    .unwrap();
+    let config = portcullis_server::pull::PullConfig {
+        management_url: s.url.clone(),
+        credential_file: credential,
+        ca_file: ca,
+        interval_seconds: 1,
+    };
+    let upstream = portcullis_server::pull::upstream_config(Some(&upstream), None)
+        .await
+        .unwrap();
+    let puller = portcullis_server::pull::Puller::start("pull-1", &config, upstream)
+        .await
+        .unwrap();
+
+    let same = || async {
+        let (a, b) = (
+            managed(&pushed, "clusterrolebindings").await,
+            managed(&pulled, "clusterrolebindings").await,
+        );
+        let (c, d) = (
+            managed(&pushed, "clusterroles").await,
+            managed(&pulled, "clusterroles").await,
+        );
+        (a == b && c == d, a, c)
+    };
+    until(
+        "the pulled cluster holds what the pushed one does",
+        || async {
+            let (equal, bindings, roles) = same().await;
+            equal && bindings == ["portcullis:global:alice-reads-pods"] && !roles.is_empty()
+        },
+    )
+    .await;
+    let st = status_of(&s, "pull-1").await;
+    assert_eq!(st["sink"], "pull", "{st}");
+    assert!(st["lastSync"].is_string(), "{st}");
+    assert!(puller.board.cluster("pull-1").unwrap().in_sync());
+
+    // A change reaches both: the Global binding deleted.
+    let r = admin
+        .delete(format!(
+            "{}{V}/namespaces/portcullis-global/clusterscoperolebindings/alice-reads-pods",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    until("the deletion reaches both clusters", || async {
+        let (equal, bindings, _) = same().await;
+        equal && bindings.is_empty()
+    })
+    .await;
+    puller.task.abort();
+    s.stop().await;
+}
