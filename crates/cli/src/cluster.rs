@@ -35,6 +35,15 @@ pub struct AttachArgs {
     /// Attach even when the cluster is unreachable or the credentials lack permissions.
     #[arg(long)]
     pub force: bool,
+    /// The cluster pulls its desired set (`portcullis agent` with `pull:`), for clusters the
+    /// management plane cannot reach: only the kubeconfig's server and CA are sent, and a
+    /// credential for the agent is written to --pull-credentials-dir.
+    #[arg(long, requires = "pull_credentials_dir")]
+    pub pull: bool,
+    /// With --pull: where to write the agent's credential (`credential.pem`, mode 0600) and
+    /// the management plane's CA (`ca.crt`).
+    #[arg(long)]
+    pub pull_credentials_dir: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiFlags,
 }
@@ -191,6 +200,13 @@ async fn post(c: &Client, plural: &str, body: &Value) -> Result<Value> {
 /// `portcullis cluster attach`.
 pub async fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let mut spec = read_kubeconfig(&args.cluster_kubeconfig, args.context.as_deref())?;
+    if args.pull {
+        // The management plane never uses a pulling cluster's credential: not sent.
+        for k in ["token", "clientCertificateData", "clientKeyData"] {
+            spec.remove(k);
+        }
+        spec.insert("pull".into(), json!(true));
+    }
     spec.insert("clusterName".into(), json!(args.name));
     spec.insert("workspace".into(), json!(args.workspace));
     spec.insert("force".into(), json!(args.force));
@@ -213,6 +229,31 @@ pub async fn attach(args: &AttachArgs) -> Result<ExitCode> {
     .with_context(|| format!("attaching cluster {:?}", args.name))?;
     let status = answer.get("status").cloned().unwrap_or_default();
     let mut out = std::io::stdout().lock();
+    if let (Some(dir), Some(pull)) = (&args.pull_credentials_dir, status.get("pull")) {
+        let field = |f: &str| pull.get(f).and_then(Value::as_str).unwrap_or_default();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let credential = dir.join("credential.pem");
+        portcullis_server::pki::write_private(
+            &credential,
+            format!("{}{}", field("certificate"), field("key")).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", credential.display()))?;
+        let ca = dir.join("ca.crt");
+        std::fs::write(&ca, field("caCertificate"))
+            .with_context(|| format!("writing {}", ca.display()))?;
+        writeln!(
+            out,
+            "cluster {:?} attached to workspace {:?} in pull mode; give its agent these files and this configuration:\n\
+             cluster: {}\npull:\n  managementURL: {}\n  credentialFile: {}\n  caFile: {}",
+            args.name,
+            args.workspace,
+            args.name,
+            c.base_url(),
+            credential.display(),
+            ca.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let version = status
         .get("kubernetesVersion")
         .and_then(Value::as_str)

@@ -151,3 +151,76 @@ fn cluster_attach_list_status_and_detach_with_cleanup() {
     drop(up);
     drop(double);
 }
+
+/// A cluster attached with --pull: the CLI writes the agent's credential and CA, and a
+/// `portcullis agent` with that `pull:` configuration applies the cluster's desired set there.
+#[test]
+fn cluster_attach_pull_and_an_agent_that_pulls() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(Double::start(DoubleConfig::new())).unwrap();
+    let up = Up::start();
+    let dir = up.dir.path();
+    let fleet = write(dir, "fleet.yaml", FLEET);
+    ok(&up.cli(&["apply", "-f", fleet.to_str().unwrap()]));
+    let upstream = write(
+        dir,
+        "edge.conf",
+        &double.kubeconfig(double.admin_token(), "default"),
+    );
+    let creds = dir.join("pull-creds");
+    let out = ok(&up.cli(&[
+        "cluster",
+        "attach",
+        "natted",
+        "--kubeconfig",
+        upstream.to_str().unwrap(),
+        "--workspace",
+        "ws-a",
+        "--pull",
+        "--pull-credentials-dir",
+        creds.to_str().unwrap(),
+    ]));
+    assert!(out.contains("in pull mode"), "{out}");
+    let credential = std::fs::read_to_string(creds.join("credential.pem")).unwrap();
+    assert!(credential.contains("PRIVATE KEY"));
+    // The management plane never pushes to it.
+    std::thread::park_timeout(Duration::from_millis(500));
+    assert!(double.get("clusterrolebindings", "", BINDING).is_none());
+
+    let agent_config = write(
+        dir,
+        "agent.yaml",
+        &format!(
+            "cluster: natted\nlisten: 127.0.0.1:0\ndataDir: {}\nissuer:\n  url: {}\n  certificateAuthority: {}\n  usernameClaim: email\n  groupsClaim: groups\n  groupsPrefix: \"oidc:\"\nupstream:\n  kubeconfig: {}\npull:\n  managementURL: {}\n  credentialFile: {}\n  caFile: {}\n  intervalSeconds: 1\n",
+            dir.join("agent").display(),
+            up.url,
+            dir.join("pki/ca.crt").display(),
+            upstream.display(),
+            up.url,
+            creds.join("credential.pem").display(),
+            creds.join("ca.crt").display(),
+        ),
+    );
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["agent", "--config", agent_config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while double.get("clusterrolebindings", "", BINDING).is_none() {
+        if Instant::now() > deadline {
+            let _ = agent.kill();
+            let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+            panic!("the agent never applied the pulled binding:\n{log}");
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    until("status shows the cluster pulling", || {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&up.cli(&["status", "-o", "json"]))).unwrap_or_default();
+        json["clusters"][0]["sink"] == "pull" && json["clusters"][0]["lastSync"].is_string()
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
