@@ -86,7 +86,7 @@ pub struct AgentConfig {
 }
 
 /// The management issuer as the agent trusts it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IssuerConfig {
     /// The issuer URL (`iss`), e.g. `https://portcullis.example.com`.
@@ -125,17 +125,26 @@ pub struct ServingCertificate {
     pub key_file: PathBuf,
 }
 
+// The documented defaults also when a config file names only some of `issuer`'s keys (a
+// derived Default would leave the claims empty, and the agent refuse to start).
+impl Default for IssuerConfig {
+    fn default() -> IssuerConfig {
+        IssuerConfig {
+            url: String::new(),
+            certificate_authority: None,
+            username_claim: "email".into(),
+            groups_claim: "groups".into(),
+            groups_prefix: "oidc:".into(),
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> AgentConfig {
         let proxy = ProxyConfig::default();
         AgentConfig {
             cluster: String::new(),
-            issuer: IssuerConfig {
-                username_claim: "email".into(),
-                groups_claim: "groups".into(),
-                groups_prefix: "oidc:".into(),
-                ..IssuerConfig::default()
-            },
+            issuer: IssuerConfig::default(),
             audiences: Vec::new(),
             authentication_config: None,
             upstream: UpstreamSource::default(),

@@ -191,7 +191,7 @@ fn cluster_attach_pull_and_an_agent_that_pulls() {
         dir,
         "agent.yaml",
         &format!(
-            "cluster: natted\nlisten: 127.0.0.1:0\ndataDir: {}\nissuer:\n  url: {}\n  certificateAuthority: {}\n  usernameClaim: email\n  groupsClaim: groups\n  groupsPrefix: \"oidc:\"\nupstream:\n  kubeconfig: {}\npull:\n  managementURL: {}\n  credentialFile: {}\n  caFile: {}\n  intervalSeconds: 1\n",
+            "cluster: natted\nlisten: 127.0.0.1:0\ndataDir: {}\nissuer:\n  url: {}\n  certificateAuthority: {}\nupstream:\n  kubeconfig: {}\npull:\n  managementURL: {}\n  credentialFile: {}\n  caFile: {}\n  intervalSeconds: 1\n",
             dir.join("agent").display(),
             up.url,
             dir.join("pki/ca.crt").display(),
