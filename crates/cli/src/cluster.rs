@@ -67,6 +67,10 @@ pub struct ListArgs {
     /// Output format: table (default) or `json`.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// (`status`) One source object, `Kind/namespace/name`: what it produced on each cluster,
+    /// with applied hash, last applied, last error and drift repairs.
+    #[arg(long)]
+    pub source: Option<String>,
     #[command(flatten)]
     pub api: ApiFlags,
 }
@@ -312,20 +316,70 @@ pub async fn detach(args: &DetachArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn statuses(api: &ApiFlags) -> Result<Vec<Value>> {
+async fn review(api: &ApiFlags, source: Option<&str>) -> Result<Value> {
     let c = Client::from_kubeconfig(&api.kubeconfig)?;
-    let answer = post(
+    post(
         &c,
         "deliverystatusreviews",
-        &json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "DeliveryStatusReview", "spec": {} }),
+        &json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "DeliveryStatusReview",
+            "spec": { "source": source.unwrap_or_default() },
+        }),
     )
     .await
-    .context("reading the delivery status")?;
-    Ok(answer
+    .context("reading the delivery status")
+}
+
+async fn statuses(api: &ApiFlags) -> Result<Vec<Value>> {
+    Ok(review(api, None)
+        .await?
         .pointer("/status/clusters")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default())
+}
+
+/// `portcullis status --source KIND/NS/NAME`.
+async fn source_status(args: &ListArgs, source: &str) -> Result<ExitCode> {
+    let entries = review(&args.api, Some(source))
+        .await?
+        .pointer("/status/source")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if args.output.as_deref() == Some("json") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "source": entries }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            [
+                text(e, "cluster"),
+                text(e, "object"),
+                text(e, "appliedHash"),
+                text(e, "lastApplied"),
+                text(e, "driftRepairs"),
+                text(e, "lastError"),
+            ]
+        })
+        .collect();
+    print_table(
+        &mut std::io::stdout().lock(),
+        [
+            "CLUSTER",
+            "OBJECT",
+            "APPLIED HASH",
+            "LAST APPLIED",
+            "DRIFT REPAIRS",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn text(v: &Value, field: &str) -> String {
@@ -391,6 +445,9 @@ pub async fn list(args: &ListArgs) -> Result<ExitCode> {
 
 /// `portcullis status`: delivery per cluster.
 pub async fn status(args: &ListArgs) -> Result<ExitCode> {
+    if let Some(source) = &args.source {
+        return source_status(args, source).await;
+    }
     let clusters = statuses(&args.api).await?;
     if args.output.as_deref() == Some("json") {
         println!(

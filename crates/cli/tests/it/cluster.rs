@@ -138,6 +138,16 @@ fn cluster_attach_list_status_and_detach_with_cleanup() {
     assert_eq!(edge["synced"], true, "{edge}");
     assert_eq!(edge["driftRepairs"], 0);
 
+    let by_source = ok(&up.cli(&[
+        "status",
+        "--source",
+        "ClusterScopeRoleBinding/portcullis-global/alice-reads-pods",
+    ]));
+    assert!(
+        by_source.contains("edge") && by_source.contains(BINDING),
+        "{by_source}"
+    );
+
     let out = ok(&up.cli(&["cluster", "detach", "edge", "--cleanup"]));
     assert!(out.contains("were removed"), "{out}");
     assert!(double.get("clusterrolebindings", "", BINDING).is_none());

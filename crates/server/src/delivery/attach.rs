@@ -644,6 +644,11 @@ struct StatusSpec {
     /// Only this cluster.
     #[serde(default)]
     cluster_name: String,
+    /// A source object, `Kind/namespace/name` (e.g.
+    /// `ClusterScopeRoleBinding/portcullis-global/readers`): then `status.source` lists what
+    /// it produced on each cluster and how that stands.
+    #[serde(default)]
+    source: String,
 }
 
 struct StatusReview(Shared);
@@ -674,6 +679,7 @@ impl Review for StatusReview {
             "gitops"
         };
         let mut clusters = Vec::new();
+        let mut clusters_seen = Vec::new();
         for (_, c) in stored {
             let name = c.metadata.name.clone();
             let namespace = c.metadata.namespace.clone().unwrap_or_default();
@@ -683,6 +689,7 @@ impl Review for StatusReview {
             if !me.may(user, "get", &namespace, &name) {
                 continue;
             }
+            clusters_seen.push(name.clone());
             let pulling = c.metadata.annotations.contains_key(super::PULL_ANNOTATION);
             let mut entry = json!({
                 "name": name,
@@ -755,14 +762,56 @@ impl Review for StatusReview {
             }
             clusters.push(entry);
         }
+        let mut status = json!({ "clusters": clusters });
+        if !s.source.is_empty() {
+            let source = parse_source(&s.source).ok_or_else(|| {
+                invalid(format!(
+                    "spec.source {:?} is not Kind/namespace/name of a role or binding kind",
+                    s.source
+                ))
+            })?;
+            let visible: std::collections::BTreeSet<String> = clusters_seen.into_iter().collect();
+            let entries: Vec<Value> = me
+                .delivery
+                .board
+                .by_source(&source)
+                .into_iter()
+                .filter(|(c, _, _)| visible.contains(c))
+                .map(|(c, k, o)| {
+                    json!({
+                        "cluster": c,
+                        "object": k.to_string(),
+                        "appliedHash": o.applied_hash,
+                        "lastApplied": time(o.last_applied),
+                        "lastError": o.last_error,
+                        "conflict": o.conflict,
+                        "paused": o.paused,
+                        "driftRepairs": o.drift_repairs,
+                    })
+                })
+                .collect();
+            if let Some(m) = status.as_object_mut() {
+                m.insert("source".into(), json!(entries));
+            }
+        }
         Ok(json!({
             "apiVersion": format!("{GROUP}/{VERSION}"),
             "kind": KIND,
             "metadata": {},
-            "spec": { "clusterName": s.cluster_name },
-            "status": { "clusters": clusters },
+            "spec": { "clusterName": s.cluster_name, "source": s.source },
+            "status": status,
         }))
     }
+}
+
+/// `Kind/namespace/name` of a source object.
+fn parse_source(s: &str) -> Option<portcullis_federation::SourceRef> {
+    let mut parts = s.splitn(3, '/');
+    Some(portcullis_federation::SourceRef {
+        kind: portcullis_federation::SourceKind::parse(parts.next()?)?,
+        namespace: parts.next()?.to_owned(),
+        name: parts.next().filter(|n| !n.is_empty())?.to_owned(),
+    })
 }
 
 // === DesiredSetReview ===

@@ -211,6 +211,21 @@ async fn an_attached_cluster_gets_its_plan_and_a_detach_with_cleanup_leaves_noth
         "ClusterScopeRoleBinding/portcullis-global/alice-reads-pods"
     );
     assert!(binding["appliedHash"].is_string(), "{binding}");
+    // Per source object, across clusters.
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/deliverystatusreviews",
+        &json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "DeliveryStatusReview",
+                 "spec": { "source": "ClusterScopeRoleBinding/portcullis-global/alice-reads-pods" } }),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let by_source = body["status"]["source"].as_array().unwrap();
+    assert_eq!(by_source.len(), 1, "{body}");
+    assert_eq!(by_source[0]["cluster"], "edge-1");
+    assert_eq!(by_source[0]["appliedHash"], binding["appliedHash"]);
+    assert_eq!(by_source[0]["driftRepairs"], 0);
     let ours = managed(&double, "clusterroles").await.len()
         + managed(&double, "clusterrolebindings").await.len();
     // A second attach of the same name is refused.
