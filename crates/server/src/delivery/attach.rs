@@ -576,7 +576,8 @@ impl Review for Detach {
         let found = super::find_cluster(&*me.store, &name)
             .await
             .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?;
-        let Some((namespace, _)) = found.filter(|(ns, _)| me.may(user, "get", ns, &name)) else {
+        let Some((namespace, cluster)) = found.filter(|(ns, _)| me.may(user, "get", ns, &name))
+        else {
             return Err(ApiError::from_store(
                 portcullis_store::StoreError::NotFound(name.clone()),
                 GROUP,
@@ -592,6 +593,20 @@ impl Review for Detach {
             )));
         }
         let mut deleted = Vec::new();
+        if s.cleanup
+            && cluster
+                .metadata
+                .annotations
+                .contains_key(super::PULL_ANNOTATION)
+        {
+            return Err(invalid(format!(
+                "cluster {name:?} pulls its desired set: the management plane cannot reach it to \
+                 clean up. On the cluster, stop its agent's pull and run kubectl delete \
+                 clusterroles,clusterrolebindings,roles,rolebindings -A -l \
+                 app.kubernetes.io/managed-by=portcullis (and namespaces with that label), then \
+                 detach without --cleanup"
+            )));
+        }
         if s.cleanup {
             let Some(reconciler) = &me.delivery.reconciler else {
                 return Err(invalid(

@@ -688,6 +688,33 @@ async fn a_pulling_agent_applies_the_same_set_as_push() {
         equal && bindings.is_empty()
     })
     .await;
+    // Cleanup of a pulling cluster is the cluster's to do: refused, saying how.
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterdetachments",
+        &json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "ClusterDetachment", "spec": { "clusterName": "pull-1", "cleanup": true } }),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("-l app.kubernetes.io/managed-by=portcullis"),
+        "{body}"
+    );
+    // Detached: its credential reads nothing any more.
+    let (code, body) = post(
+        &s,
+        &admin,
+        "/clusterdetachments",
+        &json!({ "apiVersion": "portcullis.dev/v1alpha1", "kind": "ClusterDetachment", "spec": { "clusterName": "pull-1" } }),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = post(&s, &puller_client, "/desiredsetreviews", &desired("pull-1")).await;
+    assert_eq!(code, 403);
     puller.task.abort();
     s.stop().await;
 }
