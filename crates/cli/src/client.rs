@@ -209,6 +209,11 @@ impl Client {
         .into())
     }
 
+    /// The API's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// GET returning JSON.
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.request(http::Method::GET, path, None).await

@@ -2,6 +2,7 @@
 
 mod authz;
 mod client;
+mod cluster;
 mod connector;
 mod fleet;
 mod resources;
@@ -50,6 +51,13 @@ struct ServerFlags {
     /// etcd client URLs, with `--store etcd`.
     #[arg(long, env = "PORTCULLIS_ETCD_ENDPOINTS", value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
+    /// Where the federation plan goes: applied to each attached cluster (`kubernetes`), or
+    /// written as files for Flux or Argo CD (`gitops`, with --gitops-dir).
+    #[arg(long, env = "PORTCULLIS_SINK", value_enum)]
+    sink: Option<SinkKind>,
+    /// With `--sink gitops`: the directory that gets `<cluster>/` per attached cluster.
+    #[arg(long, env = "PORTCULLIS_GITOPS_DIR")]
+    gitops_dir: Option<PathBuf>,
     /// Log format.
     #[arg(
         long,
@@ -58,6 +66,12 @@ struct ServerFlags {
         default_value = "text"
     )]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SinkKind {
+    Kubernetes,
+    Gitops,
 }
 
 /// `portcullis agent`'s flags; each overrides the config file.
@@ -244,6 +258,14 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorCommand,
     },
+    /// Attach, detach and list the clusters the fleet's access policy is delivered to.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Delivery per attached cluster: reachable, synced, objects, drift repairs, conflicts,
+    /// last sync and last error (`-o json`: every object, with its source and applied hash).
+    Status(cluster::ListArgs),
     /// Administer local accounts.
     Admin {
         #[command(subcommand)]
@@ -263,6 +285,18 @@ enum DefaultsCommand {
     /// Recreate the default roles of a scope, overwriting edited ones (other roles are left
     /// alone).
     Reset(fleet::ResetArgs),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Attach a cluster: checks that it answers and that the credentials may manage RBAC
+    /// objects and namespaces there, then seals the credentials in the store and creates the
+    /// Cluster in the workspace.
+    Attach(cluster::AttachArgs),
+    /// Detach a cluster (with --cleanup, first remove every object portcullis put there).
+    Detach(cluster::DetachArgs),
+    /// The attached clusters with their workspace, health and sync state.
+    List(cluster::ListArgs),
 }
 
 #[derive(Subcommand)]
@@ -411,6 +445,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Connector {
             command: ConnectorCommand::SetBindPassword(args),
         } => connector::set_bind_password(&args).await,
+        Command::Cluster {
+            command: ClusterCommand::Attach(args),
+        } => cluster::attach(&args).await,
+        Command::Cluster {
+            command: ClusterCommand::Detach(args),
+        } => cluster::detach(&args).await,
+        Command::Cluster {
+            command: ClusterCommand::List(args),
+        } => cluster::list(&args).await,
+        Command::Status(args) => cluster::status(&args).await,
         Command::WhoCan(args) => Ok(ExitCode::from(
             u8::try_from(authz::who_can(&args).await).unwrap_or(2),
         )),
@@ -487,6 +531,16 @@ async fn serve(mut config: Config, flags: ServerFlags) -> Result<ExitCode> {
             };
         }
         None => {}
+    }
+    match flags.sink {
+        Some(SinkKind::Kubernetes) => {
+            config.delivery.sink = portcullis_server::config::Sink::Kubernetes
+        }
+        Some(SinkKind::Gitops) => config.delivery.sink = portcullis_server::config::Sink::Gitops,
+        None => {}
+    }
+    if let Some(d) = flags.gitops_dir {
+        config.delivery.gitops_dir = Some(d);
     }
     let stop = shutdown_signal()?;
     let config_data_dir = config.data_dir.clone();

@@ -254,6 +254,54 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// A produced object read back from its Kubernetes JSON ([`RbacObject::to_json`]), as a
+    /// pulling agent receives it: kind and key from the object, the source from
+    /// [`SOURCE_ANNOTATION`]. Strict: unknown fields and a missing source are refused.
+    pub fn from_json(v: &Value) -> Result<Planned, String> {
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let object = match kind {
+            "Namespace" => {
+                let meta = v.get("metadata").cloned().unwrap_or(Value::Null);
+                RbacObject::Namespace(serde_json::from_value(meta).map_err(|e| e.to_string())?)
+            }
+            "ClusterRole" => RbacObject::ClusterRole(de(v)?),
+            "ClusterRoleBinding" => RbacObject::ClusterRoleBinding(de(v)?),
+            "Role" => RbacObject::Role(de(v)?),
+            "RoleBinding" => RbacObject::RoleBinding(de(v)?),
+            other => return Err(format!("kind {other:?} is not one portcullis delivers")),
+        };
+        let kind = match &object {
+            RbacObject::Namespace(_) => ObjectKind::Namespace,
+            RbacObject::ClusterRole(_) => ObjectKind::ClusterRole,
+            RbacObject::ClusterRoleBinding(_) => ObjectKind::ClusterRoleBinding,
+            RbacObject::Role(_) => ObjectKind::Role,
+            RbacObject::RoleBinding(_) => ObjectKind::RoleBinding,
+        };
+        let meta = object.meta();
+        let source = meta
+            .annotations
+            .get(SOURCE_ANNOTATION)
+            .and_then(|s| {
+                let mut parts = s.splitn(3, '/');
+                let kind = SourceKind::parse(parts.next()?)?;
+                Some(SourceRef {
+                    kind,
+                    namespace: parts.next()?.to_owned(),
+                    name: parts.next()?.to_owned(),
+                })
+            })
+            .ok_or_else(|| format!("{} has no {SOURCE_ANNOTATION} annotation", meta.name))?;
+        Ok(Planned {
+            key: ObjectKey {
+                kind,
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone(),
+            },
+            source,
+            object,
+        })
+    }
+
     /// The content hash ([`CONTENT_HASH_ANNOTATION`]).
     pub fn content_hash(&self) -> &str {
         self.object
@@ -262,6 +310,10 @@ impl Planned {
             .get(CONTENT_HASH_ANNOTATION)
             .map_or("", String::as_str)
     }
+}
+
+fn de<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
+    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
 }
 
 /// Finishes a produced object: name and namespace, the managed-by and source labels, the

@@ -206,6 +206,26 @@ impl Plan {
             .collect()
     }
 
+    /// A plan of one attached cluster holding `objects` (what a pulling agent received from
+    /// the management plane's [`Plan::desired`]), for a reconciler on that cluster.
+    pub fn single_cluster(cluster: &str, objects: impl IntoIterator<Item = Planned>) -> Plan {
+        let id = LayerId::Global(crate::objects::Plane::Fleet);
+        let mut layer = Layer::default();
+        for p in objects {
+            layer
+                .by_source
+                .entry(p.source.clone())
+                .or_default()
+                .push(p.key.clone());
+            layer.objects.insert(p.key.clone(), Arc::new(p));
+        }
+        Plan {
+            layers: BTreeMap::from([(id.clone(), Arc::new(layer))]),
+            targets: BTreeMap::from([(Target::named(cluster), Arc::new(BTreeSet::from([id])))]),
+            structure: Arc::default(),
+        }
+    }
+
     /// Whether `target` exists in the plan.
     pub fn has_target(&self, target: &Target) -> bool {
         self.targets.contains_key(target)

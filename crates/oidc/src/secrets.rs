@@ -67,6 +67,18 @@ impl Provider {
         Ok(())
     }
 
+    /// Deletes key `key` of secret `name` (nothing when it is not set) and tells
+    /// [`Provider::secrets_changed`] waiters.
+    pub async fn delete_secret(&self, name: &str, key: &str) -> Result<(), Error> {
+        let store_key = store_key(name, key)?;
+        match self.store().delete(&store_key, None).await {
+            Ok(_) | Err(portcullis_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.notify_secrets_changed();
+        Ok(())
+    }
+
     /// The value of key `key` of secret `name`, if set.
     pub async fn secret(&self, name: &str, key: &str) -> Result<Option<SecretString>, Error> {
         let store_key = store_key(name, key)?;

@@ -79,10 +79,14 @@ pub struct AgentConfig {
     /// API server every few seconds), sessions in `dataDir`. Its issuer and CA default to the
     /// agent's.
     pub forward_auth: Option<portcullis_forward_auth::Config>,
+    /// Pull mode (off when absent): this cluster's desired RBAC is read from the management
+    /// plane with the credential `cluster attach --pull` issued, and applied here with the
+    /// upstream credentials, for clusters the management plane cannot reach.
+    pub pull: Option<crate::pull::PullConfig>,
 }
 
 /// The management issuer as the agent trusts it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IssuerConfig {
     /// The issuer URL (`iss`), e.g. `https://portcullis.example.com`.
@@ -121,17 +125,26 @@ pub struct ServingCertificate {
     pub key_file: PathBuf,
 }
 
+// The documented defaults also when a config file names only some of `issuer`'s keys (a
+// derived Default would leave the claims empty, and the agent refuse to start).
+impl Default for IssuerConfig {
+    fn default() -> IssuerConfig {
+        IssuerConfig {
+            url: String::new(),
+            certificate_authority: None,
+            username_claim: "email".into(),
+            groups_claim: "groups".into(),
+            groups_prefix: "oidc:".into(),
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> AgentConfig {
         let proxy = ProxyConfig::default();
         AgentConfig {
             cluster: String::new(),
-            issuer: IssuerConfig {
-                username_claim: "email".into(),
-                groups_claim: "groups".into(),
-                groups_prefix: "oidc:".into(),
-                ..IssuerConfig::default()
-            },
+            issuer: IssuerConfig::default(),
             audiences: Vec::new(),
             authentication_config: None,
             upstream: UpstreamSource::default(),
@@ -148,6 +161,7 @@ impl Default for AgentConfig {
             audit: None,
             shutdown_grace_seconds: 10,
             forward_auth: None,
+            pull: None,
         }
     }
 }
@@ -329,6 +343,17 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
 
     let mut router = proxy.router(&chain);
     let mut background = Vec::new();
+    if let Some(pull) = &config.pull {
+        let upstream = crate::pull::upstream_config(
+            config.upstream.kubeconfig.as_deref(),
+            config.upstream.context.as_deref(),
+        )
+        .await?;
+        let puller = crate::pull::Puller::start(&config.cluster, pull, upstream)
+            .await
+            .context("pull mode")?;
+        background.push(puller.task);
+    }
     if let Some(fa) = &config.forward_auth {
         let (fa_router, tasks) = forward_auth(&config, fa, proxy.upstream().clone()).await?;
         router = router.merge(fa_router);

@@ -213,7 +213,13 @@ async fn serve_review(
         body::parse_object(&bytes, &media, app.limits.max_json_depth)?
     };
     let answered = review.review(&user, object).await?;
-    Ok((StatusCode::CREATED, axum::Json(answered)).into_response())
+    // Some answers carry a credential once (a pulling cluster's key): never cached.
+    Ok((
+        StatusCode::CREATED,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(answered),
+    )
+        .into_response())
 }
 
 /// `POST /apis/portcullis.dev/v1alpha1/users/NAME/password`: sets a new random password for

@@ -49,6 +49,30 @@ pub struct Config {
     /// absent): its endpoints are served on this listener, decided over this plane's RBAC.
     /// `issuer` and `issuerCA` default to this plane's own.
     pub forward_auth: Option<portcullis_forward_auth::Config>,
+    /// How the federation plan reaches the attached clusters.
+    pub delivery: DeliveryConfig,
+}
+
+/// How the federation plan reaches the attached clusters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// The sink: server-side apply to each cluster (default), or GitOps files.
+    pub sink: Sink,
+    /// With `sink: gitops`: the directory that gets `<cluster>/` with each cluster's desired
+    /// objects and a `kustomization.yaml`, for Flux or Argo CD to deliver.
+    pub gitops_dir: Option<PathBuf>,
+}
+
+/// Where the plan goes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    /// Server-side apply to each attached cluster with its stored credentials.
+    #[default]
+    Kubernetes,
+    /// Files under `gitopsDir`; nothing is applied.
+    Gitops,
 }
 
 /// Where the management API's audit events go and at what level, as kube-apiserver's
@@ -239,6 +263,7 @@ impl Default for Config {
             max_mutating_requests_in_flight: 200,
             audit: None,
             forward_auth: None,
+            delivery: DeliveryConfig::default(),
         }
     }
 }

@@ -118,6 +118,9 @@ pub struct Federation {
     installed: tokio::sync::watch::Sender<u64>,
     /// The revision of the newest write of a model kind made through this server's API.
     written: AtomicU64,
+    /// Delivery to the clusters: told every plan and delta, under the planner's lock, so that
+    /// it sees them in order.
+    sink: std::sync::OnceLock<Arc<dyn crate::delivery::PlanSink>>,
 }
 
 impl Federation {
@@ -136,6 +139,7 @@ impl Federation {
             deltas,
             installed: tokio::sync::watch::Sender::new(revision),
             written: AtomicU64::new(0),
+            sink: std::sync::OnceLock::new(),
         };
         Ok((Arc::new(fed), revision, pending))
     }
@@ -149,6 +153,16 @@ impl Federation {
     /// start again from [`Federation::with_planner`]'s plan.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delta>> {
         self.deltas.subscribe()
+    }
+
+    /// Sets where every plan goes from now on (once, before the controller runs).
+    pub(crate) fn set_sink(&self, sink: Arc<dyn crate::delivery::PlanSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// The current plan.
+    pub(crate) fn plan(&self) -> portcullis_federation::Plan {
+        self.lock().plan().clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Planner> {
@@ -172,6 +186,9 @@ impl Federation {
             return;
         }
         self.fleet.apply(&delta);
+        if let Some(sink) = self.sink.get() {
+            sink.publish(planner.plan(), &delta);
+        }
         // No subscriber is not an error.
         let _ = self.deltas.send(Arc::new(delta));
     }
@@ -181,6 +198,9 @@ impl Federation {
         let mut planner = self.lock();
         *planner = Planner::new(planner.config().clone(), model);
         self.fleet.reset(planner.plan());
+        if let Some(sink) = self.sink.get() {
+            sink.reset(planner.plan());
+        }
     }
 
     fn mark_installed(&self, revision: u64) {

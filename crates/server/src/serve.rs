@@ -61,6 +61,9 @@ pub struct Running {
     task: JoinHandle<Result<()>>,
     /// The federation controller's state.
     federation: Arc<crate::federation::Federation>,
+    /// Delivery to the attached clusters (its reconciler stops when this is dropped).
+    #[allow(dead_code)]
+    delivery: Arc<crate::delivery::Delivery>,
     /// Background loops (key rotation, …), stopped at shutdown.
     background: Vec<JoinHandle<()>>,
     /// What the API's handlers share, for the chain's benchmark.
@@ -172,6 +175,20 @@ pub async fn start(config: Config) -> Result<Running> {
         crate::federation::Federation::load(&*store)
             .await
             .context("loading the federation model")?;
+    // Delivery hears every plan from the first change on: started before the controller.
+    let mut metrics = Metrics::default();
+    let delivery_metrics =
+        portcullis_federation::delivery::DeliveryMetrics::register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
+    let (delivery, delivery_tasks) = crate::delivery::Delivery::start(
+        &config.delivery,
+        store.clone(),
+        provider.clone(),
+        federation.plan(),
+        Some(delivery_metrics),
+    )
+    .await?;
+    federation.set_sink(delivery.clone());
     let federation_sync = tokio::spawn(crate::federation::run(
         store.clone(),
         federation.clone(),
@@ -230,7 +247,6 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
     let audit = open_audit(config.audit.as_ref(), &metrics)?;
     let authz: portcullis_authn::chain::SharedAuthorizer = authorizer.clone();
     let chain = Chain {
@@ -255,6 +271,14 @@ pub async fn start(config: Config) -> Result<Running> {
             crate::rbac::register(&mut r, &authorizer);
             crate::rbac::register_reviews(&mut r, &authorizer);
             crate::federation::register(&mut r, &federation, &authorizer, &store);
+            crate::delivery::attach::register(
+                &mut r,
+                &delivery,
+                &store,
+                &provider,
+                &authorizer,
+                &pki.ca,
+            );
             r
         }),
         metrics: metrics.clone(),
@@ -281,6 +305,7 @@ pub async fn start(config: Config) -> Result<Running> {
         connectors_sync,
         federation_sync,
     ];
+    background.extend(delivery_tasks);
     if let Some(fa_config) = &config.forward_auth {
         let forward_auth = forward_auth(
             fa_config,
@@ -321,6 +346,7 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown: Some(tx),
         task,
         federation,
+        delivery,
         background,
         #[cfg(feature = "bench-internals")]
         state: kept_state,

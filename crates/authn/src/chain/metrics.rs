@@ -455,6 +455,12 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// The registry, for metrics of other parts of the same process (the management plane's
+    /// delivery metrics) to be registered beside these before the metrics are shared.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The text exposition of every metric (OpenMetrics, which Prometheus reads).
     pub fn render(&self) -> String {
         let mut out = String::new();

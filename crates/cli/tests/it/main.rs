@@ -8,6 +8,7 @@
 )]
 
 mod can_i;
+mod cluster;
 mod connector;
 mod fleet;
 mod openid_client;

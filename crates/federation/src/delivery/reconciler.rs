@@ -273,7 +273,20 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Delivers to `cluster` again after [`Reconciler::cleanup`] (when it is in the plan).
+    /// Stops delivering to `cluster` and leaves it as it is (a cluster that pulls its desired
+    /// set itself): its worker stops and is not started again until [`Reconciler::attach`];
+    /// its status is forgotten.
+    pub fn exclude(&self, cluster: &str) {
+        self.lock_detached().insert(cluster.to_owned());
+        drop(self.lock_workers().remove(cluster));
+        self.shared.board.remove(cluster);
+        if let Some(m) = &self.shared.metrics {
+            m.remove(cluster);
+        }
+    }
+
+    /// Delivers to `cluster` again after [`Reconciler::cleanup`] or [`Reconciler::exclude`]
+    /// (when it is in the plan).
     pub fn attach(&self, cluster: &str) {
         self.lock_detached().remove(cluster);
         self.sync_workers();

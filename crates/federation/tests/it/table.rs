@@ -675,3 +675,40 @@ fn explain_and_who_can_name_the_source() {
         ["a1"]
     );
 }
+
+/// What a pulling agent receives is what was planned: every produced object (namespaces,
+/// project Roles and RoleBindings, ClusterRoles and bindings) reads back from its JSON as the
+/// same `Planned`, and a one-cluster plan of them desires exactly that set.
+#[test]
+fn planned_objects_read_back_from_json_and_make_a_one_cluster_plan() {
+    let mut objects = fleet();
+    objects.push(cluster_scope_role(GLOBAL, "reader", read_pods()));
+    objects.push(cluster_scope_binding(
+        GLOBAL,
+        "readers",
+        "reader",
+        vec![group("devs")],
+    ));
+    objects.push(cluster_scope_role("ws-a", "ops", read_pods()));
+    objects.push(cluster_scope_binding(
+        "ws-a",
+        "ops",
+        "ops",
+        vec![user("alice")],
+    ));
+    let planner = planner(objects);
+    let target = cluster_target("a1");
+    let desired = planner.plan().desired(&target);
+    assert!(desired.len() >= 4, "{:?}", desired.keys());
+    for p in desired.values() {
+        let back = portcullis_federation::Planned::from_json(&p.object.to_json()).unwrap();
+        assert_eq!(&back, p.as_ref());
+    }
+    let single =
+        portcullis_federation::Plan::single_cluster("a1", desired.values().map(|p| (**p).clone()));
+    assert_eq!(single.desired(&target), desired);
+    assert_eq!(single.targets().collect::<Vec<_>>(), vec![&target]);
+    assert!(
+        portcullis_federation::Planned::from_json(&serde_json::json!({"kind": "Pod"})).is_err()
+    );
+}

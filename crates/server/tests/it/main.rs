@@ -9,6 +9,7 @@
 mod agent;
 mod api;
 mod connectors;
+mod delivery;
 mod escalation;
 mod federation;
 mod kube_apiserver;
