@@ -487,29 +487,32 @@ pub async fn auth_rules(args: &AuthRulesArgs) -> i32 {
     })
 }
 
-pub(crate) fn print_table<const N: usize>(
+pub(crate) fn print_table<const N: usize, S: AsRef<str>>(
     out: &mut impl Write,
     header: [&str; N],
-    rows: &[[String; N]],
+    rows: &[[S; N]],
 ) {
     let mut widths = header.map(str::len);
     for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.as_ref().len());
         }
     }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("   ")
-            .trim_end()
-            .to_owned()
+    // One buffer for every line (a fleet's who-can prints tens of thousands).
+    let mut line = String::new();
+    let mut write_line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| {
+        use std::fmt::Write as _;
+        line.clear();
+        for (i, (c, w)) in cells.zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("   ");
+            }
+            let _ = write!(line, "{c:<w$}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     };
-    let _ = writeln!(out, "{}", line(header.to_vec()));
+    write_line(out, &mut header.iter().copied());
     for r in rows {
-        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+        write_line(out, &mut r.iter().map(AsRef::as_ref));
     }
 }

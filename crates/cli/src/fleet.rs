@@ -240,19 +240,27 @@ pub async fn who_can(
             // The answer as served: each scope's subjects once, and per cluster its scopes.
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
         } else {
-            let mut rows: Vec<[String; 4]> = Vec::new();
-            for (cluster, scopes) in &clusters {
-                for scope in scopes.as_array().into_iter().flatten() {
-                    let subjects = scope
-                        .as_str()
-                        .and_then(|k| status.get("scopes").and_then(|m| m.get(k)));
-                    for s in subjects.and_then(Value::as_array).into_iter().flatten() {
-                        rows.push([
-                            cluster.clone(),
+            // Each scope's cells once; a row per cluster and subject refers to them.
+            let mut cells: std::collections::BTreeMap<&str, Vec<[String; 3]>> =
+                std::collections::BTreeMap::new();
+            if let Some(scopes) = status.get("scopes").and_then(Value::as_object) {
+                for (key, subjects) in scopes {
+                    let list = subjects.as_array().into_iter().flatten().map(|s| {
+                        [
                             format!("{}/{}", str_at(s, "/kind"), str_at(s, "/name")),
                             str_at(s, "/scope").to_owned(),
                             reference(&s["source"]),
-                        ]);
+                        ]
+                    });
+                    cells.insert(key.as_str(), list.collect());
+                }
+            }
+            let mut rows: Vec<[&str; 4]> = Vec::new();
+            for (cluster, scopes) in &clusters {
+                for scope in scopes.as_array().into_iter().flatten() {
+                    let subjects = scope.as_str().and_then(|k| cells.get(k));
+                    for [subject, scope, source] in subjects.into_iter().flatten() {
+                        rows.push([cluster.as_str(), subject, scope, source]);
                     }
                 }
             }

@@ -33,9 +33,9 @@ pub use kinds::connector::{Connector, ConnectorSpec, ConnectorType};
 pub use kinds::group::{ClaimPattern, Group, GroupSpec, PatternClaim};
 pub use kinds::project::{Project, ProjectPlacement, ProjectSpec};
 pub use kinds::role::{
-    ClusterScopeRole, ClusterScopeRoleBinding, GLOBAL_NAMESPACE, KommanderRole,
-    KommanderRoleBinding, PolicyRule, RBAC_API_GROUP, RoleRef, SYNC_TO_PROJECT_ANNOTATION, Scope,
-    Subject, SubjectKind, resolve_scope,
+    ClusterFailure, ClusterScopeRole, ClusterScopeRoleBinding, GLOBAL_NAMESPACE, KommanderRole,
+    KommanderRoleBinding, MAX_STATUS_FAILURES, PolicyRule, RBAC_API_GROUP, RoleRef,
+    SYNC_TO_PROJECT_ANNOTATION, Scope, SourceStatus, Subject, SubjectKind, resolve_scope,
 };
 pub use kinds::user::{User, UserSpec};
 pub use kinds::workspace::{Workspace, WorkspaceSpec};

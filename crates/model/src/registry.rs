@@ -141,13 +141,13 @@ registry! {
     Cluster: "clusters", "cluster", namespaced = true, short = [], status = true;
     Group: "groups", "group", namespaced = false, short = [], status = false;
     KommanderRole: "kommanderroles", "kommanderrole", namespaced = true, short = ["kr"],
-        status = false;
+        status = true;
     KommanderRoleBinding: "kommanderrolebindings", "kommanderrolebinding", namespaced = true,
-        short = ["krb"], status = false;
+        short = ["krb"], status = true;
     ClusterScopeRole: "clusterscoperoles", "clusterscoperole", namespaced = true,
-        short = ["csrole"], status = false;
+        short = ["csrole"], status = true;
     ClusterScopeRoleBinding: "clusterscoperolebindings", "clusterscoperolebinding",
-        namespaced = true, short = ["csrb"], status = false;
+        namespaced = true, short = ["csrb"], status = true;
     Client: "clients", "client", namespaced = false, short = [], status = false;
     User: "users", "user", namespaced = false, short = [], status = false;
     Connector: "connectors", "connector", namespaced = false, short = [], status = true;

@@ -595,9 +595,11 @@ impl Resource {
             Resource::KommanderRole(o) => {
                 let global = o.metadata.namespace_str() == crate::GLOBAL_NAMESPACE;
                 crate::kinds::role::validate_rules(errs, &o.rules, global, "KommanderRole");
+                crate::kinds::role::validate_status(errs, o.status.as_ref());
             }
             Resource::ClusterScopeRole(o) => {
                 crate::kinds::role::validate_rules(errs, &o.rules, true, "ClusterScopeRole");
+                crate::kinds::role::validate_status(errs, o.status.as_ref());
             }
             Resource::KommanderRoleBinding(o) => {
                 crate::kinds::role::validate_binding(
@@ -606,13 +608,17 @@ impl Resource {
                     &o.role_ref,
                     "KommanderRole",
                 );
+                crate::kinds::role::validate_status(errs, o.status.as_ref());
             }
-            Resource::ClusterScopeRoleBinding(o) => crate::kinds::role::validate_binding(
-                errs,
-                &o.subjects,
-                &o.role_ref,
-                "ClusterScopeRole",
-            ),
+            Resource::ClusterScopeRoleBinding(o) => {
+                crate::kinds::role::validate_binding(
+                    errs,
+                    &o.subjects,
+                    &o.role_ref,
+                    "ClusterScopeRole",
+                );
+                crate::kinds::role::validate_status(errs, o.status.as_ref());
+            }
             Resource::Client(o) => o.validate_fields(errs),
             Resource::User(o) => o.validate_fields(errs),
             Resource::Connector(o) => o.validate_fields(errs),

@@ -24,7 +24,11 @@ use portcullis_federation::delivery::{
     StatusBoard,
 };
 use portcullis_federation::{Delta, Plan};
-use portcullis_model::{Condition, ConditionStatus, GROUP};
+use std::collections::{BTreeSet, HashMap};
+
+use portcullis_model::{
+    ClusterFailure, Condition, ConditionStatus, GROUP, MAX_STATUS_FAILURES, SourceStatus,
+};
 use portcullis_store::{KeyValue, ListOptions, Store};
 use serde_json::Value;
 
@@ -334,6 +338,198 @@ async fn write_status(store: Arc<dyn Store>, board: StatusBoard) {
         if let Err(e) = write_status_once(&*store, &board).await {
             tracing::debug!(error = %e, "writing cluster status failed");
         }
+        if let Err(e) = write_source_status_once(&*store, &board).await {
+            tracing::debug!(error = %e, "writing role and binding status failed");
+        }
+    }
+}
+
+/// The status of every source the board knows, from its objects on every cluster.
+fn source_statuses(board: &StatusBoard) -> HashMap<portcullis_federation::SourceRef, SourceStatus> {
+    #[derive(Default)]
+    struct Acc {
+        clusters: BTreeSet<String>,
+        unsynced: BTreeSet<String>,
+        failures: Vec<ClusterFailure>,
+        repairs: u64,
+    }
+    let mut acc: HashMap<portcullis_federation::SourceRef, Acc> = HashMap::new();
+    for (cluster, status) in board.clusters() {
+        for (key, o) in &status.objects {
+            let Some(source) = &o.source else {
+                continue;
+            };
+            if source.kind == portcullis_federation::SourceKind::Project {
+                continue;
+            }
+            let a = acc.entry(source.clone()).or_default();
+            a.clusters.insert(cluster.clone());
+            a.repairs += o.drift_repairs;
+            if let Some(e) = &o.last_error {
+                a.unsynced.insert(cluster.clone());
+                if a.failures.len() < MAX_STATUS_FAILURES {
+                    a.failures.push(ClusterFailure {
+                        cluster: cluster.clone(),
+                        object: key.to_string(),
+                        message: e.clone(),
+                        conflict: o.conflict,
+                    });
+                }
+            } else if o.applied_hash.is_none() && !o.paused {
+                a.unsynced.insert(cluster.clone());
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(source, a)| {
+            let clusters = u32::try_from(a.clusters.len()).unwrap_or(u32::MAX);
+            let synced = u32::try_from(a.clusters.len() - a.unsynced.len()).unwrap_or(u32::MAX);
+            let (status, reason, message) = if synced == clusters {
+                (
+                    ConditionStatus::True,
+                    "Applied",
+                    format!("applied on {clusters} of {clusters} clusters"),
+                )
+            } else if a.failures.iter().any(|f| f.conflict) {
+                (
+                    ConditionStatus::False,
+                    "Conflict",
+                    format!(
+                        "applied on {synced} of {clusters} clusters; a pre-existing or \
+                         differently managed object blocks it (see failures)"
+                    ),
+                )
+            } else if a.failures.is_empty() {
+                (
+                    ConditionStatus::False,
+                    "Pending",
+                    format!("applied on {synced} of {clusters} clusters so far"),
+                )
+            } else {
+                (
+                    ConditionStatus::False,
+                    "Failed",
+                    format!("applied on {synced} of {clusters} clusters (see failures)"),
+                )
+            };
+            let status = SourceStatus {
+                clusters,
+                synced_clusters: synced,
+                failures: a.failures,
+                drift_repairs: a.repairs,
+                conditions: vec![Condition {
+                    type_: "Synced".into(),
+                    status,
+                    observed_generation: None,
+                    last_transition_time: None,
+                    reason: reason.into(),
+                    message,
+                }],
+            };
+            (source, status)
+        })
+        .collect()
+}
+
+/// Copies the board into the `status` of every `ClusterScopeRole` and `ClusterScopeRoleBinding`
+/// (and of management-plane kinds, should they ever be delivered): written only when something
+/// other than a time changed, so that authors' own writes rarely meet a newer revision.
+async fn write_source_status_once(
+    store: &dyn Store,
+    board: &StatusBoard,
+) -> Result<(), portcullis_store::StoreError> {
+    let computed = source_statuses(board);
+    for (kind, plural) in [
+        (
+            portcullis_federation::SourceKind::ClusterScopeRole,
+            "clusterscoperoles",
+        ),
+        (
+            portcullis_federation::SourceKind::ClusterScopeRoleBinding,
+            "clusterscoperolebindings",
+        ),
+    ] {
+        let prefix = portcullis_store::keys::collection(GROUP, plural, "");
+        let page = store.list(&prefix, ListOptions::default()).await?;
+        for kv in page.items {
+            let Ok(mut object) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
+            let source = portcullis_federation::SourceRef {
+                kind,
+                namespace: object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                name: object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let old: Option<SourceStatus> = object
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
+            let Some(mut new) = computed.get(&source).cloned() else {
+                // Nothing of it is delivered (yet): a status written earlier is cleared.
+                if old.is_some()
+                    && let Some(o) = object.as_object_mut()
+                {
+                    o.remove("status");
+                    put(store, &kv, &object).await?;
+                }
+                continue;
+            };
+            let old_conditions = old
+                .as_ref()
+                .map(|o| o.conditions.clone())
+                .unwrap_or_default();
+            for c in &mut new.conditions {
+                c.last_transition_time = old_conditions
+                    .iter()
+                    .find(|o| o.type_ == c.type_ && o.status == c.status)
+                    .and_then(|o| o.last_transition_time.clone())
+                    .or_else(|| Some(rfc3339(SystemTime::now())));
+            }
+            let unchanged = old.as_ref().is_some_and(|o| {
+                o.clusters == new.clusters
+                    && o.synced_clusters == new.synced_clusters
+                    && o.failures == new.failures
+                    && o.drift_repairs == new.drift_repairs
+                    && same(&o.conditions, &new.conditions)
+            });
+            if unchanged {
+                continue;
+            }
+            if let Some(o) = object.as_object_mut() {
+                o.insert(
+                    "status".into(),
+                    serde_json::to_value(&new).unwrap_or_default(),
+                );
+            }
+            put(store, &kv, &object).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores `object` over `kv` if it still is at `kv`'s revision and reads back as its kind (a
+/// lost race is retried at the next round).
+async fn put(
+    store: &dyn Store,
+    kv: &KeyValue,
+    object: &Value,
+) -> Result<(), portcullis_store::StoreError> {
+    if portcullis_model::decode_value(object.clone()).is_err() {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    match store.update(&kv.key, bytes, Some(kv.mod_revision)).await {
+        Ok(_)
+        | Err(portcullis_store::StoreError::Conflict { .. })
+        | Err(portcullis_store::StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

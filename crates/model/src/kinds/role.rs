@@ -113,6 +113,47 @@ pub struct RoleRef {
     pub name: String,
 }
 
+/// Observed state of a role or binding, written by the management plane: how the objects it
+/// produces stand on the attached clusters they are planned for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceStatus {
+    /// Attached clusters that are to hold its objects.
+    #[serde(default)]
+    pub clusters: u32,
+    /// Of those, the clusters that hold every one of its objects as planned.
+    #[serde(default)]
+    pub synced_clusters: u32,
+    /// Clusters where one of its objects failed or conflicts, by name (at most
+    /// [`MAX_STATUS_FAILURES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ClusterFailure>,
+    /// Manual edits and deletions of its objects reverted, over all clusters.
+    #[serde(default)]
+    pub drift_repairs: u64,
+    /// `Synced`: whether every cluster holds its objects as planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<crate::common::Condition>,
+}
+
+/// Most failures a [`SourceStatus`] lists (`portcullis status --source` shows all).
+pub const MAX_STATUS_FAILURES: usize = 20;
+
+/// Why one of a source's objects is not as planned on one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterFailure {
+    /// The cluster.
+    pub cluster: String,
+    /// The object there, `Kind/[namespace/]name`.
+    pub object: String,
+    /// The error, or the conflict (a pre-existing object, another field manager).
+    pub message: String,
+    /// A conflict, left alone until resolved by hand, rather than a failure that is retried.
+    #[serde(default)]
+    pub conflict: bool,
+}
+
 macro_rules! role_kind {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -129,6 +170,9 @@ macro_rules! role_kind {
             /// What the role allows.
             #[serde(default)]
             pub rules: Vec<PolicyRule>,
+            /// How the objects it produces stand on the clusters they are planned for.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub status: Option<SourceStatus>,
         }
 
         impl $name {
@@ -143,6 +187,7 @@ macro_rules! role_kind {
                         ..Default::default()
                     },
                     rules,
+                    status: None,
                 }
             }
         }
@@ -168,6 +213,9 @@ macro_rules! binding_kind {
             /// The role granted, in the same namespace. Immutable.
             #[serde(default)]
             pub role_ref: RoleRef,
+            /// How the objects it produces stand on the clusters they are planned for.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub status: Option<SourceStatus>,
         }
 
         impl $name {
@@ -187,6 +235,7 @@ macro_rules! binding_kind {
                         kind: stringify!($name).trim_end_matches("Binding").to_owned(),
                         name: role.to_owned(),
                     },
+                    status: None,
                 }
             }
         }
@@ -326,6 +375,19 @@ pub(crate) fn validate_rules(
             }
         }
         errs.unique(&format!("{f}.nonResourceURLs"), &r.non_resource_urls);
+    }
+}
+
+/// The status a role or binding may carry.
+pub(crate) fn validate_status(errs: &mut Errors, status: Option<&SourceStatus>) {
+    if let Some(s) = status {
+        crate::validation::conditions(errs, "status.conditions", &s.conditions);
+        if s.failures.len() > MAX_STATUS_FAILURES {
+            errs.invalid(
+                "status.failures",
+                format!("must have at most {MAX_STATUS_FAILURES} items"),
+            );
+        }
     }
 }
 

@@ -211,6 +211,23 @@ async fn an_attached_cluster_gets_its_plan_and_a_detach_with_cleanup_leaves_noth
         "ClusterScopeRoleBinding/portcullis-global/alice-reads-pods"
     );
     assert!(binding["appliedHash"].is_string(), "{binding}");
+    // And in the source object's own status.
+    until(
+        "the binding's status says Synced on its one cluster",
+        || async {
+            let (_, text) = get(
+                &s,
+                &admin,
+                "/namespaces/portcullis-global/clusterscoperolebindings/alice-reads-pods",
+            )
+            .await;
+            let b: Value = serde_json::from_str(&text).unwrap_or_default();
+            b["status"]["clusters"] == 1
+                && b["status"]["syncedClusters"] == 1
+                && condition(&b, "Synced").is_some_and(|(s, _)| s == "True")
+        },
+    )
+    .await;
     // Per source object, across clusters.
     let (code, body) = post(
         &s,
