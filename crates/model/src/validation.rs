@@ -435,6 +435,16 @@ pub(crate) fn object_ref(
 /// `IsConfigMapKey` (alphanumerics, `-`, `_`, `.`; not `.` or `..`).
 pub(crate) fn secret_key_ref(errs: &mut Errors, field: &str, r: &SecretKeySelector) {
     errs.required_with(format!("{field}.name"), &r.name, syntax::dns1123_subdomain);
+    let reserved = crate::kinds::cluster::CLUSTER_CREDENTIALS_PREFIX;
+    if r.name.starts_with(reserved) {
+        errs.forbidden(
+            format!("{field}.name"),
+            format!(
+                "secrets named {reserved}* hold attached clusters' credentials and only \
+                 `portcullis cluster attach` writes them; name another secret"
+            ),
+        );
+    }
     errs.required_with(format!("{field}.key"), &r.key, |k| {
         if k.len() > syntax::DNS1123_SUBDOMAIN_MAX_LEN {
             return Err(format!(

@@ -14,6 +14,10 @@ use crate::validation::{
 /// attached cluster may have it.
 pub const MANAGEMENT_CLUSTER_NAME: &str = "management";
 
+/// Prefix of the sealed secrets that hold attached clusters' credentials; no other object may
+/// name a secret with it (a connector naming one could send a cluster's token to its server).
+pub const CLUSTER_CREDENTIALS_PREFIX: &str = "cluster-credentials.";
+
 spec_kind!(
     /// An attached Kubernetes cluster (namespaced: lives in its workspace's namespace, which
     /// is how it belongs to the workspace). Its labels, in `metadata.labels`, are what project

@@ -853,6 +853,19 @@ fn ldap_host_bind_and_searches_are_complete() {
     );
     let r = edited("connectors.yaml", "key: password", "key: ../password");
     refused(&r, "spec.ldap.bindPasswordRef.key", Invalid, "alphanumeric");
+    // A cluster's sealed credentials are no connector's to read (they would be sent as the
+    // bind password to the connector's server).
+    let r = edited(
+        "connectors.yaml",
+        "name: corp-ldap-bind",
+        "name: cluster-credentials.ws-a.edge-1",
+    );
+    refused(
+        &r,
+        "spec.ldap.bindPasswordRef.name",
+        Forbidden,
+        "cluster attach",
+    );
     let r = edited("connectors.yaml", "      usernameAttr: mail\n", "");
     refused(&r, "spec.ldap.userSearch.usernameAttr", Required, "");
     let r = edited(

@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 
 use super::credentials::{self, Auth, Credentials};
 use super::{Delivery, rfc3339};
-use crate::api::registry::{Codec, DecodeFailure, Registry, ResourceType, Review};
+use crate::api::registry::{Registry, Review};
 use crate::api::status::ApiError;
+use crate::federation::reviews::{register_kinds, spec};
 use crate::rbac::RbacAuthorizer;
 
 const KINDS: [&str; 4] = [
@@ -58,19 +59,6 @@ pub(crate) fn is_checked_by_the_kind(a: &Attributes) -> bool {
         && a.groups
             .iter()
             .any(|g| g == portcullis_authn::SYSTEM_AUTHENTICATED)
-}
-
-/// Never stored.
-struct ReviewCodec;
-
-#[async_trait::async_trait]
-impl Codec for ReviewCodec {
-    fn decode(&self, _object: &Value) -> Result<Value, DecodeFailure> {
-        Err(DecodeFailure::BadRequest(
-            "a review is only created, never stored".into(),
-            Vec::new(),
-        ))
-    }
 }
 
 /// What the kinds share.
@@ -109,30 +97,7 @@ pub(crate) fn register(
         (KINDS[2], Arc::new(StatusReview(shared.clone()))),
         (KINDS[3], Arc::new(DesiredSet(shared))),
     ];
-    for (kind, review) in reviews {
-        let singular = kind.to_ascii_lowercase();
-        registry.register(ResourceType {
-            group: GROUP.into(),
-            version: VERSION.into(),
-            kind: kind.into(),
-            plural: format!("{singular}s"),
-            singular,
-            namespaced: false,
-            short_names: Vec::new(),
-            has_status: false,
-            codec: Arc::new(ReviewCodec),
-            review: Some(review),
-        });
-    }
-}
-
-/// `spec` of the posted object, decoded strictly.
-fn spec<T: for<'de> Deserialize<'de>>(kind: &str, object: &Value) -> Result<T, ApiError> {
-    if object.get("kind").and_then(Value::as_str) != Some(kind) {
-        return Err(ApiError::bad_request(format!("the body must be a {kind}")));
-    }
-    let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
-    serde_json::from_value(spec).map_err(|e| ApiError::bad_request(format!("{kind}: spec: {e}")))
+    register_kinds(registry, reviews);
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

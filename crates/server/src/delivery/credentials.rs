@@ -17,7 +17,10 @@ const KEY: &str = "tls.key";
 
 /// The secret that holds the credentials of Cluster `name` in `namespace`.
 pub(crate) fn secret_name(namespace: &str, name: &str) -> String {
-    format!("cluster-credentials.{namespace}.{name}")
+    format!(
+        "{}{namespace}.{name}",
+        portcullis_model::kinds::cluster::CLUSTER_CREDENTIALS_PREFIX
+    )
 }
 
 /// How portcullis authenticates to a cluster.

@@ -85,6 +85,15 @@ pub fn register(
             }),
         ),
     ];
+    register_kinds(registry, reviews);
+}
+
+/// Registers create-only, cluster-scoped review kinds of `portcullis.dev/v1alpha1` (plural: the
+/// kind in lower case with `s`), each answered by its [`Review`].
+pub(crate) fn register_kinds<'a>(
+    registry: &mut Registry,
+    reviews: impl IntoIterator<Item = (&'a str, Arc<dyn Review>)>,
+) {
     for (kind, review) in reviews {
         let singular = kind.to_ascii_lowercase();
         registry.register(ResourceType {
@@ -103,7 +112,10 @@ pub fn register(
 }
 
 /// `spec` of the posted review, decoded strictly.
-fn spec<T: for<'de> Deserialize<'de>>(kind: &str, object: &Value) -> Result<T, ApiError> {
+pub(crate) fn spec<T: for<'de> Deserialize<'de>>(
+    kind: &str,
+    object: &Value,
+) -> Result<T, ApiError> {
     if object.get("kind").and_then(Value::as_str) != Some(kind) {
         return Err(ApiError::bad_request(format!("the body must be a {kind}")));
     }
