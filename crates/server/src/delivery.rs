@@ -36,6 +36,8 @@ use crate::config::{DeliveryConfig, Sink};
 
 /// How often the status board is compared with the Clusters' conditions.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Every how many rounds of [`STATUS_INTERVAL`] the roles' and bindings' status is compared.
+const SOURCE_STATUS_EVERY: u64 = 5;
 
 /// What the federation controller hands every plan to.
 pub(crate) trait PlanSink: Send + Sync {
@@ -333,14 +335,20 @@ fn same(a: &[Condition], b: &[Condition]) -> bool {
 async fn write_status(store: Arc<dyn Store>, board: StatusBoard) {
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Roles and bindings are many more than clusters (every one is read to compare): their
+    // status follows every fifth round.
+    let mut round: u64 = 0;
     loop {
         tick.tick().await;
         if let Err(e) = write_status_once(&*store, &board).await {
             tracing::debug!(error = %e, "writing cluster status failed");
         }
-        if let Err(e) = write_source_status_once(&*store, &board).await {
+        if round.is_multiple_of(SOURCE_STATUS_EVERY)
+            && let Err(e) = write_source_status_once(&*store, &board).await
+        {
             tracing::debug!(error = %e, "writing role and binding status failed");
         }
+        round += 1;
     }
 }
 
