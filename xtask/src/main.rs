@@ -203,7 +203,11 @@ fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
 }
 
 fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets CARGO_MANIFEST_DIR for the binary it runs: the clone this `cargo xtask`
+    // was typed in. The path compiled in can be another clone's when clones share a target
+    // directory (`.ci/run` keeps one outside the clone), and cargo then runs that build.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest
         .parent()
         .map(Path::to_path_buf)
