@@ -20,11 +20,11 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use portcullis_federation::delivery::{
-    Connector, DeliveryError, DeliveryMetrics, GitOpsSink, Reconciler, ReconcilerConfig,
-    StatusBoard,
+    ClusterStatus, Connector, DeliveryError, DeliveryMetrics, GitOpsSink, Reconciler,
+    ReconcilerConfig, StatusBoard,
 };
 use portcullis_federation::{Delta, Plan};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portcullis_model::{
     ClusterFailure, Condition, ConditionStatus, GROUP, MAX_STATUS_FAILURES, SourceStatus,
@@ -340,11 +340,13 @@ async fn write_status(store: Arc<dyn Store>, board: StatusBoard) {
     let mut round: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = write_status_once(&*store, &board).await {
+        // One copy of the board serves both writers.
+        let statuses = board.clusters();
+        if let Err(e) = write_status_once(&*store, &statuses).await {
             tracing::debug!(error = %e, "writing cluster status failed");
         }
         if round.is_multiple_of(SOURCE_STATUS_EVERY)
-            && let Err(e) = write_source_status_once(&*store, &board).await
+            && let Err(e) = write_source_status_once(&*store, &statuses).await
         {
             tracing::debug!(error = %e, "writing role and binding status failed");
         }
@@ -353,7 +355,9 @@ async fn write_status(store: Arc<dyn Store>, board: StatusBoard) {
 }
 
 /// The status of every source the board knows, from its objects on every cluster.
-fn source_statuses(board: &StatusBoard) -> HashMap<portcullis_federation::SourceRef, SourceStatus> {
+fn source_statuses(
+    statuses: &BTreeMap<String, ClusterStatus>,
+) -> HashMap<portcullis_federation::SourceRef, SourceStatus> {
     #[derive(Default)]
     struct Acc {
         clusters: BTreeSet<String>,
@@ -362,7 +366,7 @@ fn source_statuses(board: &StatusBoard) -> HashMap<portcullis_federation::Source
         repairs: u64,
     }
     let mut acc: HashMap<portcullis_federation::SourceRef, Acc> = HashMap::new();
-    for (cluster, status) in board.clusters() {
+    for (cluster, status) in statuses {
         for (key, o) in &status.objects {
             let Some(source) = &o.source else {
                 continue;
@@ -444,9 +448,9 @@ fn source_statuses(board: &StatusBoard) -> HashMap<portcullis_federation::Source
 /// other than a time changed, so that authors' own writes rarely meet a newer revision.
 async fn write_source_status_once(
     store: &dyn Store,
-    board: &StatusBoard,
+    statuses: &BTreeMap<String, ClusterStatus>,
 ) -> Result<(), portcullis_store::StoreError> {
-    let computed = source_statuses(board);
+    let computed = source_statuses(statuses);
     for (kind, plural) in [
         (
             portcullis_federation::SourceKind::ClusterScopeRole,
@@ -543,9 +547,8 @@ async fn put(
 
 async fn write_status_once(
     store: &dyn Store,
-    board: &StatusBoard,
+    statuses: &BTreeMap<String, ClusterStatus>,
 ) -> Result<(), portcullis_store::StoreError> {
-    let statuses = board.clusters();
     for (kv, cluster) in clusters(store).await? {
         let Some(status) = statuses.get(&cluster.metadata.name) else {
             continue;

@@ -105,6 +105,16 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 impl Shared {
+    /// The Cluster named `name` (cluster names are unique across workspaces) and its namespace.
+    async fn find(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, portcullis_model::Cluster)>, ApiError> {
+        super::find_cluster(&*self.store, name)
+            .await
+            .map_err(|e| ApiError::from_store(e, GROUP, "clusters", name))
+    }
+
     /// Whether `user` may `verb` clusters (named `name`) in `namespace`.
     fn may(&self, user: &UserInfo, verb: &str, namespace: &str, name: &str) -> bool {
         self.authorizer
@@ -194,10 +204,7 @@ impl Review for Attach {
                 user.name, s.workspace
             )));
         }
-        if let Some((ns, _)) = super::find_cluster(&*me.store, &name)
-            .await
-            .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?
-        {
+        if let Some((ns, _)) = me.find(&name).await? {
             return Err(ApiError::new(
                 http::StatusCode::CONFLICT,
                 "AlreadyExists",
@@ -538,9 +545,7 @@ impl Review for Detach {
         let s: DetachSpec = spec(KIND, &object)?;
         let me = &self.0;
         let name = s.cluster_name;
-        let found = super::find_cluster(&*me.store, &name)
-            .await
-            .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?;
+        let found = me.find(&name).await?;
         let Some((namespace, cluster)) = found.filter(|(ns, _)| me.may(user, "get", ns, &name))
         else {
             return Err(ApiError::from_store(
@@ -818,9 +823,7 @@ impl Review for DesiredSet {
         let s: DesiredSpec = spec(KIND, &object)?;
         let me = &self.0;
         let name = s.cluster_name;
-        let found = super::find_cluster(&*me.store, &name)
-            .await
-            .map_err(|e| ApiError::from_store(e, GROUP, "clusters", &name))?;
+        let found = me.find(&name).await?;
         let allowed = found.as_ref().is_some_and(|(ns, c)| {
             let own = user.name == pull_user(&name)
                 && c.metadata
