@@ -120,6 +120,9 @@ struct AgentFlags {
     /// CA (PEM) of break-glass client certificates.
     #[arg(long, env = "PORTCULLIS_CLIENT_CA_FILE")]
     client_ca_file: Option<PathBuf>,
+    /// Threads serving connections, each with its own upstream connections (0: one per core).
+    #[arg(long, env = "PORTCULLIS_WORKERS")]
+    workers: Option<usize>,
     /// Log format.
     #[arg(
         long,
@@ -625,6 +628,9 @@ async fn agent(flags: AgentFlags) -> Result<ExitCode> {
     }
     if let Some(v) = flags.client_ca_file {
         config.client_ca_file = Some(v);
+    }
+    if let Some(v) = flags.workers {
+        config.workers = v;
     }
     let stop = shutdown_signal()?;
     let cluster = config.cluster.clone();

@@ -69,6 +69,7 @@ impl std::fmt::Debug for Credential {
 }
 
 /// Where the upstream is and how to reach it.
+#[derive(Clone)]
 pub struct UpstreamConfig {
     /// `https://host:port`, possibly with a path prefix.
     pub server: url::Url,

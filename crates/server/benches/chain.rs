@@ -29,7 +29,9 @@ use tower::ServiceExt;
 
 const CONCURRENCY: usize = 32;
 const OPS: usize = 8000;
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 10;
+/// Gets per round over TLS (of the names created; a get takes about half a create's time).
+const TLS_GETS: usize = 16_000;
 
 async fn phase(
     router: &axum::Router,
@@ -74,15 +76,23 @@ async fn phase(
     start.elapsed()
 }
 
-/// `OPS` creates or gets over the network, `CONCURRENCY` at a time.
-async fn phase_tls(client: &reqwest::Client, url: &str, prefix: &str, create: bool) -> Duration {
+/// `n` creates (of `prefix-0`…) or gets (of the names created, in turn) over the network,
+/// `CONCURRENCY` at a time: the time taken, and the CPU time the server's threads used.
+async fn phase_tls(
+    client: &reqwest::Client,
+    url: &str,
+    prefix: &str,
+    create: bool,
+    n: usize,
+) -> (Duration, Duration) {
+    let cpu = server_cpu();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..CONCURRENCY {
         let (client, url, prefix) = (client.clone(), url.to_owned(), prefix.to_owned());
         tasks.push(tokio::spawn(async move {
-            for i in (worker..OPS).step_by(CONCURRENCY) {
-                let name = format!("{prefix}-{i}");
+            for i in (worker..n).step_by(CONCURRENCY) {
+                let name = format!("{prefix}-{}", i % OPS);
                 let response = if create {
                     client
                         .post(format!("{url}/apis/portcullis.dev/v1alpha1/workspaces"))
@@ -110,7 +120,31 @@ async fn phase_tls(client: &reqwest::Client, url: &str, prefix: &str, create: bo
     for t in tasks {
         t.await.unwrap();
     }
-    start.elapsed()
+    (start.elapsed(), server_cpu().saturating_sub(cpu))
+}
+
+/// Name of the server's runtime threads (their CPU time is measured).
+const SERVER_THREAD: &str = "chain-server";
+
+/// CPU time used so far by this process's threads named [`SERVER_THREAD`], from
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU).
+fn server_cpu() -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let named = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|c| c.trim_end().starts_with(SERVER_THREAD));
+        if !named {
+            continue;
+        }
+        if let Some(n) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            ns += n;
+        }
+    }
+    Duration::from_nanos(ns)
 }
 
 /// The chain's own cost: the time per request of `n` sequential GETs through the chain (with
@@ -134,7 +168,7 @@ async fn chain_alone(
         req.extensions_mut().insert(peer.clone());
         req
     };
-    let n = 100_000;
+    let n: usize = std::env::var("CHAIN_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let (mut best_chain, mut best_alone) = (f64::MAX, f64::MAX);
     for _ in 0..5 {
         let t = Instant::now();
@@ -159,6 +193,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The served API runs on threads of its own, whose CPU time is measured.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVER_THREAD)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let running = portcullis_server::start(Config {
@@ -179,17 +220,25 @@ fn main() {
         let mut urls = Vec::new();
         let mut stops = Vec::new();
         for router in [with_chain.clone(), without.clone()] {
-            let (url, stop) = portcullis_server::bench_support::serve(dir.path(), router)
+            let data_dir = dir.path().to_path_buf();
+            let (url, stop) = server_runtime
+                .spawn(async move {
+                    portcullis_server::bench_support::serve(&data_dir, router)
+                        .await
+                        .unwrap()
+                })
                 .await
                 .unwrap();
             urls.push(url);
             stops.push(stop);
         }
         let client = admin::admin_client(dir.path(), CONCURRENCY);
-        // Several rounds, the two variants in alternating order (the store grows as it goes,
-        // and the machine's load varies): the median round of each variant is reported.
+        // Rounds with the two variants in alternating order (the store grows as it goes, and
+        // the machine's load varies): each round compares the variants run back to back, and
+        // the median round is reported.
         let mut times = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]]; // in-process
         let mut times_tls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        let mut cpu_tls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
         for round in 0..ROUNDS {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for v in order {
@@ -198,57 +247,85 @@ fn main() {
                 times[v][0].push(phase(router, &peer, &prefix, true).await);
                 times[v][1].push(phase(router, &peer, &prefix, false).await);
                 let prefix = format!("t{round}-v{v}");
-                times_tls[v][0].push(phase_tls(&client, &urls[v], &prefix, true).await);
-                times_tls[v][1].push(phase_tls(&client, &urls[v], &prefix, false).await);
+                for (op, n) in [(0, OPS), (1, TLS_GETS)] {
+                    let (took, cpu) = phase_tls(&client, &urls[v], &prefix, op == 0, n).await;
+                    times_tls[v][op].push(took / (n / OPS) as u32);
+                    cpu_tls[v][op].push(cpu / n as u32);
+                }
             }
         }
-        let median = |mut d: Vec<Duration>| {
+        drop(stops);
+        let median = |d: &[Duration]| {
+            let mut d = d.to_vec();
             d.sort();
             d[d.len() / 2]
         };
-        let best = times.map(|ops| ops.map(median));
-        let best_tls = times_tls.map(|ops| ops.map(median));
-        drop(stops);
+        // Per round: what the chain costs, in per cent of the variant without it.
+        let paired = |m: &[[Vec<Duration>; 2]; 2], op: usize| {
+            let mut costs: Vec<f64> = (0..ROUNDS)
+                .map(|r| {
+                    let (with, alone) = (m[0][op][r].as_secs_f64(), m[1][op][r].as_secs_f64());
+                    100.0 * (with - alone) / with
+                })
+                .collect();
+            costs.sort_by(f64::total_cmp);
+            costs[costs.len() / 2]
+        };
+        let best = times.each_ref().map(|ops| ops.each_ref().map(|d| median(d)));
+        let best_tls = times_tls
+            .each_ref()
+            .map(|ops| ops.each_ref().map(|d| median(d)));
+        let cpu = cpu_tls.each_ref().map(|ops| ops.each_ref().map(|d| median(d)));
         let rate = |d: Duration| OPS as f64 / d.as_secs_f64();
-        let row = |name: &str, best: &[[Duration; 2]; 2], v: usize| {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / OPS as f64;
+        let row = |name: &str, best: &[[Duration; 2]; 2], cpu: Option<&[[Duration; 2]; 2]>, v: usize| {
+            let cpu_col = |op: usize| {
+                cpu.map_or_else(|| "".to_owned(), |c| format!("{:.1} µs", c[v][op].as_secs_f64() * 1e6))
+            };
             format!(
-                "| {name} | {:.0} | {:.1} µs | {:.0} | {:.1} µs |",
+                "| {name} | {:.0} | {:.1} µs | {} | {:.0} | {:.1} µs | {} |",
                 rate(best[v][0]),
-                best[v][0].as_secs_f64() * 1e6 / OPS as f64,
+                per(best[v][0]),
+                cpu_col(0),
                 rate(best[v][1]),
-                best[v][1].as_secs_f64() * 1e6 / OPS as f64,
+                per(best[v][1]),
+                cpu_col(1),
             )
         };
-        let cost = |best: &[[Duration; 2]; 2], op: usize| {
-            100.0 * (1.0 - rate(best[0][op]) / rate(best[1][op]))
-        };
+        let get_tls_us = per(best_tls[0][1]);
         let table = format!(
             "## The filter chain's cost (chain)\n\n\
-{OPS} Workspace creates then {OPS} gets per round, {CONCURRENCY} concurrent clients, memory store, the median of {ROUNDS} rounds \
-with the two variants in alternating order, in one run. \"with the chain\" is the management API as served: metrics, request info, \
+The management API's Workspace creates and gets with the filter chain and without it, in one run: {ROUNDS} rounds, each running \
+the two variants back to back (in alternating order), {CONCURRENCY} concurrent clients, memory store; per round {OPS} creates \
+and {TLS_GETS} gets over TLS, {OPS} of each in-process. \"with the chain\" is the management API as served: metrics, request info, \
 X.509 authentication of the admin's client certificate (its chain hashed once per connection, verified against the CA \
 once, then remembered by that hash), audit (off), impersonation check, max-in-flight, RBAC authorization, then the handlers; \"handlers alone\" are the \
 same handlers with the request info and the admin's identity set as the chain sets them. Over TLS: the server's own accept \
-loop and serving certificate, HTTP/1.1 keep-alive clients with the admin's client certificate, client and server on the \
-same 2 cores. In-process: tower `oneshot`, nothing but the chain and the handlers. Throughput lost to the chain over TLS: \
-**creates {:.1}%, gets {:.1}%**; in-process: creates {:.1}%, gets {:.1}% (target: at most 5%). On this shared 2-core \
-machine those ratios move by 10% and more from run to run, more than the chain's cost; measured alone (sequential GETs through \
-the chain, with metrics, in front of a handler that answers at once, against that handler alone, fastest of 5), the chain costs \
-**{:.2} µs per request** ({:.2} µs against {:.2} µs), {:.1}% of a get over TLS in this run. Machine: {}.\n\n\
-| variant | creates/s | per create | gets/s | per get |\n|---|---|---|---|---|\n{}\n{}\n{}\n{}\n",
-            cost(&best_tls, 0),
-            cost(&best_tls, 1),
-            cost(&best, 0),
-            cost(&best, 1),
+loop and serving certificate on a runtime of its own (2 threads, whose CPU time is read from the kernel), HTTP/1.1 keep-alive clients with the admin's \
+client certificate in the same process, all on the same 2 cores. In-process: tower `oneshot`, nothing but the chain and the handlers.\n\n\
+What the chain costs, the median of the rounds (target: at most 5% of throughput):\n\n\
+- over TLS, throughput: **creates {:.1}%, gets {:.1}%**; the server's CPU time per request: **creates {:.1}%, gets {:.1}%** \
+(the server's capacity on a busy machine: its requests/s per core);\n\
+- in-process, where the handler does almost nothing: creates {:.1}%, gets {:.1}%;\n\
+- the chain alone (sequential GETs through the chain, with metrics, in front of a handler that answers at once, against that handler \
+alone, fastest of 5): **{:.2} µs per request** ({:.2} µs against {:.2} µs), {:.1}% of a get over TLS.\n\n\
+Machine: {}.\n\n\
+| variant | creates/s | per create | server CPU per create | gets/s | per get | server CPU per get |\n|---|---|---|---|---|---|---|\n{}\n{}\n{}\n{}\n",
+            paired(&times_tls, 0),
+            paired(&times_tls, 1),
+            paired(&cpu_tls, 0),
+            paired(&cpu_tls, 1),
+            paired(&times, 0),
+            paired(&times, 1),
             chain_us - alone_us,
             chain_us,
             alone_us,
-            100.0 * (chain_us - alone_us) / (best_tls[0][1].as_secs_f64() * 1e6 / OPS as f64),
+            100.0 * (chain_us - alone_us) / get_tls_us,
             portcullis_testkit::machine(),
-            row("over TLS, with the chain", &best_tls, 0),
-            row("over TLS, handlers alone", &best_tls, 1),
-            row("in-process, with the chain", &best, 0),
-            row("in-process, handlers alone", &best, 1),
+            row("over TLS, with the chain", &best_tls, Some(&cpu), 0),
+            row("over TLS, handlers alone", &best_tls, Some(&cpu), 1),
+            row("in-process, with the chain", &best, None, 0),
+            row("in-process, handlers alone", &best, None, 1),
         );
         println!("{table}");
         if let Some(out) = std::env::var_os("PORTCULLIS_BENCH_OUT") {

@@ -74,6 +74,9 @@ pub struct AgentConfig {
     pub audit: Option<AuditConfig>,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Threads serving connections, each with its own pool of upstream connections (0: one
+    /// per CPU core). Connections are spread over them round-robin, as over nginx's workers.
+    pub workers: usize,
     /// Forward auth for this cluster's web UIs (off when absent): logins at the management
     /// issuer, path RBAC over this cluster's ClusterRoles and ClusterRoleBindings (read from its
     /// API server every few seconds), sessions in `dataDir`. Its issuer and CA default to the
@@ -160,6 +163,7 @@ impl Default for AgentConfig {
             max_mutating_requests_in_flight: 200,
             audit: None,
             shutdown_grace_seconds: 10,
+            workers: 0,
             forward_auth: None,
             pull: None,
         }
@@ -271,7 +275,14 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
     };
     let mut upstream_config = upstream_config;
     upstream_config.http2 = config.upstream.http2;
-    let upstream = Upstream::new(upstream_config).context("the upstream API server")?;
+    // One upstream client (and so one connection pool) per worker thread: a request is
+    // forwarded on a connection of its own thread.
+    let workers = crate::listen::worker_count(config.workers);
+    let upstreams = (0..workers)
+        .map(|_| Upstream::new(upstream_config.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the upstream API server")?;
+    let upstream = upstreams[0].clone();
 
     // Authentication: the issuer's tokens (a file of AuthenticationConfiguration, or the
     // issuer shortcut), then break-glass client certificates.
@@ -332,16 +343,13 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
         max_read_only: config.max_requests_in_flight,
         max_mutating: config.max_mutating_requests_in_flight,
     };
-    let proxy = Proxy::new(
-        ProxyConfig {
-            max_body_bytes: config.max_body_bytes,
-            response_header_timeout: Duration::from_secs(config.upstream_timeout_seconds),
-        },
-        upstream,
-        metrics.clone(),
-    );
+    let proxy_config = ProxyConfig {
+        max_body_bytes: config.max_body_bytes,
+        response_header_timeout: Duration::from_secs(config.upstream_timeout_seconds),
+    };
 
-    let mut router = proxy.router(&chain);
+    // The routes beside the proxy, shared by every worker.
+    let mut router = axum::Router::new();
     let mut background = Vec::new();
     if let Some(pull) = &config.pull {
         let upstream = crate::pull::upstream_config(
@@ -355,7 +363,7 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
         background.push(puller.task);
     }
     if let Some(fa) = &config.forward_auth {
-        let (fa_router, tasks) = forward_auth(&config, fa, proxy.upstream().clone()).await?;
+        let (fa_router, tasks) = forward_auth(&config, fa, upstream.clone()).await?;
         router = router.merge(fa_router);
         background.extend(tasks);
     }
@@ -398,8 +406,18 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
                     )
                 }
             }),
-        )
-        .layer(MetricsLayer::new(metrics.clone()));
+        );
+    // Each worker's router: the proxy on that worker's upstream connections, then the shared
+    // routes.
+    let routers = upstreams
+        .into_iter()
+        .map(|upstream| {
+            Proxy::new(proxy_config.clone(), upstream, metrics.clone())
+                .router(&chain)
+                .merge(router.clone())
+                .layer(MetricsLayer::new(metrics.clone()))
+        })
+        .collect();
 
     let (tls, ca_path) = serving_tls(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -428,10 +446,10 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
 
     let (tx, rx) = oneshot::channel();
     let (stopping, _) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(crate::serve::accept_loop(
+    let task = tokio::spawn(crate::listen::accept_loop(
         listener,
         tls,
-        router,
+        crate::listen::Routers::PerWorker(routers),
         metrics,
         rx,
         stopping,

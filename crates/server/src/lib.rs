@@ -15,6 +15,7 @@ mod delivery;
 mod federation;
 mod kinds;
 pub mod kubeconfig;
+mod listen;
 pub mod pki;
 pub mod pull;
 mod rbac;
@@ -83,10 +84,10 @@ pub mod bench_support {
         let port = listener.local_addr()?.port();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (stopping, _) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::serve::accept_loop(
+        tokio::spawn(crate::listen::accept_loop(
             listener,
             tls,
-            router,
+            crate::listen::Routers::Shared(router),
             std::sync::Arc::new(portcullis_authn::chain::metrics::Metrics::default()),
             stopped,
             stopping,

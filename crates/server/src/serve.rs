@@ -8,19 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 use portcullis_authn::chain::audit::{AuditLog, Policy as AuditPolicy};
 use portcullis_authn::chain::metrics::Metrics;
-use portcullis_authn::chain::{Chain, MetricsLayer, PeerCertificates, RemoteAddr};
+use portcullis_authn::chain::{Chain, MetricsLayer};
 use portcullis_authn::{
     AuthenticatorChain, ClientCertificate, JwtAuthenticator, KeySource, KeySourceFactory,
     LegacyOidcFlags, StaticKeys,
@@ -30,15 +25,6 @@ use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreConfig};
 use crate::kubeconfig::Kubeconfig;
 use crate::{kinds, pki, tls};
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send the request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most request headers accepted on HTTP/1.1.
-const MAX_HEADERS: usize = 100;
-/// Largest header block accepted on HTTP/2, in bytes.
-const MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// A running management plane.
 pub struct Running {
@@ -324,10 +310,10 @@ pub async fn start(config: Config) -> Result<Running> {
     let router = router.layer(MetricsLayer::new(metrics.clone()));
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let task = tokio::spawn(accept_loop(
+    let task = tokio::spawn(crate::listen::accept_loop(
         listener,
         tls_config,
-        router,
+        crate::listen::Routers::Shared(router),
         metrics,
         rx,
         stopping_tx,
@@ -397,97 +383,6 @@ async fn forward_auth(
         clock: None,
     };
     Ok(portcullis_forward_auth::ForwardAuth::new(config, deps).await?)
-}
-
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    tls_config: Arc<rustls::ServerConfig>,
-    router: axum::Router,
-    metrics: Arc<Metrics>,
-    mut shutdown: oneshot::Receiver<()>,
-    stopping: tokio::sync::watch::Sender<bool>,
-    grace: Duration,
-) -> Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        // The request head (line and headers) is read into this buffer: bounded as HTTP/2's
-        // header list is (431 beyond it).
-        .max_buf_size(MAX_HEADER_LIST as usize);
-    builder.http2().max_header_list_size(MAX_HEADER_LIST);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        // Responses are written whole (head with body, HTTP/2 frames in one flush): Nagle's
-        // algorithm would only hold a last small segment back for the peer's delayed ACK.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
-        }
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    metrics.handshake_failures.inc();
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    metrics.handshake_failures.inc();
-                    return;
-                }
-            };
-            metrics.connections.inc();
-            // Hashed here, once per connection, for the client-certificate authenticator.
-            let peer_certificates = PeerCertificates::new(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default(),
-            );
-            let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                // Connection facts come from the TLS layer only, never from headers.
-                req.extensions_mut().insert(peer_certificates.clone());
-                req.extensions_mut().insert(RemoteAddr(remote));
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(remote));
-                router.clone().oneshot(req.map(Body::new))
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = stopping.send(true);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(grace) => {
-            tracing::warn!("shutdown grace period ended with requests still in flight");
-        }
-    }
-    Ok(())
 }
 
 pub use crate::kinds::{ADMIN_PASSWORD_FILE, STATIC_ADMIN, STATIC_ADMIN_EMAIL};

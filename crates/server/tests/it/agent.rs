@@ -1185,3 +1185,76 @@ async fn the_cluster_is_reached_over_http11_by_default_and_http2_when_asked() {
         assert_eq!(received(&double, "/configmaps").version, version);
     }
 }
+
+/// Connections are spread over worker threads, each with its own upstream connections: every
+/// connection is served, and on shutdown the workers let requests in flight run until the
+/// grace period ends, then stop with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_serve_every_connection_and_stop_with_the_agent() {
+    let issuer = TestServer::start().await;
+    let double = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_agent(agent_config(
+        &dir,
+        &issuer,
+        &double.kubeconfig(AGENT_TOKEN, "default"),
+        |c| c.workers = 3,
+    ))
+    .await
+    .unwrap();
+    let agent_ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
+    wait_ready(&agent.url, &agent_ca).await;
+    let token = alice_token(&issuer, json!({}));
+
+    // Seven connections of their own (a client each): round-robin puts them on every worker.
+    let mut clients = Vec::new();
+    for _ in 0..7 {
+        clients.push(client(&agent_ca, None));
+    }
+    for (i, http) in clients.iter().enumerate() {
+        for _ in 0..3 {
+            let r = http
+                .get(format!("{}/api/v1/namespaces/team/configmaps", agent.url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "connection {i}");
+        }
+    }
+
+    // A watch in flight when the agent stops: it ends after the grace period (1 s here), and
+    // the agent's shutdown returns.
+    let mut watch = clients[1]
+        .get(format!(
+            "{}/api/v1/namespaces/team/configmaps?watch=1",
+            agent.url
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let url = agent.url.clone();
+    tokio::time::timeout(Duration::from_secs(20), agent.shutdown())
+        .await
+        .expect("the agent stopped within its grace period")
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match watch.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch was not ended by the shutdown");
+    // And nothing listens any more.
+    let refused = clients[0]
+        .get(format!("{url}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the agent still answers after shutdown");
+}
