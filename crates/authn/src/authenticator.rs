@@ -86,6 +86,11 @@ impl<'a> Credentials<'a> {
     /// non-empty.
     /// `None` when the header is absent or not a bearer token (not this authenticator's).
     pub fn bearer_token(&self) -> Option<SecretString> {
+        self.bearer().map(|t| SecretString::from(t.to_owned()))
+    }
+
+    /// [`Credentials::bearer_token`] borrowed from the header (never logged, never kept).
+    pub(crate) fn bearer(&self) -> Option<&'a str> {
         let value = self
             .headers
             .get(http::header::AUTHORIZATION)?
@@ -98,7 +103,7 @@ impl<'a> Credentials<'a> {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return None;
         }
-        Some(SecretString::from(token.to_owned()))
+        Some(token)
     }
 }
 
@@ -173,6 +178,9 @@ impl AuthenticatorChain {
         &self,
         credentials: &Credentials<'_>,
     ) -> Result<Option<Authenticated>, Error> {
+        if let Some(decided) = self.authenticate_now(credentials) {
+            return decided;
+        }
         for authenticator in &self.chain {
             let outcome = match authenticator.authenticate_now(credentials) {
                 Some(outcome) => outcome,
@@ -184,7 +192,30 @@ impl AuthenticatorChain {
                 Outcome::Failed(e) => return Err(e),
             }
         }
-        if credentials.bearer_token().is_some() {
+        AuthenticatorChain::unrecognised(credentials)
+    }
+
+    /// [`AuthenticatorChain::authenticate`] decided without waiting, when every authenticator
+    /// it asks can answer so (a client certificate, a token whose identity is cached); `None`
+    /// when one of them needs to wait (a token to verify, perhaps with keys to fetch).
+    pub fn authenticate_now(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Option<Result<Option<Authenticated>, Error>> {
+        for authenticator in &self.chain {
+            match authenticator.authenticate_now(credentials)? {
+                Outcome::NotMine => continue,
+                Outcome::Authenticated(a) => return Some(Ok(Some(a))),
+                Outcome::Failed(e) => return Some(Err(e)),
+            }
+        }
+        Some(AuthenticatorChain::unrecognised(credentials))
+    }
+
+    /// What credentials that no authenticator took are: a bearer token nobody recognises is an
+    /// error, no credential at all is anonymous.
+    fn unrecognised(credentials: &Credentials<'_>) -> Result<Option<Authenticated>, Error> {
+        if credentials.bearer().is_some() {
             return Err(Error::Claims(
                 "invalid bearer token: no authenticator recognises it".into(),
             ));

@@ -45,7 +45,12 @@ impl TokenCache {
 
     /// The identity of `token` if cached and `now` is before its `exp`.
     pub fn get(&self, token: &SecretString, now: u64) -> Option<Authenticated> {
-        let key = crate::sha256(token.expose_secret().as_bytes());
+        self.get_str(token.expose_secret(), now)
+    }
+
+    /// [`TokenCache::get`] of a token borrowed from its request.
+    pub(crate) fn get_str(&self, token: &str, now: u64) -> Option<Authenticated> {
+        let key = crate::sha256(token.as_bytes());
         let mut inner = self.lock();
         match inner.entries.get(&key) {
             Some((a, exp)) if now < *exp => Some(a.clone()),

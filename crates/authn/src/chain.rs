@@ -23,7 +23,6 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response, StatusCode};
 use portcullis_rbac::Attributes;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::{
@@ -61,10 +60,12 @@ pub struct Chain {
     pub audit: Option<Arc<AuditLog>>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// Most read-only requests served at once (`--max-requests-inflight`); long-running ones
-    /// (watches) are not counted.
+    /// Most read-only requests served at once (`--max-requests-inflight`; 0 for no limit);
+    /// long-running ones (watches) are not counted. The bound is the front end's: every chain
+    /// counting into the same [`Metrics`] shares it.
     pub max_read_only: usize,
-    /// Most mutating requests served at once (`--max-mutating-requests-inflight`).
+    /// Most mutating requests served at once (`--max-mutating-requests-inflight`; 0 for no
+    /// limit).
     pub max_mutating: usize,
 }
 
@@ -80,8 +81,6 @@ impl Chain {
 
     /// The chain's layers, in kube-apiserver's order (the first is the outermost).
     pub fn layer<S>(&self) -> impl Layer<S, Service = ChainService<S>> + Clone + use<S> {
-        let read_only = Arc::new(Semaphore::new(self.max_read_only));
-        let mutating = Arc::new(Semaphore::new(self.max_mutating));
         ServiceBuilder::new()
             .layer(RequestInfoLayer)
             .layer(self.authentication_layer())
@@ -92,8 +91,8 @@ impl Chain {
                 authorizer: self.authorizer.clone(),
             })
             .layer(MaxInFlightLayer {
-                read_only,
-                mutating,
+                max_read_only: self.max_read_only,
+                max_mutating: self.max_mutating,
                 metrics: self.metrics.clone(),
             })
             .layer(AuthorizationLayer {
@@ -113,8 +112,6 @@ impl Chain {
         &self,
         impersonation: Arc<dyn AuthorizeRemote>,
     ) -> impl Layer<S, Service = ForwardingChainService<S>> + Clone + use<S> {
-        let read_only = Arc::new(Semaphore::new(self.max_read_only));
-        let mutating = Arc::new(Semaphore::new(self.max_mutating));
         ServiceBuilder::new()
             .layer(RequestInfoLayer)
             .layer(self.authentication_layer())
@@ -125,8 +122,8 @@ impl Chain {
                 authorizer: impersonation,
             })
             .layer(MaxInFlightLayer {
-                read_only,
-                mutating,
+                max_read_only: self.max_read_only,
+                max_mutating: self.max_mutating,
                 metrics: self.metrics.clone(),
             })
             .into_inner()
@@ -319,6 +316,38 @@ pub struct AuthenticationLayer {
 
 layer_service!(AuthenticationLayer => AuthenticationService);
 
+impl AuthenticationLayer {
+    /// The identity a request goes on as, or the 401 it gets (counted either way).
+    fn admit<R: From<String>>(
+        &self,
+        outcome: Result<Option<crate::Authenticated>, crate::Error>,
+    ) -> Result<Arc<UserInfo>, Response<R>> {
+        match outcome {
+            Ok(Some(a)) => {
+                self.metrics.authentication("success");
+                Ok(a.user)
+            }
+            Ok(None) if self.anonymous => Ok(ANONYMOUS.clone()),
+            Ok(None) => {
+                self.metrics.authentication("failure");
+                Err(unauthorized())
+            }
+            Err(e) => {
+                // For the log only: the reason may describe the credential.
+                tracing::info!(reason = %e, "authentication failed");
+                self.metrics.authentication("error");
+                Err(unauthorized())
+            }
+        }
+    }
+}
+
+/// Goes on as `user`: the credential removed from the request, the identity in its extensions.
+fn authenticated_as<B>(req: &mut Request<B>, user: Arc<UserInfo>) {
+    req.headers_mut().remove(http::header::AUTHORIZATION);
+    req.extensions_mut().insert(user);
+}
+
 impl<S, B, R> Service<Request<B>> for AuthenticationService<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
@@ -328,16 +357,41 @@ where
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    /// Decided at once (a client certificate, a cached token's identity): the inner service's
+    /// future or the refusal, with no allocation; otherwise the verification, boxed.
+    type Future = futures::future::Either<
+        Either<S::Future, R, S::Error>,
+        BoxFuture<Result<Response<R>, S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let now = {
+            let credentials = Credentials {
+                headers: req.headers(),
+                peer_certificates: req
+                    .extensions()
+                    .get::<PeerCertificates>()
+                    .unwrap_or(&PeerCertificates::NONE),
+            };
+            self.layer.authenticator.authenticate_now(&credentials)
+        };
+        if let Some(outcome) = now {
+            return futures::future::Either::Left(match self.layer.admit(outcome) {
+                Ok(user) => {
+                    authenticated_as(&mut req, user);
+                    // Called right away: `poll_ready` readied this very service.
+                    pass(self.inner.call(req))
+                }
+                Err(refusal) => answer(refusal),
+            });
+        }
         let layer = self.layer.clone();
         let mut inner = take(&mut self.inner);
-        Box::pin(async move {
+        futures::future::Either::Right(Box::pin(async move {
             let credentials = Credentials {
                 headers: req.headers(),
                 peer_certificates: req
@@ -346,27 +400,13 @@ where
                     .unwrap_or(&PeerCertificates::NONE),
             };
             let outcome = layer.authenticator.authenticate(&credentials).await;
-            let user = match outcome {
-                Ok(Some(a)) => {
-                    layer.metrics.authentication("success");
-                    a.user
-                }
-                Ok(None) if layer.anonymous => ANONYMOUS.clone(),
-                Ok(None) => {
-                    layer.metrics.authentication("failure");
-                    return Ok(unauthorized());
-                }
-                Err(e) => {
-                    // For the log only: the reason may describe the credential.
-                    tracing::info!(reason = %e, "authentication failed");
-                    layer.metrics.authentication("error");
-                    return Ok(unauthorized());
-                }
+            let user = match layer.admit(outcome) {
+                Ok(user) => user,
+                Err(refusal) => return Ok(refusal),
             };
-            req.headers_mut().remove(http::header::AUTHORIZATION);
-            req.extensions_mut().insert(user);
+            authenticated_as(&mut req, user);
             inner.call(req).await
-        })
+        }))
     }
 }
 
@@ -570,8 +610,8 @@ where
 /// `Retry-After: 1`. Long-running requests (watches, exec, logs…) are not counted.
 #[derive(Clone)]
 pub struct MaxInFlightLayer {
-    read_only: Arc<Semaphore>,
-    mutating: Arc<Semaphore>,
+    max_read_only: usize,
+    max_mutating: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -580,50 +620,63 @@ layer_service!(MaxInFlightLayer => MaxInFlightService);
 impl<S, B, R> Service<Request<B>> for MaxInFlightService<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
     R: From<String>,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = futures::future::Either<Either<S::Future, R, S::Error>, Holding<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        use futures::future::Either::{Left, Right};
         let info = req.extensions().get::<RequestInfo>();
         if info.is_some_and(RequestInfo::is_long_running) {
-            return Box::pin(self.inner.call(req));
+            return Left(pass(self.inner.call(req)));
         }
-        let (kind, semaphore) = match info.map(RequestInfo::verb) {
+        let (kind, max) = match info.map(RequestInfo::verb) {
             // As kube-apiserver: get and list are read-only, every other verb mutating.
-            Some(Verb::Get | Verb::List) | None => ("readOnly", &self.layer.read_only),
-            Some(_) => ("mutating", &self.layer.mutating),
+            Some(Verb::Get | Verb::List) | None => ("readOnly", self.layer.max_read_only),
+            Some(_) => ("mutating", self.layer.max_mutating),
         };
-        let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+        // The in-flight gauge is the count the bound applies to.
+        let Some(in_flight) = self.layer.metrics.try_in_flight(kind, max) else {
             self.layer.metrics.rejected_for_in_flight(kind);
-            return Box::pin(async {
-                let mut response = status_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequests",
-                    "Too many requests, please try again later.",
-                );
-                response
-                    .headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Ok(response)
-            });
+            let mut response = status_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Left(answer(response));
         };
         // Counted from here: the inner service is called at once (`poll_ready` readied it),
-        // and the permit and count are held until its response.
-        let in_flight = self.layer.metrics.in_flight(kind);
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let response = response.await;
-            drop((permit, in_flight));
-            response
+        // and the count is held until its response.
+        Right(Holding {
+            inner: self.inner.call(req),
+            _in_flight: in_flight,
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response future holding its request's place in flight until it completes.
+    pub struct Holding<F> {
+        #[pin]
+        inner: F,
+        _in_flight: metrics::InFlight,
+    }
+}
+
+impl<F: Future> Future for Holding<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
     }
 }
 
@@ -661,6 +714,14 @@ where
             // Cannot happen behind the earlier layers: deny.
             return answer(unauthorized());
         };
+        // An allow from the borrowed attributes first; the owned ones only when needed.
+        if let Some(decision) = self.layer.authorizer.allow_now(&info.attributes_ref(user)) {
+            self.layer.metrics.authorization(true);
+            if let Some(record) = req.extensions().get::<AuditRecord>() {
+                record.decision(&decision);
+            }
+            return pass(self.inner.call(req));
+        }
         let attributes = info.attributes(user);
         let decision = self.layer.authorizer.authorize(&attributes);
         self.layer.metrics.authorization(decision.allowed);
@@ -715,11 +776,10 @@ layer_service!(MetricsLayer => MetricsService);
 impl<S, B, R> Service<Request<B>> for MetricsService<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+    type Future = Measured<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -733,14 +793,42 @@ where
             req.extensions_mut().insert(info);
         }
         let series = self.layer.metrics.request_series(&req);
-        let metrics = self.layer.metrics.clone();
         let start = Instant::now();
         // Called at once (`poll_ready` readied it): only the response is awaited.
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let response = response.await?;
-            metrics.request(&series, response.status(), start.elapsed());
-            Ok(response)
-        })
+        Measured {
+            inner: self.inner.call(req),
+            layer: self.layer.clone(),
+            series,
+            start,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response future whose response is counted, with its duration, when it comes.
+    pub struct Measured<F> {
+        #[pin]
+        inner: F,
+        layer: Arc<MetricsLayer>,
+        series: metrics::RequestSeries,
+        start: Instant,
+    }
+}
+
+impl<F, R, E> Future for Measured<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &output {
+            this.layer
+                .metrics
+                .request(this.series, response.status(), this.start.elapsed());
+        }
+        Poll::Ready(output)
     }
 }

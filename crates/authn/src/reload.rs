@@ -196,4 +196,8 @@ impl Authenticator for ReloadingJwtAuthenticator {
         let current = self.current();
         current.authenticate(credentials).await
     }
+
+    fn authenticate_now(&self, credentials: &Credentials<'_>) -> Option<Outcome> {
+        self.shared.current.load().authenticate_now(credentials)
+    }
 }

@@ -1,7 +1,7 @@
 //! What a request asks for, parsed once from method, path and query as k8s.io/apiserver's
 //! `RequestInfoFactory` (`pkg/endpoints/request/requestinfo.go`) does.
 
-use portcullis_rbac::Attributes;
+use portcullis_rbac::{Attributes, AttributesRef};
 
 use crate::UserInfo;
 
@@ -389,6 +389,26 @@ impl RequestInfo {
             .map(|span| span.of(&self.path).split('/'))
             .into_iter()
             .flatten()
+    }
+
+    /// [`RequestInfo::attributes`] borrowed from the request and `user` (no copy).
+    pub fn attributes_ref<'a>(&'a self, user: &'a UserInfo) -> AttributesRef<'a> {
+        AttributesRef {
+            user: &user.name,
+            groups: &user.groups,
+            verb: self.verb().as_str(),
+            resource_request: self.is_resource_request,
+            api_group: self.api_group(),
+            resource: self.resource(),
+            subresource: self.subresource(),
+            namespace: self.namespace(),
+            name: self.name(),
+            path: if self.is_resource_request {
+                ""
+            } else {
+                &self.path
+            },
+        }
     }
 
     /// The authorizer attributes of this request made by `user`.

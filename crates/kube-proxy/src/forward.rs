@@ -37,12 +37,14 @@ const HOP_BY_HOP: &[&str] = &[
 /// impersonation header (any case, `_` for `-`: some servers and proxies read one as the
 /// other), which the proxy alone sets.
 pub fn is_identity_header(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    if n == "authorization" {
-        return true;
-    }
-    let folded = n.replace('_', "-");
-    folded.starts_with("impersonate-") || folded == "authorization"
+    // Header names are stored lower-case; `_` is read as `-` (with no copy of the name).
+    const PREFIX: &[u8] = b"impersonate-";
+    let n = name.as_str().as_bytes();
+    *name == header::AUTHORIZATION
+        || (n.len() >= PREFIX.len()
+            && n.iter()
+                .zip(PREFIX)
+                .all(|(&b, &want)| b == want || (b == b'_' && want == b'-')))
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -65,6 +67,25 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+/// Removes the hop-by-hop headers of a response: the fixed ones and those its `Connection`
+/// header lists. Most responses have none, which one pass over their few names tells.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let any = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()));
+    if !any {
+        return;
+    }
+    let listed = connection_listed(headers);
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
 }
 
 /// Percent-encodes an extra key for an `Impersonate-Extra-` header name, as kube-apiserver
@@ -185,12 +206,7 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
         );
     }
 
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str)
-        .to_owned();
-    let uri = match proxy.upstream.uri(&path_and_query) {
+    let uri = match proxy.upstream.uri_of(req.uri().path_and_query()) {
         Ok(uri) => uri,
         Err(_) => {
             return status(
@@ -203,7 +219,13 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
 
     let listed = connection_listed(req.headers());
     let mut headers = HeaderMap::with_capacity(req.headers().len() + 8);
-    let mut forwarded_for: Vec<String> = Vec::new();
+    // The client's `X-Forwarded-For` values, then its address, joined into one value.
+    let mut forwarded_for = String::new();
+    let mut forwarded = |v: &dyn std::fmt::Display| {
+        use std::fmt::Write as _;
+        let separator = if forwarded_for.is_empty() { "" } else { ", " };
+        let _ = write!(forwarded_for, "{separator}{v}");
+    };
     for (name, value) in req.headers() {
         let n = name.as_str();
         if is_identity_header(name) || n == "host" {
@@ -211,7 +233,7 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
         }
         if n == "x-forwarded-for" {
             if let Ok(v) = value.to_str() {
-                forwarded_for.push(v.to_owned());
+                forwarded(&v);
             }
             continue;
         }
@@ -222,10 +244,10 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
         headers.append(name.clone(), value.clone());
     }
     if let Some(remote) = req.extensions().get::<RemoteAddr>() {
-        forwarded_for.push(remote.0.ip().to_string());
+        forwarded(&remote.0.ip());
     }
     if !forwarded_for.is_empty()
-        && let Ok(v) = HeaderValue::try_from(forwarded_for.join(", "))
+        && let Ok(v) = HeaderValue::try_from(forwarded_for)
     {
         headers.insert("x-forwarded-for", v);
     }
@@ -334,15 +356,8 @@ pub(crate) async fn forward(proxy: Arc<Proxy>, mut req: Request<Body>) -> Respon
         return Response::from_parts(parts, Body::empty());
     }
 
-    let listed = connection_listed(response.headers());
     let (mut parts, body) = response.into_parts();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        parts.headers.remove(name);
-    }
+    remove_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
     // A small answer of declared length (the common get, an error Status) is read whole and
     // written to the client at once with its head: one write instead of two. Anything else

@@ -244,6 +244,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 /// A connected upstream: the two clients and the credential.
 pub struct Upstream {
     server: url::Url,
+    /// The server's scheme and authority, when its URL has no path: a request's URI is then
+    /// made from them and the request's own path and query, with nothing parsed again.
+    origin: Option<(http::uri::Scheme, http::uri::Authority)>,
     pooled: HttpsClient,
     upgrades: HttpsClient,
     credential: Credential,
@@ -339,8 +342,19 @@ impl Upstream {
             }
             _ => None,
         };
+        let origin = if config.server.path().trim_end_matches('/').is_empty()
+            && config.server.query().is_none()
+        {
+            let base = config.server.as_str().trim_end_matches('/');
+            http::Uri::try_from(base)
+                .ok()
+                .and_then(|u| Some((u.scheme()?.clone(), u.authority()?.clone())))
+        } else {
+            None
+        };
         Ok(Arc::new(Upstream {
             fixed_authorization,
+            origin,
             server: config.server,
             pooled,
             upgrades,
@@ -353,6 +367,25 @@ impl Upstream {
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
         let base = self.server.as_str().trim_end_matches('/');
         Ok(http::Uri::try_from(format!("{base}{path_and_query}"))?)
+    }
+
+    /// The upstream URL of a request's path and query (`/` when it has none).
+    ///
+    /// # Errors
+    ///
+    /// The joined URL is not a valid URI.
+    pub fn uri_of(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<http::Uri, http::Error> {
+        match (&self.origin, path_and_query) {
+            (Some((scheme, authority)), Some(pq)) => http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(pq.clone())
+                .build(),
+            (_, pq) => self.uri(pq.map_or("/", http::uri::PathAndQuery::as_str)),
+        }
     }
 
     /// The server's URL.

@@ -29,6 +29,50 @@ pub struct Attributes {
     pub path: String,
 }
 
+/// [`Attributes`] borrowed from wherever the request's facts already are (a parsed request
+/// and its identity): what a decision reads, with nothing copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttributesRef<'a> {
+    /// User name.
+    pub user: &'a str,
+    /// Groups, used verbatim.
+    pub groups: &'a [String],
+    /// The verb.
+    pub verb: &'a str,
+    /// True for resource requests, false for non-resource paths.
+    pub resource_request: bool,
+    /// API group (`""` for core).
+    pub api_group: &'a str,
+    /// Resource (plural).
+    pub resource: &'a str,
+    /// Subresource.
+    pub subresource: &'a str,
+    /// Namespace (`""`: cluster scope).
+    pub namespace: &'a str,
+    /// Object name (`""`: a collection).
+    pub name: &'a str,
+    /// Non-resource path.
+    pub path: &'a str,
+}
+
+impl Attributes {
+    /// The same attributes, borrowed.
+    pub fn borrowed(&self) -> AttributesRef<'_> {
+        AttributesRef {
+            user: &self.user,
+            groups: &self.groups,
+            verb: &self.verb,
+            resource_request: self.resource_request,
+            api_group: &self.api_group,
+            resource: &self.resource,
+            subresource: &self.subresource,
+            namespace: &self.namespace,
+            name: &self.name,
+            path: &self.path,
+        }
+    }
+}
+
 /// The answer, with kube-apiserver's reason string when allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {

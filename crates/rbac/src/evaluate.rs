@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::v1::{PolicyRule, RoleRef, Subject};
-use crate::{Attributes, Decision, Policy};
+use crate::{Attributes, AttributesRef, Decision, Policy};
 
 /// Decides `a` against `policy`. Denials carry no reason; an allow names the first binding
 /// found to grant it, as the apiserver's reason string does.
@@ -148,26 +148,31 @@ pub fn applies_to(subject: &Subject, a: &Attributes, namespace: &str) -> bool {
 
 /// Does one rule allow the request? As `rbac.RuleAllows`.
 pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
-    verb_matches(rule, &a.verb) && rule_allows_target(rule, a)
+    rule_allows_ref(rule, &a.borrowed())
+}
+
+/// [`rule_allows`] of borrowed attributes.
+pub(crate) fn rule_allows_ref(rule: &PolicyRule, a: &AttributesRef<'_>) -> bool {
+    verb_matches(rule, a.verb) && rule_allows_target(rule, a)
 }
 
 /// Everything of [`rule_allows`] but the verb: for callers that matched the verb already.
-pub(crate) fn rule_allows_target(rule: &PolicyRule, a: &Attributes) -> bool {
+pub(crate) fn rule_allows_target(rule: &PolicyRule, a: &AttributesRef<'_>) -> bool {
     if !a.resource_request {
         return rule
             .non_resource_urls
             .iter()
-            .any(|u| url_matches(u, &a.path));
+            .any(|u| url_matches(u, a.path));
     }
-    rule.api_groups.iter().any(|g| g == "*" || *g == a.api_group)
+    rule.api_groups.iter().any(|g| g == "*" || g == a.api_group)
         && rule.resources.iter().any(|r| resource_matches(r, a))
         // resourceNames never match a request without a name (list, create by collection).
-        && (rule.resource_names.is_empty() || rule.resource_names.contains(&a.name))
+        && (rule.resource_names.is_empty() || rule.resource_names.iter().any(|n| n == a.name))
 }
 
 /// `resource`, `resource/subresource`, `*` or `*/subresource` against the request, without
 /// building the combined string.
-fn resource_matches(rule_resource: &str, a: &Attributes) -> bool {
+fn resource_matches(rule_resource: &str, a: &AttributesRef<'_>) -> bool {
     if rule_resource == "*" {
         return true;
     }
@@ -177,7 +182,7 @@ fn resource_matches(rule_resource: &str, a: &Attributes) -> bool {
     if a.resource.contains('/') {
         // Not a real resource name; compare as the apiserver does, on the joined string.
         return rule_resource == format!("{}/{}", a.resource, a.subresource)
-            || rule_resource.strip_prefix("*/") == Some(a.subresource.as_str());
+            || rule_resource.strip_prefix("*/") == Some(a.subresource);
     }
     match rule_resource.split_once('/') {
         Some((res, sub)) => sub == a.subresource && (res == "*" || res == a.resource),

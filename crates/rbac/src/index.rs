@@ -46,9 +46,9 @@ use hashbrown::HashTable;
 // a comparison, as every candidate is compared in full before it grants anything.
 use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
-use crate::evaluate::{Reason, rule_allows, rule_allows_target};
+use crate::evaluate::{Reason, rule_allows_ref, rule_allows_target};
 use crate::v1::PolicyRule;
-use crate::{Attributes, Decision, Policy};
+use crate::{Attributes, AttributesRef, Decision, Policy};
 
 /// The verb bit of verbs outside the well-known list: rules naming such a verb, or `*`, set it.
 const OTHER_VERB: u32 = 1 << 31;
@@ -168,7 +168,7 @@ fn rule_targets(rule: &PolicyRule) -> u64 {
 /// What a request concerns: its signature (see [`target_bit`]), and the
 /// [`group_resource_hash`] of its group and resource if a rule naming group resources exactly
 /// can match it: a resource request without subresource, for a real resource name.
-fn request_target(a: &Attributes) -> (u64, Option<u64>) {
+fn request_target(a: &AttributesRef<'_>) -> (u64, Option<u64>) {
     if !a.resource_request {
         (NON_RESOURCE, None)
     } else if a.resource.bytes().any(|b| b == b'/') {
@@ -176,7 +176,7 @@ fn request_target(a: &Attributes) -> (u64, Option<u64>) {
         // no single pair stands for it. Check every candidate in full.
         (u64::MAX, None)
     } else {
-        let hash = group_resource_hash(&a.api_group, &a.resource);
+        let hash = group_resource_hash(a.api_group, a.resource);
         (target_bit(hash), a.subresource.is_empty().then_some(hash))
     }
 }
@@ -208,7 +208,7 @@ impl GroupResources {
 
     /// The number of the request's group resource, if a rule names it: `hash` is its
     /// [`group_resource_hash`].
-    fn find(&self, hash: u64, a: &Attributes) -> Option<u32> {
+    fn find(&self, hash: u64, a: &AttributesRef<'_>) -> Option<u32> {
         self.table
             .find(hash, |(g, r, _)| **g == *a.api_group && **r == *a.resource)
             .map(|e| e.2)
@@ -310,7 +310,7 @@ impl CompiledRole {
                 }
                 if q.verb == OTHER_VERB {
                     // Only the string tells two unusual verbs apart.
-                    return rule_allows(original, q.a);
+                    return rule_allows_ref(original, q.a);
                 }
                 match rule.group_resources {
                     Some((start, end)) => q.group_resource().is_some_and(|n| {
@@ -513,7 +513,7 @@ fn key(namespace: u64, name: u64) -> u64 {
 
 /// What a request asks, prepared once: its verb bit, target signature and names' hashes.
 struct Query<'a> {
-    a: &'a Attributes,
+    a: &'a AttributesRef<'a>,
     verb: u32,
     target: u64,
     /// The user, then each of its first groups (up to [`HASHED`] names in all), as
@@ -537,16 +537,16 @@ struct Query<'a> {
 const HASHED: usize = 8;
 
 impl<'a> Query<'a> {
-    fn new(a: &'a Attributes, roles: &'a Roles) -> Query<'a> {
-        let user = name_hash(Kind::User, &a.user);
+    fn new(a: &'a AttributesRef<'a>, roles: &'a Roles) -> Query<'a> {
+        let user = name_hash(Kind::User, a.user);
         let mut names = [(user, Filter::bits(user)); HASHED];
         let mut hashed = 1;
-        for (slot, group) in names.iter_mut().skip(1).zip(&a.groups) {
+        for (slot, group) in names.iter_mut().skip(1).zip(a.groups) {
             let hash = name_hash(Kind::Group, group);
             *slot = (hash, Filter::bits(hash));
             hashed += 1;
         }
-        let verb = verb_bit(&a.verb);
+        let verb = verb_bit(a.verb);
         let (target, group_resource_hash) = request_target(a);
         Query {
             a,
@@ -578,7 +578,7 @@ impl<'a> Query<'a> {
     /// The requester's `i`-th name: 0 is the user, then its groups in order.
     fn name(&self, i: usize) -> Option<(Kind, &'a str)> {
         match i.checked_sub(1) {
-            None => Some((Kind::User, self.a.user.as_str())),
+            None => Some((Kind::User, self.a.user)),
             Some(g) => self.a.groups.get(g).map(|g| (Kind::Group, g.as_str())),
         }
     }
@@ -796,8 +796,11 @@ impl Scope {
         })?;
         let (kind, name) = q.name(i)?;
         let same = record.kind == kind
-            && record.name == name.as_bytes()
-            && record.namespace.of(&self.namespaces) == Some(namespace);
+            && crate::same_bytes(record.name, name.as_bytes())
+            && record
+                .namespace
+                .of(&self.namespaces)
+                .is_some_and(|n| crate::same_bytes(n.as_bytes(), namespace.as_bytes()));
         same.then(|| grant.reason.of(&self.reasons)).flatten()
     }
 }
@@ -1034,11 +1037,16 @@ impl CompiledPolicy {
 
     /// Decides `a`: the same answer as [`crate::authorize`] over the policy this was built from.
     pub fn authorize(&self, a: &Attributes) -> Decision {
+        self.authorize_ref(&a.borrowed())
+    }
+
+    /// [`CompiledPolicy::authorize`] of borrowed attributes: nothing is copied to decide.
+    pub fn authorize_ref(&self, a: &AttributesRef<'_>) -> Decision {
         let q = Query::new(a, &self.roles);
         let ns_hash = if a.namespace.is_empty() {
             0
         } else {
-            namespace_hash(&a.namespace)
+            namespace_hash(a.namespace)
         };
         // Which of the request's hashed names (bit `i` for `q.names[i]`) may hold something in
         // either scope. Both filters are read before either table, independent reads with no
@@ -1159,7 +1167,8 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: x}]
         // Probes the namespaced table with the key of group `x` in ns-a, for the requester's
         // name `i`: as if that name's key, in its namespace, had collided with it.
         let found = |a: &Attributes, i: usize| {
-            let q = Query::new(a, &compiled.roles);
+            let borrowed = a.borrowed();
+            let q = Query::new(&borrowed, &compiled.roles);
             let colliding = key(namespace_hash("ns-a"), name_hash(Kind::Group, "x"));
             compiled
                 .namespaced

@@ -15,6 +15,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The allocator of the `portcullis` binary, which serves the API users call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::body::Body;
 #[path = "common/admin.rs"]
 mod admin;
@@ -29,7 +33,7 @@ use tower::ServiceExt;
 
 const CONCURRENCY: usize = 32;
 const OPS: usize = 8000;
-const ROUNDS: usize = 10;
+const ROUNDS: usize = 16;
 /// Gets per round over TLS (of the names created; a get takes about half a create's time).
 const TLS_GETS: usize = 16_000;
 
@@ -168,7 +172,10 @@ async fn chain_alone(
         req.extensions_mut().insert(peer.clone());
         req
     };
-    let n: usize = std::env::var("CHAIN_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("CHAIN_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let (mut best_chain, mut best_alone) = (f64::MAX, f64::MAX);
     for _ in 0..5 {
         let t = Instant::now();

@@ -84,8 +84,7 @@ impl Serving {
         remote: SocketAddr,
         watcher: Watcher,
     ) {
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await
-        {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 self.metrics.handshake_failures.inc();

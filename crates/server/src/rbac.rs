@@ -470,6 +470,13 @@ fn denial_reason(policy: &Policy, a: &Attributes) -> String {
 }
 
 impl portcullis_authn::Authorize for RbacAuthorizer {
+    /// The own policy's allow, decided from the borrowed attributes (the rest of
+    /// [`RbacAuthorizer::decide`] only grants what the own policy does not).
+    fn allow_now(&self, a: &portcullis_rbac::AttributesRef<'_>) -> Option<Decision> {
+        let d = self.snapshot.load().compiled.authorize_ref(a);
+        d.allowed.then_some(d)
+    }
+
     /// [`RbacAuthorizer::decide`], and one built-in rule: every authenticated user may create
     /// a `FleetAccessReview` (asking about oneself is always allowed, as a
     /// SelfSubjectAccessReview is; the review itself checks [`RbacAuthorizer::decide`] before

@@ -44,13 +44,14 @@ struct LabelsRef<'a> {
 
 impl hashbrown::Equivalent<RequestLabels> for LabelsRef<'_> {
     fn equivalent(&self, k: &RequestLabels) -> bool {
-        self.verb == k.verb
-            && self.group == k.group
-            && self.version == k.version
-            && self.resource == k.resource
-            && self.subresource == k.subresource
-            && self.scope == k.scope
-            && self.component == k.component
+        let same = |a: &str, b: &str| portcullis_rbac::same_bytes(a.as_bytes(), b.as_bytes());
+        same(self.verb, k.verb)
+            && same(self.group, &k.group)
+            && same(self.version, &k.version)
+            && same(self.resource, &k.resource)
+            && same(self.subresource, &k.subresource)
+            && same(self.scope, k.scope)
+            && same(self.component, k.component)
     }
 }
 
@@ -424,9 +425,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a request of `kind` (`readOnly` or `mutating`) in flight until the guard drops.
-    pub fn in_flight(&self, kind: &'static str) -> InFlight {
-        let gauge = match kind {
+    /// Counts a request of `kind` (`readOnly` or `mutating`) as in flight, until the guard drops, unless `max` of them already are (0: no bound);
+    /// `None` when the bound is reached. The gauge is the count the bound applies to.
+    pub fn try_in_flight(&self, kind: &'static str, max: usize) -> Option<InFlight> {
+        let gauge = self.in_flight_gauge(kind);
+        let before = gauge.inc();
+        if max > 0 && usize::try_from(before).unwrap_or(0) >= max {
+            gauge.dec();
+            return None;
+        }
+        Some(InFlight(gauge))
+    }
+
+    fn in_flight_gauge(&self, kind: &'static str) -> Gauge {
+        match kind {
             "readOnly" => self.hot.read_only.clone(),
             "mutating" => self.hot.mutating.clone(),
             other => self
@@ -435,9 +447,7 @@ impl Metrics {
                     request_kind: other,
                 })
                 .clone(),
-        };
-        gauge.inc();
-        InFlight(gauge)
+        }
     }
 
     /// Counts a request refused because too many of its kind were in flight.
