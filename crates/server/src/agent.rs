@@ -66,9 +66,10 @@ pub struct AgentConfig {
     pub max_body_bytes: u64,
     /// Seconds the upstream may take to send a response head.
     pub upstream_timeout_seconds: u64,
-    /// Most read-only requests forwarded at once (watches, logs, exec not counted).
+    /// Most read-only requests forwarded at once (watches, logs, exec not counted; 0: no
+    /// limit), across every worker.
     pub max_requests_in_flight: usize,
-    /// Most mutating requests forwarded at once.
+    /// Most mutating requests forwarded at once (0: no limit).
     pub max_mutating_requests_in_flight: usize,
     /// Audit log of the proxied requests (off when absent).
     pub audit: Option<AuditConfig>,

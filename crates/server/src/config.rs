@@ -39,9 +39,10 @@ pub struct Config {
     /// The OpenID provider's settings.
     pub oidc: OidcConfig,
     /// Most read-only API requests served at once (kube-apiserver's
-    /// `--max-requests-inflight`); more get 429. Watches are not counted.
+    /// `--max-requests-inflight`; 0: no limit); more get 429. Watches are not counted.
     pub max_requests_in_flight: usize,
-    /// Most mutating API requests served at once (`--max-mutating-requests-inflight`).
+    /// Most mutating API requests served at once (`--max-mutating-requests-inflight`; 0: no
+    /// limit).
     pub max_mutating_requests_in_flight: usize,
     /// Audit log of the management API (off when absent).
     pub audit: Option<AuditConfig>,

@@ -389,6 +389,68 @@ async fn requests_over_the_in_flight_bound_get_429_with_retry_after() {
     );
 }
 
+#[tokio::test]
+async fn the_in_flight_bound_frees_each_place_and_zero_means_no_bound() {
+    let metrics = Arc::new(Metrics::default());
+    let mut c = chain(None, metrics.clone());
+    c.max_mutating = 1;
+    let quick = service_fn(|_req: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let mut service = c.layer().layer(quick);
+    // One place, taken and given back by each request in turn.
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("POST", "/api/v1/namespaces/a/pods", Some("good-alice")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(
+        metrics
+            .render()
+            .contains("apiserver_current_inflight_requests{request_kind=\"mutating\"} 0"),
+        "{}",
+        metrics.render()
+    );
+
+    // 0, as kube-apiserver's flags: no bound.
+    let mut c = chain(None, Arc::new(Metrics::default()));
+    c.max_mutating = 0;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(tokio::sync::Semaphore::new(0));
+    let waiting = {
+        let (release, entered) = (release.clone(), entered.clone());
+        service_fn(move |_req: Request<String>| {
+            let (release, entered) = (release.clone(), entered.clone());
+            async move {
+                entered.add_permits(1);
+                release.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        })
+    };
+    let mut service = c.layer().layer(waiting);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let fut = service.ready().await.unwrap().call(request(
+            "POST",
+            "/api/v1/namespaces/a/pods",
+            Some("good-alice"),
+        ));
+        held.push(tokio::spawn(fut));
+    }
+    // All three are in the handler at once.
+    entered.acquire_many(3).await.unwrap().forget();
+    release.add_permits(3);
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+}
+
 /// `audit.k8s.io/v1` `Event`, strictly: every field the schema defines and no other, the
 /// required ones required.
 #[derive(Debug, Deserialize)]
