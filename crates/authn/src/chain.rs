@@ -342,6 +342,18 @@ impl AuthenticationLayer {
     }
 }
 
+/// The credentials a request presents: its headers, and the client certificate chain the accept
+/// loop put in its extensions (never read from a header).
+fn credentials<B>(req: &Request<B>) -> Credentials<'_> {
+    Credentials {
+        headers: req.headers(),
+        peer_certificates: req
+            .extensions()
+            .get::<PeerCertificates>()
+            .unwrap_or(&PeerCertificates::NONE),
+    }
+}
+
 /// Goes on as `user`: the credential removed from the request, the identity in its extensions.
 fn authenticated_as<B>(req: &mut Request<B>, user: Arc<UserInfo>) {
     req.headers_mut().remove(http::header::AUTHORIZATION);
@@ -369,16 +381,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let now = {
-            let credentials = Credentials {
-                headers: req.headers(),
-                peer_certificates: req
-                    .extensions()
-                    .get::<PeerCertificates>()
-                    .unwrap_or(&PeerCertificates::NONE),
-            };
-            self.layer.authenticator.authenticate_now(&credentials)
-        };
+        let now = self
+            .layer
+            .authenticator
+            .authenticate_now(&credentials(&req));
         if let Some(outcome) = now {
             return futures::future::Either::Left(match self.layer.admit(outcome) {
                 Ok(user) => {
@@ -392,14 +398,7 @@ where
         let layer = self.layer.clone();
         let mut inner = take(&mut self.inner);
         futures::future::Either::Right(Box::pin(async move {
-            let credentials = Credentials {
-                headers: req.headers(),
-                peer_certificates: req
-                    .extensions()
-                    .get::<PeerCertificates>()
-                    .unwrap_or(&PeerCertificates::NONE),
-            };
-            let outcome = layer.authenticator.authenticate(&credentials).await;
+            let outcome = layer.authenticator.authenticate(&credentials(&req)).await;
             let user = match layer.admit(outcome) {
                 Ok(user) => user,
                 Err(refusal) => return Ok(refusal),

@@ -505,11 +505,13 @@ async fn main() {
             let nginx_first = turn % 2 == 0;
             for agent_now in [!nginx_first, nginx_first] {
                 if agent_now {
-                    agent_turns
-                        .push(run(agent_port, &cas, protocol, Some(warm.clone()), agent.0.id()).await);
+                    agent_turns.push(
+                        run(agent_port, &cas, protocol, Some(warm.clone()), agent.0.id()).await,
+                    );
                 } else {
-                    nginx_turns
-                        .push(run(nginx_port, &cas, protocol, Some(warm.clone()), nginx.0.id()).await);
+                    nginx_turns.push(
+                        run(nginx_port, &cas, protocol, Some(warm.clone()), nginx.0.id()).await,
+                    );
                 }
             }
         }

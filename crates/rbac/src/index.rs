@@ -1077,7 +1077,7 @@ impl CompiledPolicy {
                 if ns_hash == 0 || !search(namespaced) {
                     return None;
                 }
-                self.namespaced.grant(&q, namespaced, &a.namespace, ns_hash)
+                self.namespaced.grant(&q, namespaced, a.namespace, ns_hash)
             });
         match found {
             Some(reason) => Decision {

@@ -279,11 +279,11 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
     // One upstream client (and so one connection pool) per worker thread: a request is
     // forwarded on a connection of its own thread.
     let workers = crate::listen::worker_count(config.workers);
-    let upstreams = (0..workers)
-        .map(|_| Upstream::new(upstream_config.clone()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("the upstream API server")?;
-    let upstream = upstreams[0].clone();
+    let upstream = Upstream::new(upstream_config.clone()).context("the upstream API server")?;
+    let mut upstreams = vec![upstream.clone()];
+    for _ in 1..workers {
+        upstreams.push(Upstream::new(upstream_config.clone()).context("the upstream API server")?);
+    }
 
     // Authentication: the issuer's tokens (a file of AuthenticationConfiguration, or the
     // issuer shortcut), then break-glass client certificates.

@@ -404,7 +404,11 @@ async fn the_in_flight_bound_frees_each_place_and_zero_means_no_bound() {
             .ready()
             .await
             .unwrap()
-            .call(request("POST", "/api/v1/namespaces/a/pods", Some("good-alice")))
+            .call(request(
+                "POST",
+                "/api/v1/namespaces/a/pods",
+                Some("good-alice"),
+            ))
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);

@@ -64,6 +64,11 @@ async fn cluster() -> Double {
 
 impl Fleet {
     async fn start() -> Fleet {
+        Fleet::start_with(|_| {}).await
+    }
+
+    /// The fleet with the agent's configuration edited by `edit`.
+    async fn start_with(edit: impl FnOnce(&mut AgentConfig)) -> Fleet {
         let issuer = TestServer::start().await;
         let double = cluster().await;
         let dir = tempfile::tempdir().unwrap();
@@ -71,7 +76,7 @@ impl Fleet {
             &dir,
             &issuer,
             &double.kubeconfig(AGENT_TOKEN, "default"),
-            |_| {},
+            edit,
         ))
         .await
         .unwrap();
@@ -1191,20 +1196,9 @@ async fn the_cluster_is_reached_over_http11_by_default_and_http2_when_asked() {
 /// grace period ends, then stop with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_threads_serve_every_connection_and_stop_with_the_agent() {
-    let issuer = TestServer::start().await;
-    let double = cluster().await;
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start_agent(agent_config(
-        &dir,
-        &issuer,
-        &double.kubeconfig(AGENT_TOKEN, "default"),
-        |c| c.workers = 3,
-    ))
-    .await
-    .unwrap();
-    let agent_ca = std::fs::read_to_string(agent.ca_path.as_ref().unwrap()).unwrap();
-    wait_ready(&agent.url, &agent_ca).await;
-    let token = alice_token(&issuer, json!({}));
+    let f = Fleet::start_with(|c| c.workers = 3).await;
+    let (agent, agent_ca) = (f.agent, f.agent_ca);
+    let token = alice_token(&f.issuer, json!({}));
 
     // Seven connections of their own (a client each): round-robin puts them on every worker.
     let mut clients = Vec::new();
@@ -1241,12 +1235,7 @@ async fn worker_threads_serve_every_connection_and_stop_with_the_agent() {
         .expect("the agent stopped within its grace period")
         .unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match watch.chunk().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = watch.chunk().await {}
     })
     .await;
     assert!(ended.is_ok(), "the watch was not ended by the shutdown");
