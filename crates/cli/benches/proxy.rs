@@ -35,7 +35,7 @@ const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(2);
 /// nginx and portcullis (cache warm) take turns this many times each, in alternating order:
 /// the machine's speed drifts, and each turn is compared with the other's next to it.
-const TURNS: usize = 4;
+const TURNS: usize = 5;
 const COLD_TOKENS: usize = 60_000;
 const PATH: &str = "/api/v1/namespaces";
 
