@@ -178,9 +178,6 @@ impl AuthenticatorChain {
         &self,
         credentials: &Credentials<'_>,
     ) -> Result<Option<Authenticated>, Error> {
-        if let Some(decided) = self.authenticate_now(credentials) {
-            return decided;
-        }
         for authenticator in &self.chain {
             let outcome = match authenticator.authenticate_now(credentials) {
                 Some(outcome) => outcome,
