@@ -414,21 +414,8 @@ impl RequestInfo {
     /// The authorizer attributes of this request made by `user`.
     pub fn attributes(&self, user: &UserInfo) -> Attributes {
         Attributes {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
             extra: user.extra.clone(),
-            verb: self.verb().as_str().to_owned(),
-            resource_request: self.is_resource_request,
-            api_group: self.api_group().to_owned(),
-            resource: self.resource().to_owned(),
-            subresource: self.subresource().to_owned(),
-            namespace: self.namespace().to_owned(),
-            name: self.name().to_owned(),
-            path: if self.is_resource_request {
-                String::new()
-            } else {
-                self.path.clone()
-            },
+            ..self.attributes_ref(user).to_attributes()
         }
     }
 }

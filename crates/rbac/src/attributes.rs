@@ -73,6 +73,25 @@ impl Attributes {
     }
 }
 
+impl AttributesRef<'_> {
+    /// The same attributes, owned (with no `extra`: it is not borrowed here).
+    pub fn to_attributes(&self) -> Attributes {
+        Attributes {
+            user: self.user.to_owned(),
+            groups: self.groups.to_vec(),
+            extra: BTreeMap::new(),
+            verb: self.verb.to_owned(),
+            resource_request: self.resource_request,
+            api_group: self.api_group.to_owned(),
+            resource: self.resource.to_owned(),
+            subresource: self.subresource.to_owned(),
+            namespace: self.namespace.to_owned(),
+            name: self.name.to_owned(),
+            path: self.path.to_owned(),
+        }
+    }
+}
+
 /// The answer, with kube-apiserver's reason string when allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {

@@ -201,6 +201,7 @@ pub(crate) async fn accept_loop(
     let (shared, workers) = match routers {
         Routers::Shared(router) => (Some(router), Vec::new()),
         Routers::PerWorker(routers) => {
+            anyhow::ensure!(!routers.is_empty(), "no router for the worker threads");
             let mut workers = Vec::with_capacity(routers.len());
             for (i, router) in routers.into_iter().enumerate() {
                 workers.push(Worker::start(i, router, serving.clone(), stopped.clone())?);
@@ -228,14 +229,16 @@ pub(crate) async fn accept_loop(
             tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
         }
         let watcher = graceful.watcher();
-        let Some(worker) = workers.get(next % workers.len().max(1)) else {
-            if let Some(router) = &shared {
-                tokio::spawn(
-                    serving
-                        .clone()
-                        .connection(router.clone(), tcp, remote, watcher),
-                );
-            }
+        if let Some(router) = &shared {
+            tokio::spawn(
+                serving
+                    .clone()
+                    .connection(router.clone(), tcp, remote, watcher),
+            );
+            continue;
+        }
+        // Round-robin; `workers` is not empty without a shared router.
+        let Some(worker) = next.checked_rem(workers.len()).and_then(|i| workers.get(i)) else {
             continue;
         };
         next = next.wrapping_add(1);

@@ -428,8 +428,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a request of `kind` (`readOnly` or `mutating`) as in flight, until the guard drops, unless `max` of them already are (0: no bound);
-    /// `None` when the bound is reached. The gauge is the count the bound applies to.
+    /// Counts a request of `kind` (`readOnly` or `mutating`) as in flight, until the guard
+    /// drops, unless `max` of them already are (0: no bound); `None` when the bound is reached.
+    /// The gauge is the count the bound applies to.
     pub fn try_in_flight(&self, kind: &'static str, max: usize) -> Option<InFlight> {
         let gauge = self.in_flight_gauge(kind);
         let before = gauge.inc();
