@@ -155,6 +155,20 @@ fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
                 .collect()
         }
     };
+    // Built first, so that a build error is told as one and not as a finding.
+    let mut build = Command::new("cargo");
+    build.args(["+nightly", "fuzz", "build", "--sanitizer", "none"]);
+    if let Some(t) = target {
+        build.arg(t);
+    }
+    let built = build
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir(&dir)
+        .status()
+        .context("cargo fuzz build")?;
+    if !built.success() {
+        bail!("the fuzz targets do not build (the errors are above); nothing was fuzzed");
+    }
     let mut summary = Vec::new();
     for t in &targets {
         eprintln!("xtask: fuzzing {t} for {seconds} s");

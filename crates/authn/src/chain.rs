@@ -79,27 +79,32 @@ impl Chain {
         }
     }
 
-    /// The chain's layers, in kube-apiserver's order (the first is the outermost).
-    pub fn layer<S>(&self) -> impl Layer<S, Service = ChainService<S>> + Clone + use<S> {
-        ServiceBuilder::new()
-            .layer(RequestInfoLayer)
-            .layer(self.authentication_layer())
-            .layer(AuditLayer {
-                log: self.audit.clone(),
-            })
-            .layer(ImpersonationLayer {
-                authorizer: self.authorizer.clone(),
-            })
-            .layer(MaxInFlightLayer {
-                max_read_only: self.max_read_only,
-                max_mutating: self.max_mutating,
-                metrics: self.metrics.clone(),
-            })
-            .layer(AuthorizationLayer {
-                authorizer: self.authorizer.clone(),
-                metrics: self.metrics.clone(),
-            })
-            .into_inner()
+    /// The chain's layers, in kube-apiserver's order, as one service: each request goes
+    /// through the steps of [`RequestInfoLayer`], [`AuthenticationLayer`], [`AuditLayer`],
+    /// [`ImpersonationLayer`], [`MaxInFlightLayer`] and [`AuthorizationLayer`] in turn, exactly
+    /// as through those layers stacked, with their settings behind one reference count (a
+    /// router clones its service for every request) and one future around the handler's.
+    pub fn layer(&self) -> ChainLayer {
+        ChainLayer {
+            steps: Arc::new(Steps {
+                authentication: self.authentication_layer(),
+                audit: AuditLayer {
+                    log: self.audit.clone(),
+                },
+                impersonation: ImpersonationLayer {
+                    authorizer: self.authorizer.clone(),
+                },
+                max_in_flight: MaxInFlightLayer {
+                    max_read_only: self.max_read_only,
+                    max_mutating: self.max_mutating,
+                    metrics: self.metrics.clone(),
+                },
+                authorization: AuthorizationLayer {
+                    authorizer: self.authorizer.clone(),
+                    metrics: self.metrics.clone(),
+                },
+            }),
+        }
     }
 }
 
@@ -135,14 +140,162 @@ pub type ForwardingChainService<S> = RequestInfoService<
     AuthenticationService<AuditService<RemoteImpersonationService<MaxInFlightService<S>>>>,
 >;
 
-/// The service the chain makes of a handler.
-pub type ChainService<S> = RequestInfoService<
-    AuthenticationService<
-        AuditService<ImpersonationService<MaxInFlightService<AuthorizationService<S>>>>,
-    >,
->;
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What a step of the chain does with a request: hands it on (`Ok`), or answers it.
+type Step<B, R> = Result<Request<B>, Response<R>>;
+
+// === the whole chain ===
+
+/// The layer of [`Chain::layer`].
+#[derive(Clone)]
+pub struct ChainLayer {
+    steps: Arc<Steps>,
+}
+
+/// The settings of the chain's layers, in their order (request info has none).
+struct Steps {
+    authentication: AuthenticationLayer,
+    audit: AuditLayer,
+    impersonation: ImpersonationLayer,
+    max_in_flight: MaxInFlightLayer,
+    authorization: AuthorizationLayer,
+}
+
+impl<S> Layer<S> for ChainLayer {
+    type Service = ChainService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ChainService {
+            inner,
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+/// The service [`Chain::layer`] makes of a handler.
+#[derive(Clone)]
+pub struct ChainService<S> {
+    inner: S,
+    steps: Arc<Steps>,
+}
+
+impl Steps {
+    /// The steps after authentication, up to the handler called at once: the response's
+    /// future, which holds the request's place in flight and writes its audit event.
+    fn authenticated<S, B, R>(
+        &self,
+        inner: &mut S,
+        mut req: Request<B>,
+    ) -> Served<S::Future, R, S::Error>
+    where
+        S: Service<Request<B>, Response = Response<R>>,
+        R: From<String>,
+    {
+        let audited = self.audit.begin(&mut req);
+        let admitted = self.impersonation.step(req).and_then(|req| {
+            let in_flight = self.max_in_flight.admit(&req)?;
+            self.authorization.check(&req)?;
+            Ok((req, in_flight))
+        });
+        let (inner, in_flight) = match admitted {
+            // Called right away: `poll_ready` readied this very service.
+            Ok((req, in_flight)) => (pass(inner.call(req)), in_flight),
+            Err(refusal) => (answer(refusal), None),
+        };
+        Served {
+            inner,
+            _in_flight: in_flight,
+            audited,
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for ChainService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: Send + 'static,
+    R: From<String> + Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    /// Authenticated at once (a client certificate, a cached token's identity): the steps'
+    /// future, with no allocation; otherwise the verification and the steps after it, boxed.
+    type Future = futures::future::Either<
+        Served<S::Future, R, S::Error>,
+        BoxFuture<Result<Response<R>, S::Error>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use futures::future::Either::{Left, Right};
+        let req = match RequestInfoLayer::step(req) {
+            Ok(req) => req,
+            Err(refusal) => return Left(Served::answer(refusal)),
+        };
+        match self.steps.authentication.now(req) {
+            Authenticating::Decided(Ok(req)) => {
+                Left(self.steps.authenticated(&mut self.inner, req))
+            }
+            Authenticating::Decided(Err(refusal)) => Left(Served::answer(refusal)),
+            Authenticating::Verify(req) => {
+                let steps = self.steps.clone();
+                let mut inner = take(&mut self.inner);
+                Right(Box::pin(async move {
+                    let req = match steps.authentication.verify(req).await {
+                        Ok(req) => req,
+                        Err(refusal) => return Ok(refusal),
+                    };
+                    steps.authenticated(&mut inner, req).await
+                }))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of a request that passed authentication: the handler's (or the
+    /// refusal of a later step), holding the request's place in flight until it completes,
+    /// and writing the request's audit event when its response comes.
+    pub struct Served<F, R, E> {
+        #[pin]
+        inner: Either<F, R, E>,
+        _in_flight: Option<metrics::InFlight>,
+        audited: Option<audit::Audited>,
+    }
+}
+
+impl<F, R, E> Served<F, R, E> {
+    /// A refusal, before authentication or by it (no audit event: as [`AuditLayer`] behind
+    /// the authentication layer).
+    fn answer(response: Response<R>) -> Served<F, R, E> {
+        Served {
+            inner: answer(response),
+            _in_flight: None,
+            audited: None,
+        }
+    }
+}
+
+impl<F, R, E> Future for Served<F, R, E>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(audited)) = (&output, this.audited.take()) {
+            audited.write(response.status());
+        }
+        Poll::Ready(output)
+    }
+}
 
 /// A layer's `Layer` impl and its service: the inner service and the layer's settings, shared
 /// (the services are cloned for every request, and a clone is then one reference count).
@@ -274,7 +427,18 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match RequestInfoLayer::step(req) {
+            // Called right away: `poll_ready` readied this very service.
+            Ok(req) => pass(self.inner.call(req)),
+            Err(refusal) => answer(refusal),
+        }
+    }
+}
+
+impl RequestInfoLayer {
+    /// The request with its [`RequestInfo`], or the 400 of a path that cannot be read.
+    fn step<B, R: From<String>>(mut req: Request<B>) -> Step<B, R> {
         // Parsed already by [`MetricsLayer`] when it is in front.
         if req.extensions().get::<RequestInfo>().is_none() {
             match RequestInfo::parse(req.method(), req.uri().path(), req.uri().query()) {
@@ -282,7 +446,7 @@ where
                     req.extensions_mut().insert(info);
                 }
                 Err(e) => {
-                    return answer(status_response(
+                    return Err(status_response(
                         StatusCode::BAD_REQUEST,
                         "BadRequest",
                         &e.to_string(),
@@ -290,8 +454,7 @@ where
                 }
             }
         }
-        // Called right away: `poll_ready` readied this very service.
-        pass(self.inner.call(req))
+        Ok(req)
     }
 }
 
@@ -380,32 +543,54 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let now = self
-            .layer
-            .authenticator
-            .authenticate_now(&credentials(&req));
-        if let Some(outcome) = now {
-            return futures::future::Either::Left(match self.layer.admit(outcome) {
-                Ok(user) => {
-                    authenticated_as(&mut req, user);
-                    // Called right away: `poll_ready` readied this very service.
-                    pass(self.inner.call(req))
-                }
-                Err(refusal) => answer(refusal),
-            });
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use futures::future::Either::{Left, Right};
+        match self.layer.now(req) {
+            // Called right away: `poll_ready` readied this very service.
+            Authenticating::Decided(Ok(req)) => Left(pass(self.inner.call(req))),
+            Authenticating::Decided(Err(refusal)) => Left(answer(refusal)),
+            Authenticating::Verify(req) => {
+                let layer = self.layer.clone();
+                let mut inner = take(&mut self.inner);
+                Right(Box::pin(async move {
+                    let req = match layer.verify(req).await {
+                        Ok(req) => req,
+                        Err(refusal) => return Ok(refusal),
+                    };
+                    inner.call(req).await
+                }))
+            }
         }
-        let layer = self.layer.clone();
-        let mut inner = take(&mut self.inner);
-        futures::future::Either::Right(Box::pin(async move {
-            let outcome = layer.authenticator.authenticate(&credentials(&req)).await;
-            let user = match layer.admit(outcome) {
-                Ok(user) => user,
-                Err(refusal) => return Ok(refusal),
-            };
+    }
+}
+
+/// Where authentication stands once asked at once.
+enum Authenticating<B, R> {
+    /// Decided: the request as its identity, or the 401.
+    Decided(Step<B, R>),
+    /// Its credential must be verified first ([`AuthenticationLayer::verify`]).
+    Verify(Request<B>),
+}
+
+impl AuthenticationLayer {
+    /// Authenticates `req` if that needs no waiting (a client certificate, a cached token's
+    /// identity).
+    fn now<B, R: From<String>>(&self, mut req: Request<B>) -> Authenticating<B, R> {
+        let Some(outcome) = self.authenticator.authenticate_now(&credentials(&req)) else {
+            return Authenticating::Verify(req);
+        };
+        Authenticating::Decided(self.admit(outcome).map(|user| {
             authenticated_as(&mut req, user);
-            inner.call(req).await
+            req
         }))
+    }
+
+    /// Authenticates `req`, verifying its credential.
+    async fn verify<B, R: From<String>>(&self, mut req: Request<B>) -> Step<B, R> {
+        let outcome = self.authenticator.authenticate(&credentials(&req)).await;
+        let user = self.admit(outcome)?;
+        authenticated_as(&mut req, user);
+        Ok(req)
     }
 }
 
@@ -446,17 +631,26 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // Without an audit log (the default) the request passes with no allocation.
-        let Some(log) = self.layer.log.clone() else {
+        let Some(audited) = self.layer.begin(&mut req) else {
             return futures::future::Either::Right(self.inner.call(req));
         };
         let mut inner = take(&mut self.inner);
-        let record = AuditRecord::new(&req, log.policy());
-        req.extensions_mut().insert(record.clone());
         futures::future::Either::Left(Box::pin(async move {
             let response = inner.call(req).await?;
-            log.write(&record, response.status());
+            audited.write(response.status());
             Ok(response)
         }))
+    }
+}
+
+impl AuditLayer {
+    /// The audit record of `req`, put in its extensions for the later steps, and where its
+    /// event goes once the response is known; `None` without an audit log.
+    fn begin<B>(&self, req: &mut Request<B>) -> Option<audit::Audited> {
+        let log = self.log.clone()?;
+        let record = AuditRecord::new(req, log.policy());
+        req.extensions_mut().insert(record.clone());
+        Some(audit::Audited { log, record })
     }
 }
 
@@ -491,22 +685,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self.layer.step(req) {
+            Ok(req) => pass(self.inner.call(req)),
+            Err(refusal) => answer(refusal),
+        }
+    }
+}
+
+impl ImpersonationLayer {
+    /// The request as the identity it impersonates (if it does), or the refusal.
+    fn step<B, R: From<String>>(&self, mut req: Request<B>) -> Step<B, R> {
         let impersonating = req.headers().keys().any(is_impersonation_header);
         if !impersonating {
-            return pass(self.inner.call(req));
+            return Ok(req);
         }
         let Some(requester) = req.extensions().get::<Arc<UserInfo>>() else {
             // Cannot happen behind authentication: deny.
-            return answer(unauthorized());
+            return Err(unauthorized());
         };
         let requester = UserInfo::clone(requester);
-        match impersonate(&*self.layer.authorizer, requester, req.headers()) {
+        match impersonate(&*self.authorizer, requester, req.headers()) {
             Ok(impersonated) => {
                 act_as(&mut req, impersonated);
-                pass(self.inner.call(req))
+                Ok(req)
             }
-            Err(e) => answer(impersonation_refused(e)),
+            Err(e) => Err(impersonation_refused(e)),
         }
     }
 }
@@ -631,34 +835,49 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use futures::future::Either::{Left, Right};
+        match self.layer.admit(&req) {
+            Err(refusal) => Left(answer(refusal)),
+            Ok(None) => Left(pass(self.inner.call(req))),
+            // Counted from here: the inner service is called at once (`poll_ready` readied
+            // it), and the count is held until its response.
+            Ok(Some(in_flight)) => Right(Holding {
+                inner: self.inner.call(req),
+                _in_flight: in_flight,
+            }),
+        }
+    }
+}
+
+impl MaxInFlightLayer {
+    /// The place in flight `req` holds until its response (none for a long-running request),
+    /// or the 429 when the bound is reached.
+    fn admit<B, R: From<String>>(
+        &self,
+        req: &Request<B>,
+    ) -> Result<Option<metrics::InFlight>, Response<R>> {
         let info = req.extensions().get::<RequestInfo>();
         if info.is_some_and(RequestInfo::is_long_running) {
-            return Left(pass(self.inner.call(req)));
+            return Ok(None);
         }
         let (kind, max) = match info.map(RequestInfo::verb) {
             // As kube-apiserver: get and list are read-only, every other verb mutating.
-            Some(Verb::Get | Verb::List) | None => ("readOnly", self.layer.max_read_only),
-            Some(_) => ("mutating", self.layer.max_mutating),
+            Some(Verb::Get | Verb::List) | None => ("readOnly", self.max_read_only),
+            Some(_) => ("mutating", self.max_mutating),
         };
         // The in-flight gauge is the count the bound applies to.
-        let Some(in_flight) = self.layer.metrics.try_in_flight(kind, max) else {
-            self.layer.metrics.rejected_for_in_flight(kind);
-            let mut response = status_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests, please try again later.",
-            );
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Left(answer(response));
-        };
-        // Counted from here: the inner service is called at once (`poll_ready` readied it),
-        // and the count is held until its response.
-        Right(Holding {
-            inner: self.inner.call(req),
-            _in_flight: in_flight,
-        })
+        if let Some(in_flight) = self.metrics.try_in_flight(kind, max) {
+            return Ok(Some(in_flight));
+        }
+        self.metrics.rejected_for_in_flight(kind);
+        let mut response = status_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        Err(response)
     }
 }
 
@@ -706,49 +925,69 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self.layer.check(&req) {
+            Ok(()) => pass(self.inner.call(req)),
+            Err(refusal) => answer(refusal),
+        }
+    }
+}
+
+impl AuthorizationLayer {
+    /// Whether the request's identity may make it: `Ok`, or kube-apiserver's 403.
+    fn check<B, R: From<String>>(&self, req: &Request<B>) -> Result<(), Response<R>> {
         let (Some(info), Some(user)) = (
             req.extensions().get::<RequestInfo>(),
             req.extensions().get::<Arc<UserInfo>>(),
         ) else {
             // Cannot happen behind the earlier layers: deny.
-            return answer(unauthorized());
+            return Err(unauthorized());
         };
-        // An allow from the borrowed attributes first; the owned ones only when needed.
-        if let Some(decision) = self.layer.authorizer.allow_now(&info.attributes_ref(user)) {
-            self.layer.metrics.authorization(true);
-            if let Some(record) = req.extensions().get::<AuditRecord>() {
-                record.decision(&decision);
-            }
-            return pass(self.inner.call(req));
+        // An allow from the borrowed attributes first; the owned ones only when needed. The
+        // reason is written only for an audit record.
+        let record = req.extensions().get::<AuditRecord>();
+        let attributes = info.attributes_ref(user);
+        let allowed_now = match record {
+            None => self.authorizer.allows_now(&attributes),
+            Some(record) => match self.authorizer.allow_now(&attributes) {
+                Some(decision) => {
+                    record.decision(&decision);
+                    true
+                }
+                None => false,
+            },
+        };
+        if allowed_now {
+            self.metrics.authorization(true);
+            return Ok(());
         }
         let attributes = info.attributes(user);
-        let decision = self.layer.authorizer.authorize(&attributes);
-        self.layer.metrics.authorization(decision.allowed);
-        if let Some(record) = req.extensions().get::<AuditRecord>() {
+        let decision = self.authorizer.authorize(&attributes);
+        self.metrics.authorization(decision.allowed);
+        if let Some(record) = record {
             record.decision(&decision);
         }
-        if !decision.allowed {
-            tracing::info!(
-                user = %attributes.user,
-                verb = %attributes.verb,
-                resource = %attributes.resource,
-                namespace = %attributes.namespace,
-                name = %attributes.name,
-                path = %attributes.path,
-                "forbidden"
-            );
-            let message = if decision.reason.is_empty() {
-                forbidden_message(&attributes)
-            } else {
-                format!("{}: {}", forbidden_message(&attributes), decision.reason)
-            };
-            return answer(status_response(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                &message,
-            ));
+        if decision.allowed {
+            return Ok(());
         }
-        pass(self.inner.call(req))
+        tracing::info!(
+            user = %attributes.user,
+            verb = %attributes.verb,
+            resource = %attributes.resource,
+            namespace = %attributes.namespace,
+            name = %attributes.name,
+            path = %attributes.path,
+            "forbidden"
+        );
+        let message = if decision.reason.is_empty() {
+            forbidden_message(&attributes)
+        } else {
+            format!("{}: {}", forbidden_message(&attributes), decision.reason)
+        };
+        Err(status_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &message,
+        ))
     }
 }
 

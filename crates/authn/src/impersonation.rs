@@ -34,6 +34,12 @@ pub trait Authorize {
     fn allow_now(&self, _attributes: &AttributesRef<'_>) -> Option<Decision> {
         None
     }
+
+    /// Whether [`Authorize::allow_now`] is an allow, for a caller with no use for its reason
+    /// (an authorizer can answer it without writing one).
+    fn allows_now(&self, attributes: &AttributesRef<'_>) -> bool {
+        self.allow_now(attributes).is_some()
+    }
 }
 
 /// An authorizer that asks someone else and waits for the answer (the API proxy asks the

@@ -151,7 +151,7 @@ impl Authenticator for JwtAuthenticator {
             None => Some(Outcome::NotMine),
             Some(token) => self
                 .cache
-                .get_str(token, portcullis_jose::unix_now())
+                .get_str(token, portcullis_jose::unix_now_coarse())
                 .map(Outcome::Authenticated),
         }
     }

@@ -158,19 +158,27 @@ impl Segments {
             spans: [Span::default(); Segments::KEPT],
             len: 0,
         };
-        let trimmed = path.trim_start_matches('/');
-        let mut offset = path.len() - trimmed.len();
-        let trimmed = trimmed.trim_end_matches('/');
-        if trimmed.is_empty() {
+        let bytes = path.as_bytes();
+        let start = bytes.iter().take_while(|&&b| b == b'/').count();
+        let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
+        if start >= end {
             return segments;
         }
-        for segment in trimmed.split('/') {
+        // Segments end at each `/` (paths are short: a byte loop beats a search per segment).
+        let mut from = start;
+        let mut push = |from: usize, to: usize| {
             if let Some(span) = segments.spans.get_mut(segments.len) {
-                *span = Span::new(offset, offset + segment.len());
+                *span = Span::new(from, to);
             }
             segments.len += 1;
-            offset += segment.len() + 1;
+        };
+        for (i, &b) in bytes.iter().enumerate().take(end).skip(start) {
+            if b == b'/' {
+                push(from, i);
+                from = i + 1;
+            }
         }
+        push(from, end);
         segments
     }
 
@@ -213,7 +221,12 @@ impl RequestInfo {
         if path.len() > MAX_PATH_LEN {
             return Err(RequestInfoError::TooLong);
         }
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        // Most paths have nothing encoded: those are used as they are (already UTF-8).
+        let decoded = if path.contains('%') {
+            percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
         let path: &str = &decoded;
         let non_resource = || RequestInfo {
             is_resource_request: false,

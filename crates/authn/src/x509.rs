@@ -168,7 +168,10 @@ impl ClientCertificate {
         let Some(key) = peer.hash() else {
             return Outcome::NotMine;
         };
-        match self.verify_keyed(peer.certificates(), key, UnixTime::now()) {
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            portcullis_jose::unix_now_coarse(),
+        ));
+        match self.verify_keyed(peer.certificates(), key, now) {
             Ok(user) => Outcome::Authenticated(Authenticated {
                 user,
                 expires_at: None,

@@ -38,6 +38,21 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// [`unix_now`] from the kernel's coarse clock where there is one: at most a scheduler tick
+/// behind, read without the time stamp counter, at a fraction of the cost. For checks on a
+/// request's path that count whole seconds (the expiry of a cached identity).
+pub fn unix_now_coarse() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        u64::try_from(now.tv_sec).unwrap_or(0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        unix_now()
+    }
+}
+
 pub(crate) fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -1042,6 +1042,22 @@ impl CompiledPolicy {
 
     /// [`CompiledPolicy::authorize`] of borrowed attributes: nothing is copied to decide.
     pub fn authorize_ref(&self, a: &AttributesRef<'_>) -> Decision {
+        match self.granting(a) {
+            Some(reason) => Decision {
+                allowed: true,
+                reason: String::from(reason),
+            },
+            None => Decision::default(),
+        }
+    }
+
+    /// Whether [`CompiledPolicy::authorize_ref`] allows `a`, without writing its reason.
+    pub fn allows_ref(&self, a: &AttributesRef<'_>) -> bool {
+        self.granting(a).is_some()
+    }
+
+    /// The reason of the grant that allows `a` (the first, in the apiserver's order), if any.
+    fn granting<'s>(&'s self, a: &AttributesRef<'_>) -> Option<&'s str> {
         let q = Query::new(a, &self.roles);
         let ns_hash = if a.namespace.is_empty() {
             0
@@ -1069,7 +1085,7 @@ impl CompiledPolicy {
         // the requester has groups past the hashed ones.
         let search = |candidates: u32| candidates != 0 || a.groups.len() >= HASHED;
         // Cluster-wide grants first, then the namespace's, as the apiserver visits them.
-        let found = search(cluster)
+        search(cluster)
             .then(|| self.cluster.grant(&q, cluster, "", 0))
             .flatten()
             .or_else(|| {
@@ -1078,14 +1094,7 @@ impl CompiledPolicy {
                     return None;
                 }
                 self.namespaced.grant(&q, namespaced, a.namespace, ns_hash)
-            });
-        match found {
-            Some(reason) => Decision {
-                allowed: true,
-                reason: String::from(reason),
-            },
-            None => Decision::default(),
-        }
+            })
     }
 }
 

@@ -5,7 +5,9 @@
 //! server's own accept loop, HTTP/1.1 keep-alive, 32 concurrent clients), and in-process (tower
 //! `oneshot`), where nothing dilutes the difference.
 //!
-//! Writes a markdown section to `$PORTCULLIS_BENCH_OUT/chain.md` when that is set.
+//! Writes a markdown section to `$PORTCULLIS_BENCH_OUT/chain.md` when that is set. For
+//! experiments: `PORTCULLIS_CHAIN_ROUNDS` (41), `PORTCULLIS_CHAIN_THREADS` (the server's, 2),
+//! and `PORTCULLIS_CHAIN_ALONE_ONLY` (stop after the chain-alone figure, for a profiler).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -38,7 +40,7 @@ const ROUNDS: usize = 41;
 const TLS_OPS: usize = 16_000;
 
 async fn phase(
-    router: &axum::Router,
+    router: &portcullis_server::bench_support::Served,
     peer: &PeerCertificates,
     prefix: &str,
     create: bool,
@@ -194,6 +196,15 @@ async fn chain_alone(
     (best_chain * 1e6, best_alone * 1e6)
 }
 
+/// A number the environment may set, for experiments (`docs/benchmarks.md` is written with
+/// the defaults).
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -201,8 +212,10 @@ fn main() {
         .build()
         .unwrap();
     // The served API runs on threads of its own, whose CPU time is measured.
+    let threads = setting("PORTCULLIS_CHAIN_THREADS", 2);
+    let rounds = setting("PORTCULLIS_CHAIN_ROUNDS", ROUNDS);
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .thread_name(SERVER_THREAD)
         .enable_all()
         .build()
@@ -225,6 +238,9 @@ fn main() {
         let (chain_us, alone_us) =
             chain_alone(&portcullis_server::bench_support::chain(&running), &peer).await;
         eprintln!("the chain alone: {chain_us:.2} µs against {alone_us:.2} µs");
+        if std::env::var_os("PORTCULLIS_CHAIN_ALONE_ONLY").is_some() {
+            return;
+        }
         let mut urls = Vec::new();
         let mut stops = Vec::new();
         for router in [with_chain.clone(), without.clone()] {
@@ -247,7 +263,7 @@ fn main() {
         let mut times = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]]; // in-process
         let mut times_tls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
         let mut cpu_tls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for v in order {
                 let router = if v == 0 { &with_chain } else { &without };
@@ -270,7 +286,7 @@ fn main() {
         };
         // Per round: what the chain costs, in per cent of the variant without it.
         let paired = |m: &[[Vec<Duration>; 2]; 2], op: usize| {
-            let mut costs: Vec<f64> = (0..ROUNDS)
+            let mut costs: Vec<f64> = (0..rounds)
                 .map(|r| {
                     let (with, alone) = (m[0][op][r].as_secs_f64(), m[1][op][r].as_secs_f64());
                     100.0 * (with - alone) / with
@@ -303,13 +319,13 @@ fn main() {
         let get_tls_us = per(best_tls[0][1]);
         let table = format!(
             "## The filter chain's cost (chain)\n\n\
-The management API's creates and gets of Groups (a kind no controller reacts to: nothing else in the process works as they are written) with the filter chain and without it, in one run: {ROUNDS} rounds, each running \
+The management API's creates and gets of Groups (a kind no controller reacts to: nothing else in the process works as they are written) with the filter chain and without it, in one run: {rounds} rounds, each running \
 the two variants back to back (in alternating order), {CONCURRENCY} concurrent clients, memory store; per round {TLS_OPS} creates \
 and {TLS_OPS} gets over TLS, {OPS} of each in-process. \"with the chain\" is the management API as served: metrics, request info, \
 X.509 authentication of the admin's client certificate (its chain hashed once per connection, verified against the CA \
 once, then remembered by that hash), audit (off), impersonation check, max-in-flight, RBAC authorization, then the handlers; \"handlers alone\" are the \
 same handlers with the request info and the admin's identity set as the chain sets them. Over TLS: the server's own accept \
-loop and serving certificate on a runtime of its own (2 threads, whose CPU time is read from the kernel), HTTP/1.1 keep-alive clients with the admin's \
+loop and serving certificate on a runtime of its own ({threads} threads, whose CPU time is read from the kernel), HTTP/1.1 keep-alive clients with the admin's \
 client certificate in the same process, all on the same 2 cores. In-process: tower `oneshot`, nothing but the chain and the handlers.\n\n\
 What the chain costs, the median of the rounds (target: at most 5% of throughput):\n\n\
 - over TLS, throughput: **creates {:.1}%, gets {:.1}%**; the server's CPU time per request: **creates {:.1}%, gets {:.1}%** \

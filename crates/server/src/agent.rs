@@ -15,8 +15,8 @@ use anyhow::{Context, Result};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use http::StatusCode;
+use portcullis_authn::chain::Chain;
 use portcullis_authn::chain::metrics::Metrics;
-use portcullis_authn::chain::{Chain, MetricsLayer};
 use portcullis_authn::config::AuthenticationConfiguration;
 use portcullis_authn::{
     Authenticator, AuthenticatorChain, ClientCertificate, JwtAuthenticator, LegacyOidcFlags,
@@ -416,8 +416,8 @@ pub async fn start_agent(config: AgentConfig) -> Result<RunningAgent> {
             Proxy::new(proxy_config.clone(), upstream, metrics.clone())
                 .router(&chain)
                 .merge(router.clone())
-                .layer(MetricsLayer::new(metrics.clone()))
         })
+        .map(|router| crate::listen::Served::measured(router, &metrics))
         .collect();
 
     let (tls, ca_path) = serving_tls(&config)?;

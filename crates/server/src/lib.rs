@@ -35,11 +35,15 @@ pub use serve::{Running, start};
 pub mod bench_support {
     use portcullis_authn::{RequestInfo, UserInfo};
 
-    /// (the API as served: the filter chain, then the handlers; the same handlers alone, the
-    /// request's `RequestInfo` and an admin `UserInfo` set as the chain would set them).
-    pub fn routers(running: &crate::Running) -> (axum::Router, axum::Router) {
-        let with_chain = crate::api::app(running.state.clone()).layer(
-            portcullis_authn::chain::MetricsLayer::new(running.state.metrics.clone()),
+    pub use crate::listen::Served;
+
+    /// (the API as served: metrics, the filter chain, then the handlers; the same handlers
+    /// alone, the request's `RequestInfo` and an admin `UserInfo` set as the chain would set
+    /// them).
+    pub fn routers(running: &crate::Running) -> (Served, Served) {
+        let with_chain = Served::measured(
+            crate::api::app(running.state.clone()),
+            &running.state.metrics,
         );
         let admin = std::sync::Arc::new(UserInfo {
             name: crate::pki::ADMIN_USER.into(),
@@ -63,7 +67,7 @@ pub mod bench_support {
                     }
                 },
             ));
-        (with_chain, without)
+        (with_chain, Served::Plain(without))
     }
 
     /// The filter chain the management API is served with.
@@ -76,7 +80,7 @@ pub mod bench_support {
     /// it.
     pub async fn serve(
         data_dir: &std::path::Path,
-        router: axum::Router,
+        router: Served,
     ) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
         let pki = crate::pki::load_or_create(data_dir, &["127.0.0.1".into()])?;
         let tls = crate::tls::server_config(&pki)?;

@@ -22,7 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
 use portcullis_authn::chain::metrics::Metrics;
-use portcullis_authn::chain::{PeerCertificates, RemoteAddr};
+use portcullis_authn::chain::{
+    Measured, MetricsLayer, MetricsService, PeerCertificates, RemoteAddr,
+};
+use tower::Layer as _;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,9 +39,57 @@ const MAX_HEADER_LIST: u32 = 64 * 1024;
 /// What serves the accepted connections.
 pub(crate) enum Routers {
     /// One router, on the runtime that accepts.
-    Shared(axum::Router),
+    Shared(Served),
     /// One worker thread (a single-threaded runtime) per router.
-    PerWorker(Vec<axum::Router>),
+    PerWorker(Vec<Served>),
+}
+
+/// A front end's router as the listener serves it: every request counted and timed by the
+/// front end's metrics (around the whole router, not as a layer on each of its routes: a
+/// router clones a route's service for every request), or not at all.
+#[derive(Clone)]
+pub enum Served {
+    /// Counted and timed.
+    Measured(MetricsService<axum::Router>),
+    /// As it is (benchmarks of the handlers alone).
+    #[cfg_attr(
+        not(feature = "bench-internals"),
+        expect(dead_code, reason = "made only by benchmarks")
+    )]
+    Plain(axum::Router),
+}
+
+impl Served {
+    /// `router`, each request counted and timed in `metrics`.
+    pub(crate) fn measured(router: axum::Router, metrics: &Arc<Metrics>) -> Served {
+        Served::Measured(MetricsLayer::new(metrics.clone()).layer(router))
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Served {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        Measured<axum::routing::future::RouteFuture<std::convert::Infallible>>,
+        axum::routing::future::RouteFuture<std::convert::Infallible>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        match self {
+            Served::Measured(s) => tower::Service::<http::Request<Body>>::poll_ready(s, cx),
+            Served::Plain(r) => tower::Service::<http::Request<Body>>::poll_ready(r, cx),
+        }
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        match self {
+            Served::Measured(s) => futures::future::Either::Left(s.call(req)),
+            Served::Plain(r) => futures::future::Either::Right(r.call(req)),
+        }
+    }
 }
 
 /// The number of worker threads for `configured` (0: one per CPU core).
@@ -79,7 +130,7 @@ impl Serving {
     /// One connection: the TLS handshake (bounded in time), then its requests.
     async fn connection(
         self,
-        router: axum::Router,
+        router: Served,
         tcp: TcpStream,
         remote: SocketAddr,
         watcher: Watcher,
@@ -133,14 +184,14 @@ struct Accepted {
 /// should the thread be gone).
 struct Worker {
     queue: mpsc::UnboundedSender<Accepted>,
-    router: axum::Router,
+    router: Served,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
     fn start(
         index: usize,
-        router: axum::Router,
+        router: Served,
         serving: Serving,
         mut stopped: watch::Receiver<bool>,
     ) -> Result<Worker> {

@@ -477,6 +477,10 @@ impl portcullis_authn::Authorize for RbacAuthorizer {
         d.allowed.then_some(d)
     }
 
+    fn allows_now(&self, a: &portcullis_rbac::AttributesRef<'_>) -> bool {
+        self.snapshot.load().compiled.allows_ref(a)
+    }
+
     /// [`RbacAuthorizer::decide`], and one built-in rule: every authenticated user may create
     /// a `FleetAccessReview` (asking about oneself is always allowed, as a
     /// SelfSubjectAccessReview is; the review itself checks [`RbacAuthorizer::decide`] before

@@ -13,9 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use portcullis_authn::chain::Chain;
 use portcullis_authn::chain::audit::{AuditLog, Policy as AuditPolicy};
 use portcullis_authn::chain::metrics::Metrics;
-use portcullis_authn::chain::{Chain, MetricsLayer};
 use portcullis_authn::{
     AuthenticatorChain, ClientCertificate, JwtAuthenticator, KeySource, KeySourceFactory,
     LegacyOidcFlags, StaticKeys,
@@ -307,7 +307,7 @@ pub async fn start(config: Config) -> Result<Running> {
         router = router.merge(forward_auth.router());
         background.push(tokio::spawn(forward_auth.run_maintenance()));
     }
-    let router = router.layer(MetricsLayer::new(metrics.clone()));
+    let router = crate::listen::Served::measured(router, &metrics);
     let (tx, rx) = oneshot::channel();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(crate::listen::accept_loop(

@@ -516,7 +516,7 @@ impl AuditLog {
     }
 
     /// Queues the event of a completed request, if the policy records it.
-    pub(super) fn write(&self, record: &AuditRecord, code: http::StatusCode) {
+    fn write(&self, record: &AuditRecord, code: http::StatusCode) {
         let Some(event) = record.event(code) else {
             return;
         };
@@ -528,5 +528,18 @@ impl AuditLog {
                 self.metrics.audit_errors.inc();
             }
         }
+    }
+}
+
+/// A request's audit record and the log its event goes to once its response is known.
+pub(super) struct Audited {
+    pub(super) log: Arc<AuditLog>,
+    pub(super) record: AuditRecord,
+}
+
+impl Audited {
+    /// Queues the request's event, with its response's code.
+    pub(super) fn write(&self, code: http::StatusCode) {
+        self.log.write(&self.record, code);
     }
 }

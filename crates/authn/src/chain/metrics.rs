@@ -28,10 +28,19 @@ struct RequestLabels {
     component: &'static str,
 }
 
+/// Most label sets of requests counted apart. The resource labels come from the request's
+/// path, which the client chooses; requests of label sets past this bound are counted with
+/// their group, version, resource and subresource [`OTHER`], so a client cannot make series
+/// without end.
+const MAX_SERIES: usize = 2000;
+
+/// The labels of requests past [`MAX_SERIES`] (as unknown methods are the verb `other`).
+const OTHER: &str = "other";
+
 /// [`RequestLabels`] borrowed from a request's [`RequestInfo`]: what its series is looked up
 /// by, with no allocation. Hashes as the owned labels do (the same fields in the same order,
 /// `String` hashing as `str`).
-#[derive(Hash)]
+#[derive(Hash, Clone, Copy)]
 struct LabelsRef<'a> {
     verb: &'static str,
     group: &'a str,
@@ -56,7 +65,7 @@ impl hashbrown::Equivalent<RequestLabels> for LabelsRef<'_> {
 }
 
 impl LabelsRef<'_> {
-    fn to_owned(&self) -> RequestLabels {
+    fn owned(self) -> RequestLabels {
         RequestLabels {
             verb: self.verb,
             group: self.group.to_owned(),
@@ -358,24 +367,49 @@ impl Metrics {
     /// The series `req` will be counted in, by its labels (from its [`RequestInfo`], parsed
     /// here when no layer has yet): found with no allocation once the label set has been seen.
     pub fn request_series<B>(&self, req: &http::Request<B>) -> RequestSeries {
-        with_labels(req, |labels| {
+        with_labels(req, |labels| self.series_of(labels))
+    }
+
+    /// The series of `labels`, made on first use; past [`MAX_SERIES`] label sets, that of
+    /// their verb and scope with the other labels `other`.
+    fn series_of(&self, labels: &LabelsRef<'_>) -> RequestSeries {
+        let mut full = false;
+        if let Ok(series) = self.series.read() {
+            if let Some(found) = series.get(labels) {
+                return found.clone();
+            }
+            full = series.len() >= MAX_SERIES;
+        }
+        let overflow;
+        let labels = if full {
+            overflow = LabelsRef {
+                group: OTHER,
+                version: OTHER,
+                resource: OTHER,
+                subresource: OTHER,
+                ..*labels
+            };
+            // Found, or made past the bound: there are few (a verb and a scope each).
             if let Ok(series) = self.series.read()
-                && let Some(found) = series.get(labels)
+                && let Some(found) = series.get(&overflow)
             {
                 return found.clone();
             }
-            let labels = labels.to_owned();
-            let made = RequestSeries(Arc::new(Series {
-                duration: self.durations.get_or_create(&labels).clone(),
-                labels,
-                by_code: Default::default(),
-            }));
-            match self.series.write() {
-                Ok(mut series) => series.entry(made.0.labels.clone()).or_insert(made).clone(),
-                // A poisoned map: counted all the same, through the families.
-                Err(_) => made,
-            }
-        })
+            &overflow
+        } else {
+            labels
+        };
+        let labels = labels.owned();
+        let made = RequestSeries(Arc::new(Series {
+            duration: self.durations.get_or_create(&labels).clone(),
+            labels,
+            by_code: Default::default(),
+        }));
+        match self.series.write() {
+            Ok(mut series) => series.entry(made.0.labels.clone()).or_insert(made).clone(),
+            // A poisoned map: counted all the same, through the families.
+            Err(_) => made,
+        }
     }
 
     /// Counts and times one served request of `series`.
@@ -514,7 +548,7 @@ mod tests {
             .unwrap();
         let hasher = hashbrown::DefaultHashBuilder::default();
         with_labels(&req, |labels| {
-            let owned = labels.to_owned();
+            let owned = labels.owned();
             assert_eq!(hasher.hash_one(labels), hasher.hash_one(&owned));
             assert!(hashbrown::Equivalent::equivalent(labels, &owned));
             assert_eq!(
@@ -549,5 +583,32 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} in\n{text}");
         }
+    }
+
+    #[test]
+    fn resources_made_up_by_clients_stop_making_series_at_the_bound() {
+        let metrics = Metrics::default();
+        for i in 0..MAX_SERIES + 50 {
+            let req = http::Request::get(format!("/apis/made.up/v1/things-{i}"))
+                .body(())
+                .unwrap();
+            metrics.request(
+                &metrics.request_series(&req),
+                http::StatusCode::NOT_FOUND,
+                Duration::ZERO,
+            );
+        }
+        let text = metrics.render();
+        // The first are counted apart; the 50 past the bound under `other`.
+        assert!(text.contains("resource=\"things-0\""), "{text}");
+        assert!(!text.contains(&format!("things-{}\"", MAX_SERIES)));
+        let other = "apiserver_request_total{verb=\"LIST\",group=\"other\",version=\"other\",resource=\"other\",subresource=\"other\",scope=\"cluster\",component=\"apiserver\",code=\"404\"} 50";
+        assert!(text.contains(other), "{other} in\n{text}");
+        assert_eq!(metrics.series.read().unwrap().len(), MAX_SERIES + 1);
+        // A label set seen before the bound is still its own.
+        let req = http::Request::get("/apis/made.up/v1/things-7")
+            .body(())
+            .unwrap();
+        assert_eq!(&*metrics.request_series(&req).0.labels.resource, "things-7");
     }
 }

@@ -253,6 +253,14 @@ async fn the_audit_log_records_every_api_request_by_policy_and_never_a_secret() 
         create["annotations"]["authorization.k8s.io/decision"],
         "allow"
     );
+    // With an audit log, an allow carries the grant that made it.
+    let reason = create["annotations"]["authorization.k8s.io/reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("RBAC: allowed by ClusterRoleBinding "),
+        "{reason}"
+    );
     let reset = &events[1];
     assert_eq!(reset["level"], "Metadata");
     assert_eq!(reset["objectRef"]["subresource"], "password");
