@@ -186,7 +186,7 @@ impl Steps {
         &self,
         inner: &mut S,
         mut req: Request<B>,
-    ) -> Served<S::Future, R, S::Error>
+    ) -> ChainFuture<S::Future, R, S::Error>
     where
         S: Service<Request<B>, Response = Response<R>>,
         R: From<String>,
@@ -202,7 +202,7 @@ impl Steps {
             Ok((req, in_flight)) => (pass(inner.call(req)), in_flight),
             Err(refusal) => (answer(refusal), None),
         };
-        Served {
+        ChainFuture {
             inner,
             _in_flight: in_flight,
             audited,
@@ -223,7 +223,7 @@ where
     /// Authenticated at once (a client certificate, a cached token's identity): the steps'
     /// future, with no allocation; otherwise the verification and the steps after it, boxed.
     type Future = futures::future::Either<
-        Served<S::Future, R, S::Error>,
+        ChainFuture<S::Future, R, S::Error>,
         BoxFuture<Result<Response<R>, S::Error>>,
     >;
 
@@ -235,13 +235,13 @@ where
         use futures::future::Either::{Left, Right};
         let req = match RequestInfoLayer::step(req) {
             Ok(req) => req,
-            Err(refusal) => return Left(Served::answer(refusal)),
+            Err(refusal) => return Left(ChainFuture::answer(refusal)),
         };
         match self.steps.authentication.now(req) {
             Authenticating::Decided(Ok(req)) => {
                 Left(self.steps.authenticated(&mut self.inner, req))
             }
-            Authenticating::Decided(Err(refusal)) => Left(Served::answer(refusal)),
+            Authenticating::Decided(Err(refusal)) => Left(ChainFuture::answer(refusal)),
             Authenticating::Verify(req) => {
                 let steps = self.steps.clone();
                 let mut inner = take(&mut self.inner);
@@ -261,7 +261,7 @@ pin_project_lite::pin_project! {
     /// The response future of a request that passed authentication: the handler's (or the
     /// refusal of a later step), holding the request's place in flight until it completes,
     /// and writing the request's audit event when its response comes.
-    pub struct Served<F, R, E> {
+    pub struct ChainFuture<F, R, E> {
         #[pin]
         inner: Either<F, R, E>,
         _in_flight: Option<metrics::InFlight>,
@@ -269,11 +269,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, R, E> Served<F, R, E> {
+impl<F, R, E> ChainFuture<F, R, E> {
     /// A refusal, before authentication or by it (no audit event: as [`AuditLayer`] behind
     /// the authentication layer).
-    fn answer(response: Response<R>) -> Served<F, R, E> {
-        Served {
+    fn answer(response: Response<R>) -> ChainFuture<F, R, E> {
+        ChainFuture {
             inner: answer(response),
             _in_flight: None,
             audited: None,
@@ -281,7 +281,7 @@ impl<F, R, E> Served<F, R, E> {
     }
 }
 
-impl<F, R, E> Future for Served<F, R, E>
+impl<F, R, E> Future for ChainFuture<F, R, E>
 where
     F: Future<Output = Result<Response<R>, E>>,
 {
