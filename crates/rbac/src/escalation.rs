@@ -8,7 +8,7 @@
 
 use crate::evaluate::applies_to;
 use crate::v1::{PolicyRule, RoleRef};
-use crate::{Attributes, CompiledPolicy, Policy};
+use crate::{Attributes, CompiledPolicy, Error, Policy};
 
 /// Every rule `user` (with `groups`) holds in `namespace` (`""`: cluster-wide rules only), as
 /// the apiserver's rule resolver gathers them.
@@ -28,7 +28,7 @@ pub fn resolve_rules(
     user: &str,
     groups: &[String],
     namespace: &str,
-) -> (Vec<PolicyRule>, Vec<RoleRefError>) {
+) -> (Vec<PolicyRule>, Vec<Error>) {
     let who = Attributes {
         user: user.into(),
         groups: groups.to_vec(),
@@ -63,51 +63,21 @@ pub fn resolve_rules(
     (out, errors)
 }
 
-/// Why the rules of a `roleRef` could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoleRefError {
-    /// The role does not exist: `resource` is `roles` or `clusterroles`.
-    NotFound {
-        /// `roles` or `clusterroles`.
-        resource: &'static str,
-        /// The role's name.
-        name: String,
-    },
-    /// `roleRef.kind` is neither `Role` nor `ClusterRole`.
-    UnsupportedKind(String),
-}
-
-impl std::fmt::Display for RoleRefError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RoleRefError::NotFound { resource, name } => write!(
-                f,
-                "{resource}.{} {} not found",
-                crate::v1::GROUP,
-                go_quote(name)
-            ),
-            RoleRefError::UnsupportedKind(kind) => {
-                write!(f, "unsupported role reference kind: {}", go_quote(kind))
-            }
-        }
-    }
-}
-
 /// The rules of the role `role_ref` names, for a binding in `namespace` (`""`: a
 /// ClusterRoleBinding), as the apiserver's `GetRoleReferenceRules`: the error is the lookup's.
 pub fn role_reference_rules<'p>(
     policy: &'p Policy,
     role_ref: &RoleRef,
     namespace: &str,
-) -> Result<&'p [PolicyRule], RoleRefError> {
+) -> Result<&'p [PolicyRule], Error> {
     let resource = match role_ref.kind.as_str() {
         "Role" => "roles",
         "ClusterRole" => "clusterroles",
-        other => return Err(RoleRefError::UnsupportedKind(other.to_owned())),
+        other => return Err(Error::UnsupportedRoleRefKind(other.to_owned())),
     };
     policy
         .role_rules(namespace, &role_ref.kind, &role_ref.name)
-        .ok_or_else(|| RoleRefError::NotFound {
+        .ok_or_else(|| Error::RoleNotFound {
             resource,
             name: role_ref.name.clone(),
         })
@@ -361,15 +331,15 @@ pub fn compact_string(r: &PolicyRule) -> String {
 }
 
 /// As `ConfirmNoEscalation`: does `w` hold every rule of `rules` in `namespace` (`""`:
-/// cluster-wide rules only)? `Err` is kube-apiserver's message: who, with which groups, and the
-/// missing rules compacted, one a line, sorted; errors of the rule resolver follow when some
-/// held roles could not be read.
+/// cluster-wide rules only)? The refusal ([`Error::Forbidden`]) has kube-apiserver's message:
+/// who, with which groups, and the missing rules compacted, one a line, sorted; errors of the
+/// rule resolver follow when some held roles could not be read.
 pub fn confirm_no_escalation(
     policy: &Policy,
     w: &Writer<'_>,
     namespace: &str,
     rules: &[PolicyRule],
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let (held, errors) = resolve_rules(policy, w.user, w.groups, namespace);
     let (ok, missing) = covers(&held, rules);
     if ok {
@@ -391,16 +361,7 @@ pub fn confirm_no_escalation(
         [one] => message.push_str(&format!("; resolution errors: [{one}]")),
         many => message.push_str(&format!("; resolution errors: [[{}]]", many.join(", "))),
     }
-    Err(message)
-}
-
-/// Why a role or binding write is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// 403 Forbidden with this message (after `... is forbidden: `).
-    Forbidden(String),
-    /// The referenced role could not be read: 404 NotFound, or 500 for an unknown kind.
-    RoleRef(RoleRefError),
+    Err(Error::Forbidden(message))
 }
 
 /// May `w` write a Role (`resource` `roles`, in `namespace`) or ClusterRole (`clusterroles`,
@@ -415,13 +376,13 @@ pub fn check_role_write(
     namespace: &str,
     request_name: &str,
     rules: &[PolicyRule],
-) -> Result<(), Refusal> {
+) -> Result<(), Error> {
     if escalation_allowed(w)
         || role_escalation_authorized(compiled, w, resource, namespace, request_name)
     {
         return Ok(());
     }
-    confirm_no_escalation(policy, w, namespace, rules).map_err(Refusal::Forbidden)
+    confirm_no_escalation(policy, w, namespace, rules)
 }
 
 /// May `w` write a binding in `namespace` (empty: a ClusterRoleBinding) to `role_ref`? As the
@@ -433,12 +394,12 @@ pub fn check_binding_write(
     w: &Writer<'_>,
     namespace: &str,
     role_ref: &RoleRef,
-) -> Result<(), Refusal> {
+) -> Result<(), Error> {
     if escalation_allowed(w) || binding_authorized(compiled, w, role_ref, namespace) {
         return Ok(());
     }
-    let rules = role_reference_rules(policy, role_ref, namespace).map_err(Refusal::RoleRef)?;
-    confirm_no_escalation(policy, w, namespace, rules).map_err(Refusal::Forbidden)
+    let rules = role_reference_rules(policy, role_ref, namespace)?;
+    confirm_no_escalation(policy, w, namespace, rules)
 }
 
 #[cfg(test)]
@@ -494,7 +455,8 @@ mod tests {
             groups: &groups,
         };
         let err = confirm_no_escalation(&p, &w, "ns", &[rule(&["get"], &[""], &["secrets"])])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with(
                 "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}; resolution errors: [roles.rbac.authorization.k8s.io \"ghost-role\" not found]"
@@ -512,7 +474,8 @@ mod tests {
             groups: &groups,
         };
         let err = confirm_no_escalation(&p, &w, "ns", &[rule(&["get"], &[""], &["secrets"])])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "user \"u\" (groups=[\"team-x\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"

@@ -7,6 +7,7 @@
 pub mod attributes;
 pub mod batch;
 pub mod bootstrap;
+pub mod error;
 pub mod escalation;
 pub mod evaluate;
 pub mod index;
@@ -16,9 +17,10 @@ pub mod v1;
 pub mod validation;
 
 pub use attributes::{Attributes, AttributesRef, Decision};
+pub use error::Error;
 pub use evaluate::authorize;
 pub use index::CompiledPolicy;
-pub use policy::{Policy, PolicyError};
+pub use policy::Policy;
 
 /// Whether two short byte strings (names) are equal, compared eight bytes at a time in line.
 /// The C library's `memcmp` reads them with one wide masked load, which stalls when they were

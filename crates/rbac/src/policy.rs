@@ -9,43 +9,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::Error;
 use crate::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
-use crate::validation::DecodeError;
 
 /// A verb is `*` or lower-case letters: Kubernetes allows custom verbs (`use`, `escalate`),
 /// but `Get`, `get ` or `list,watch` are typos that would silently grant nothing.
 fn valid_verb(v: &str) -> bool {
     v == "*" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase()))
-}
-
-/// Bad policy input, naming where it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{source_name}: document {document}: {field}{message}")]
-pub struct PolicyError {
-    /// File name or other source label.
-    pub source_name: String,
-    /// 1-based document number in the source.
-    pub document: usize,
-    /// Path of the offending field followed by `: `, or empty.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl PolicyError {
-    /// `e` in document `document` of `source`.
-    fn at(source: &str, document: usize, e: DecodeError) -> PolicyError {
-        PolicyError {
-            source_name: source.to_owned(),
-            document,
-            field: if e.field.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", e.field)
-            },
-            message: e.message,
-        }
-    }
 }
 
 /// Every RBAC object of one cluster.
@@ -66,7 +36,7 @@ impl Policy {
     /// aggregation.
     pub fn from_documents<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Policy, PolicyError> {
+    ) -> Result<Policy, Error> {
         let mut p = Policy::default();
         for (source, text) in sources {
             p.add_source(source, text)?;
@@ -78,7 +48,7 @@ impl Policy {
     /// Adds the objects of one source (without re-aggregating): a file the user named, read as
     /// [`portcullis_model::decode::local_documents`] reads it (JSON as JSON; YAML with limits
     /// that grow with its size).
-    pub fn add_source(&mut self, source: &str, text: &str) -> Result<(), PolicyError> {
+    pub fn add_source(&mut self, source: &str, text: &str) -> Result<(), Error> {
         let first = text.bytes().find(|b| !b.is_ascii_whitespace());
         if first == Some(b'{') {
             match self.add_json(source, text) {
@@ -89,13 +59,8 @@ impl Policy {
                 Err(JsonError::Object(e)) => return Err(e),
             }
         }
-        let docs =
-            portcullis_model::decode::local_documents(text).map_err(|message| PolicyError {
-                source_name: source.to_owned(),
-                document: 1,
-                field: String::new(),
-                message,
-            })?;
+        let docs = portcullis_model::decode::local_documents(text)
+            .map_err(|message| Error::decode("", message).in_document(source, 1))?;
         self.add_documents(source, docs)
     }
 
@@ -106,11 +71,11 @@ impl Policy {
         let docs = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
         for (i, doc) in docs.enumerate() {
             let doc = doc.map_err(|_| JsonError::Syntax)?;
-            let at = |e: DecodeError| JsonError::Object(PolicyError::at(source, i + 1, e));
+            let at = |e: Error| JsonError::Object(e.in_document(source, i + 1));
             let head: Head<'_> = serde_json::from_str(doc.get()).map_err(|_| JsonError::Syntax)?;
             if head.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
                 let Some(items) = head.items else {
-                    return Err(at(DecodeError::new("items", "a List needs items")));
+                    return Err(at(Error::decode("items", "a List needs items")));
                 };
                 for (j, item) in items.iter().enumerate() {
                     self.add_raw(item.get())
@@ -124,9 +89,9 @@ impl Policy {
     }
 
     /// Adds one object from its JSON text, decoded straight into its type.
-    fn add_raw(&mut self, json: &str) -> Result<(), DecodeError> {
+    fn add_raw(&mut self, json: &str) -> Result<(), Error> {
         let head: Head<'_> =
-            serde_json::from_str(json).map_err(|e| DecodeError::new("", e.to_string()))?;
+            serde_json::from_str(json).map_err(|e| Error::decode("", e.to_string()))?;
         check_api_version(head.api_version.as_deref().unwrap_or_default())?;
         match head.kind.as_deref().unwrap_or_default() {
             "Role" => self.insert_role(decode_str(json)?),
@@ -138,9 +103,9 @@ impl Policy {
     }
 
     /// Adds parsed documents of one source (without re-aggregating); `List` kinds are expanded.
-    pub fn add_documents(&mut self, source: &str, docs: Vec<Value>) -> Result<(), PolicyError> {
+    pub fn add_documents(&mut self, source: &str, docs: Vec<Value>) -> Result<(), Error> {
         for (i, doc) in docs.into_iter().enumerate() {
-            let at = |e: DecodeError| PolicyError::at(source, i + 1, e);
+            let at = |e: Error| e.in_document(source, i + 1);
             if doc.is_null() {
                 continue;
             }
@@ -154,7 +119,7 @@ impl Policy {
                     _ => None,
                 };
                 let Some(Value::Array(items)) = items else {
-                    return Err(at(DecodeError::new("items", "a List needs items")));
+                    return Err(at(Error::decode("items", "a List needs items")));
                 };
                 for (j, item) in items.into_iter().enumerate() {
                     self.add_object(item)
@@ -167,8 +132,8 @@ impl Policy {
         Ok(())
     }
 
-    /// Adds one object given as JSON. The error is (field path with `: `, message).
-    pub fn add_object(&mut self, object: Value) -> Result<(), DecodeError> {
+    /// Adds one object given as JSON.
+    pub fn add_object(&mut self, object: Value) -> Result<(), Error> {
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -188,28 +153,28 @@ impl Policy {
         }
     }
 
-    fn insert_role(&mut self, r: Role) -> Result<(), DecodeError> {
+    fn insert_role(&mut self, r: Role) -> Result<(), Error> {
         let ns = namespace_of(&r.metadata)?;
         check_rules(&r.rules, true)?;
         self.roles.insert((ns, r.metadata.name.clone()), r);
         Ok(())
     }
 
-    fn insert_cluster_role(&mut self, r: ClusterRole) -> Result<(), DecodeError> {
+    fn insert_cluster_role(&mut self, r: ClusterRole) -> Result<(), Error> {
         name_of(&r.metadata)?;
         check_rules(&r.rules, false)?;
         self.cluster_roles.insert(r.metadata.name.clone(), r);
         Ok(())
     }
 
-    fn insert_role_binding(&mut self, b: RoleBinding) -> Result<(), DecodeError> {
+    fn insert_role_binding(&mut self, b: RoleBinding) -> Result<(), Error> {
         let ns = namespace_of(&b.metadata)?;
         check_role_ref(&b.role_ref.kind, &["Role", "ClusterRole"], &b.role_ref.name)?;
         self.role_bindings.insert((ns, b.metadata.name.clone()), b);
         Ok(())
     }
 
-    fn insert_cluster_role_binding(&mut self, b: ClusterRoleBinding) -> Result<(), DecodeError> {
+    fn insert_cluster_role_binding(&mut self, b: ClusterRoleBinding) -> Result<(), Error> {
         name_of(&b.metadata)?;
         check_role_ref(&b.role_ref.kind, &["ClusterRole"], &b.role_ref.name)?;
         self.cluster_role_bindings
@@ -299,7 +264,7 @@ impl Policy {
 /// wrong (a final error).
 enum JsonError {
     Syntax,
-    Object(PolicyError),
+    Object(Error),
 }
 
 /// What is read of a document before its type is known: its kind, and a List's items as text.
@@ -313,9 +278,9 @@ struct Head<'a> {
     items: Option<Vec<&'a RawValue>>,
 }
 
-fn check_api_version(api_version: &str) -> Result<(), DecodeError> {
+fn check_api_version(api_version: &str) -> Result<(), Error> {
     if api_version != crate::v1::API_VERSION {
-        return Err(DecodeError::new(
+        return Err(Error::decode(
             "apiVersion",
             format!("{api_version:?} is not {:?}", crate::v1::API_VERSION),
         ));
@@ -323,8 +288,8 @@ fn check_api_version(api_version: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn unknown_kind(kind: &str) -> DecodeError {
-    DecodeError::new(
+fn unknown_kind(kind: &str) -> Error {
+    Error::decode(
         "kind",
         format!(
             "unknown kind {kind:?}: expected Role, ClusterRole, RoleBinding, ClusterRoleBinding or a List of them"
@@ -332,60 +297,60 @@ fn unknown_kind(kind: &str) -> DecodeError {
     )
 }
 
-fn decode<T: DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T, Error> {
     serde_path_to_error::deserialize(v).map_err(path_error)
 }
 
-fn decode_str<T: DeserializeOwned>(json: &str) -> Result<T, DecodeError> {
+fn decode_str<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(path_error)
 }
 
-fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> DecodeError {
-    DecodeError::from_serde(e)
+fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
+    Error::from_serde(e)
 }
 
-fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), DecodeError> {
+fn name_of(meta: &portcullis_model::ObjectMeta) -> Result<(), Error> {
     if meta.name.is_empty() {
-        return Err(DecodeError::new("metadata.name", "is required"));
+        return Err(Error::decode("metadata.name", "is required"));
     }
     Ok(())
 }
 
-fn namespace_of(meta: &portcullis_model::ObjectMeta) -> Result<String, DecodeError> {
+fn namespace_of(meta: &portcullis_model::ObjectMeta) -> Result<String, Error> {
     name_of(meta)?;
     match meta.namespace.as_deref() {
         Some(ns) if !ns.is_empty() => Ok(ns.to_owned()),
-        _ => Err(DecodeError::new(
+        _ => Err(Error::decode(
             "metadata.namespace",
             "is required for namespaced kinds",
         )),
     }
 }
 
-fn check_role_ref(kind: &str, allowed: &[&str], name: &str) -> Result<(), DecodeError> {
+fn check_role_ref(kind: &str, allowed: &[&str], name: &str) -> Result<(), Error> {
     if !allowed.contains(&kind) {
-        return Err(DecodeError::new(
+        return Err(Error::decode(
             "roleRef.kind",
             format!("{kind:?} is not one of {allowed:?}"),
         ));
     }
     if name.is_empty() {
-        return Err(DecodeError::new("roleRef.name", "is required"));
+        return Err(Error::decode("roleRef.name", "is required"));
     }
     Ok(())
 }
 
-fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), DecodeError> {
+fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), Error> {
     for (i, r) in rules.iter().enumerate() {
         if r.verbs.is_empty() {
-            return Err(DecodeError::new(
+            return Err(Error::decode(
                 format!("rules[{i}].verbs"),
                 "at least one verb is required",
             ));
         }
         if let Some(v) = r.verbs.iter().find(|v| !valid_verb(v)) {
-            return Err(DecodeError::new(
+            return Err(Error::decode(
                 format!("rules[{i}].verbs"),
                 format!(
                     "invalid verb {v:?}: verbs are `*` or lower-case words such as get, list, watch"
@@ -394,25 +359,25 @@ fn check_rules(rules: &[PolicyRule], namespaced: bool) -> Result<(), DecodeError
         }
         if !r.non_resource_urls.is_empty() {
             if namespaced {
-                return Err(DecodeError::new(
+                return Err(Error::decode(
                     format!("rules[{i}].nonResourceURLs"),
                     "namespaced rules cannot apply to non-resource URLs",
                 ));
             }
             if !r.resources.is_empty() || !r.api_groups.is_empty() || !r.resource_names.is_empty() {
-                return Err(DecodeError::new(
+                return Err(Error::decode(
                     format!("rules[{i}]"),
                     "a rule is either for resources or for nonResourceURLs, not both",
                 ));
             }
         } else if r.api_groups.is_empty() {
             // As kube-apiserver's ValidatePolicyRule.
-            return Err(DecodeError::new(
+            return Err(Error::decode(
                 format!("rules[{i}].apiGroups"),
                 "resource rules must supply at least one api group (\"\" is the core group)",
             ));
         } else if r.resources.is_empty() {
-            return Err(DecodeError::new(
+            return Err(Error::decode(
                 format!("rules[{i}].resources"),
                 "resource rules must supply at least one resource",
             ));

@@ -2,6 +2,7 @@
 //! field paths and wording (`roleRef.apiGroup: Unsupported value: "example.com": supported
 //! values: "rbac.authorization.k8s.io"`), and the defaults the v1 API applies before it.
 
+use crate::Error;
 use crate::escalation::go_quote;
 use crate::v1::{AggregationRule, Subject};
 use crate::v1::{ClusterRole, ClusterRoleBinding, GROUP, PolicyRule, Role, RoleBinding, RoleRef};
@@ -292,60 +293,14 @@ pub enum Object {
     ClusterRoleBinding(ClusterRoleBinding),
 }
 
-/// Why an object could not be decoded or is not acceptable RBAC input: the field path (empty
-/// for the whole object) and what is wrong. The crate's one error for bad input, from a
-/// policy file or a request body alike.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
-pub struct DecodeError {
-    /// Path of the field, e.g. `rules[0].verbs`, or empty.
-    pub field: String,
-    /// What is wrong, e.g. ``unknown field `verb` ``.
-    pub message: String,
-    /// The field is one the kind does not have (strict decoding's 400, not a 422).
-    pub unknown_field: bool,
-}
-
-impl DecodeError {
-    /// A problem with `field` (empty: the whole object).
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> DecodeError {
-        DecodeError {
-            field: field.into(),
-            message: message.into(),
-            unknown_field: false,
-        }
-    }
-
-    /// From a path-tracked serde error.
-    pub fn from_serde<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> DecodeError {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        DecodeError {
-            field: if path == "." { String::new() } else { path },
-            unknown_field: portcullis_model::error::is_unknown_field(&message),
-            message,
-        }
-    }
-
-    /// The same error, its field under `prefix` (`items[3]`).
-    pub fn under(mut self, prefix: &str) -> DecodeError {
-        self.field = if self.field.is_empty() {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}.{}", self.field)
-        };
-        self
-    }
-}
-
-fn typed<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value.clone()).map_err(DecodeError::from_serde)
+fn typed<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(value.clone()).map_err(Error::from_serde)
 }
 
 impl Object {
     /// Decodes `value` by its `kind` (strictly: unknown fields are errors) and applies the v1
     /// defaults.
-    pub fn decode(value: &serde_json::Value) -> Result<Object, DecodeError> {
+    pub fn decode(value: &serde_json::Value) -> Result<Object, Error> {
         let kind = value
             .get("kind")
             .and_then(serde_json::Value::as_str)
@@ -366,7 +321,7 @@ impl Object {
                 Object::ClusterRoleBinding(b)
             }
             other => {
-                return Err(DecodeError::new(
+                return Err(Error::decode(
                     "kind",
                     format!(
                         "unknown kind {other:?}: expected Role, ClusterRole, RoleBinding or ClusterRoleBinding"

@@ -81,16 +81,25 @@ fn invalid_causes(errors: &[FieldError]) -> DecodeFailure {
     )
 }
 
+/// A decoding error as the cause of a Status.
+fn cause(e: &portcullis_rbac::Error) -> Cause {
+    let (field, message) = match e {
+        portcullis_rbac::Error::Decode { field, message, .. } => (field.clone(), message.clone()),
+        other => (String::new(), other.to_string()),
+    };
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message,
+        field,
+    }
+}
+
 fn typed(object: &Value) -> Result<Object, DecodeFailure> {
     Object::decode(object).map_err(|e| {
-        let cause = Cause {
-            reason: "FieldValueInvalid".into(),
-            message: e.message.clone(),
-            field: e.field.clone(),
-        };
-        if e.unknown_field {
+        let cause = cause(&e);
+        if e.is_unknown_field() {
             DecodeFailure::BadRequest(
-                format!("strict decoding error: {}: {}", e.field, e.message),
+                format!("strict decoding error: {}: {}", cause.field, cause.message),
                 vec![cause],
             )
         } else {
@@ -167,10 +176,10 @@ fn is_only_mutating_gc_fields(new: &Value, old: &Value) -> bool {
 /// A refused write as the API answers it: 403 with the registry's message; a referenced role
 /// that does not exist is the rule resolver's 404; an unreadable roleRef kind cannot reach here
 /// (validation answers it first) and would be a 500, never an allow.
-fn refused(r: escalation::Refusal) -> DecodeFailure {
+fn refused(r: portcullis_rbac::Error) -> DecodeFailure {
     match r {
-        escalation::Refusal::Forbidden(message) => DecodeFailure::Forbidden(message),
-        escalation::Refusal::RoleRef(escalation::RoleRefError::NotFound { resource, name }) => {
+        portcullis_rbac::Error::Forbidden(message) => DecodeFailure::Forbidden(message),
+        portcullis_rbac::Error::RoleNotFound { resource, name } => {
             DecodeFailure::Status(ApiError::from_store(
                 StoreError::NotFound(name.clone()),
                 portcullis_rbac::v1::GROUP,
@@ -178,9 +187,7 @@ fn refused(r: escalation::Refusal) -> DecodeFailure {
                 &name,
             ))
         }
-        escalation::Refusal::RoleRef(e) => {
-            DecodeFailure::Status(ApiError::internal(format!("RBAC escalation check: {e}")))
-        }
+        e => DecodeFailure::Status(ApiError::internal(format!("RBAC escalation check: {e}"))),
     }
 }
 
@@ -210,13 +217,9 @@ impl Codec for RbacCodec {
             return Err(invalid_causes(&errors));
         }
         let mut scratch = Policy::default();
-        scratch.add_object(object.clone()).map_err(|e| {
-            DecodeFailure::Invalid(vec![Cause {
-                reason: "FieldValueInvalid".into(),
-                message: e.message,
-                field: e.field,
-            }])
-        })
+        scratch
+            .add_object(object.clone())
+            .map_err(|e| DecodeFailure::Invalid(vec![cause(&e)]))
     }
 
     /// `roleRef` cannot change: a binding is deleted and recreated instead.
@@ -293,7 +296,7 @@ impl Codec for RbacCodec {
                     return Ok(());
                 }
                 escalation::confirm_no_escalation(policy, &writer, namespace, object.rules())
-                    .map_err(DecodeFailure::Forbidden)?;
+                    .map_err(refused)?;
                 let aggregating = matches!(object, Object::ClusterRole(_))
                     && (has_aggregation_rule(new) || request.old.is_some_and(has_aggregation_rule));
                 if aggregating
@@ -449,7 +452,7 @@ fn denial_reason(policy: &Policy, a: &Attributes) -> String {
     let mut messages: Vec<String> = Vec::new();
     for e in errors {
         let m = match e {
-            escalation::RoleRefError::NotFound { resource, name } => format!(
+            portcullis_rbac::Error::RoleNotFound { resource, name } => format!(
                 "{}.{} {} not found",
                 resource.trim_end_matches('s'),
                 portcullis_rbac::v1::GROUP,
@@ -599,7 +602,7 @@ pub async fn load(store: &dyn Store) -> Result<(Policy, u64), StoreError> {
     let mut policy = Policy::default();
     for kv in &page.items {
         let parsed = serde_json::from_slice::<Value>(&kv.value)
-            .map_err(|e| portcullis_rbac::validation::DecodeError::new("", e.to_string()))
+            .map_err(|e| portcullis_rbac::Error::decode("", e.to_string()))
             .and_then(|v| policy.add_object(v));
         if let Err(e) = parsed {
             tracing::warn!(key = %kv.key, error = %e, "RBAC object ignored");

@@ -1,11 +1,9 @@
 //! `covers` as kube-apiserver's `validation.Covers`: named cases, and properties (reflexive,
 //! transitive, and agreeing with per-request decisions).
 
-use portcullis_rbac::escalation::{
-    Refusal, RoleRefError, Writer, check_binding_write, check_role_write, covers,
-};
+use portcullis_rbac::escalation::{Writer, check_binding_write, check_role_write, covers};
 use portcullis_rbac::v1::{PolicyRule, RoleRef};
-use portcullis_rbac::{CompiledPolicy, Policy};
+use portcullis_rbac::{CompiledPolicy, Error, Policy};
 use proptest::prelude::*;
 
 fn r(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
@@ -161,7 +159,7 @@ fn escalate_is_authorized_by_the_request_name_so_never_on_a_create() {
     // A create names nothing: the named escalate rule does not apply, the rules are checked.
     let refused = check_role_write(&p, &c, &w, "roles", "ns", "", &all).unwrap_err();
     assert!(
-        matches!(refused, Refusal::Forbidden(m) if m.contains("{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}"))
+        matches!(refused, Error::Forbidden(m) if m.contains("{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}"))
     );
     // An update of that name does.
     assert!(check_role_write(&p, &c, &w, "roles", "ns", "special", &all).is_ok());
@@ -193,10 +191,10 @@ fn a_missing_role_is_the_lookups_error_unless_the_writer_may_bind_it() {
     };
     assert_eq!(
         check_binding_write(&p, &c, &w, "ns", &role_ref("Role", "ghost")),
-        Err(Refusal::RoleRef(RoleRefError::NotFound {
+        Err(Error::RoleNotFound {
             resource: "roles",
             name: "ghost".into()
-        }))
+        })
     );
     // bind on view (which does not exist in this policy) allows binding it anyway.
     assert!(check_binding_write(&p, &c, &w, "ns", &role_ref("ClusterRole", "view")).is_ok());
