@@ -109,6 +109,30 @@ impl Chain {
 }
 
 impl Chain {
+    /// The same chain as [`Chain::layer`], as its six layers stacked (the first is the
+    /// outermost): for a front end that puts a layer of its own between two of them.
+    pub fn layers<S>(&self) -> impl Layer<S, Service = StackedChainService<S>> + Clone + use<S> {
+        ServiceBuilder::new()
+            .layer(RequestInfoLayer)
+            .layer(self.authentication_layer())
+            .layer(AuditLayer {
+                log: self.audit.clone(),
+            })
+            .layer(ImpersonationLayer {
+                authorizer: self.authorizer.clone(),
+            })
+            .layer(MaxInFlightLayer {
+                max_read_only: self.max_read_only,
+                max_mutating: self.max_mutating,
+                metrics: self.metrics.clone(),
+            })
+            .layer(AuthorizationLayer {
+                authorizer: self.authorizer.clone(),
+                metrics: self.metrics.clone(),
+            })
+            .into_inner()
+    }
+
     /// The chain of a front end that forwards to a cluster which authorizes for itself (the
     /// API proxy): request info → authentication → audit → impersonation (each check asked of
     /// `impersonation`, the cluster) → max-in-flight → handler. There is no local authorization
@@ -138,6 +162,13 @@ impl Chain {
 /// The service [`Chain::forwarding_layer`] makes of a handler.
 pub type ForwardingChainService<S> = RequestInfoService<
     AuthenticationService<AuditService<RemoteImpersonationService<MaxInFlightService<S>>>>,
+>;
+
+/// The service [`Chain::layers`] makes of a handler.
+pub type StackedChainService<S> = RequestInfoService<
+    AuthenticationService<
+        AuditService<ImpersonationService<MaxInFlightService<AuthorizationService<S>>>>,
+    >,
 >;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

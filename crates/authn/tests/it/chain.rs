@@ -251,6 +251,57 @@ async fn authorization_denies_with_kube_apiservers_message_and_counts_decisions(
     );
 }
 
+/// Requests down every path of the chain: allowed, denied, unauthenticated, refused tokens,
+/// an unreadable path, impersonation allowed, refused and malformed.
+fn every_path() -> Vec<Request<String>> {
+    let impersonating = |token: &str, headers: &[(&str, &str)]| {
+        let mut req = request("GET", "/api/v1/namespaces/a/pods/p", Some(token));
+        for (name, value) in headers {
+            let name = http::HeaderName::try_from(*name).unwrap();
+            req.headers_mut().append(name, value.parse().unwrap());
+        }
+        req
+    };
+    vec![
+        request("GET", "/api/v1/namespaces/a/pods/p", Some("good-alice")),
+        request("GET", "/api/v1/namespaces/a/pods/p", Some("good-bob")),
+        request("DELETE", "/api/v1/namespaces/a/pods/p", Some("good-bob")),
+        request("GET", "/metrics", Some("good-bob")),
+        request("GET", "/api/v1/pods", None),
+        request("GET", "/api/v1/pods", Some("bad")),
+        request("GET", "/api/v1/watch", Some("good-alice")),
+        impersonating("good-bob", &[("impersonate-user", "carol")]),
+        impersonating("good-bob", &[("impersonate-user", "dave")]),
+        impersonating("good-alice", &[("impersonate-group", "ops")]),
+        impersonating(
+            "good-alice",
+            &[("impersonate-user", "dave"), ("impersonate-group", "ops")],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_layers_stacked_answer_as_the_chains_one_service() {
+    let c = chain(None, Arc::new(Metrics::default()));
+    for (one, stacked) in every_path().into_iter().zip(every_path()) {
+        let what = format!("{} {}", one.method(), one.uri());
+        let one = call(&c, one).await;
+        let response = c
+            .layers()
+            .layer(service_fn(echo))
+            .oneshot(stacked)
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let stacked = (
+            parts.status,
+            serde_json::from_str(&body).unwrap_or(Value::Null),
+            parts.headers,
+        );
+        assert_eq!(one, stacked, "{what}");
+    }
+}
+
 #[tokio::test]
 async fn impersonation_is_authorized_per_attribute_and_its_headers_are_removed() {
     let c = chain(None, Arc::new(Metrics::default()));
