@@ -1,6 +1,6 @@
 //! RequestInfo parsing must never panic on any method, path and query, and what it returns
-//! must be consistent: a resource request has a resource, and no request becomes `delete`
-//! unless the method is DELETE.
+//! must be consistent: a resource request has a resource, no request becomes `delete` unless
+//! the method is DELETE, and its borrowed authorizer attributes are its owned ones.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -24,12 +24,14 @@ fuzz_target!(|data: &[u8]| {
         None => (text, None),
     };
     if let Ok(info) = RequestInfo::parse(&method, path, query) {
-        if info.is_resource_request {
-            assert!(!info.resource.is_empty() || info.parts.is_empty());
+        if info.is_resource_request() {
+            assert!(!info.resource().is_empty() || info.parts().next().is_none());
         }
         if matches!(info.verb(), Verb::Delete | Verb::DeleteCollection) {
             assert_eq!(method, http::Method::DELETE);
         }
-        let _ = info.attributes(&portcullis_authn::UserInfo::default());
+        // The borrowed attributes the authorizer is asked first are the owned ones.
+        let user = portcullis_authn::UserInfo::default();
+        assert_eq!(info.attributes_ref(&user).to_attributes(), info.attributes(&user));
     }
 });
