@@ -300,3 +300,16 @@ fn refuses_malformed_tokens() {
         assert!(verifier().verify(token, &keys, NOW).is_err(), "{token:?}");
     }
 }
+
+#[test]
+fn the_coarse_clock_is_the_wall_clock_in_whole_seconds() {
+    // Read between two precise reads: the coarse clock lags by a tick at most, so it is within
+    // a second of them (a monotonic clock, counted from boot, would be years away).
+    let before = portcullis_jose::unix_now();
+    let coarse = portcullis_jose::unix_now_coarse();
+    let after = portcullis_jose::unix_now();
+    assert!(
+        before.saturating_sub(1) <= coarse && coarse <= after,
+        "{before} ≤ {coarse} ≤ {after}"
+    );
+}
