@@ -274,6 +274,11 @@ fn table() {
             "||ns|pods|exec|foo",
         ),
         ("PURGE", "/api/v1/namespaces/ns/pods", "||ns|pods||"),
+        // Empty segments are kept, as Go's `strings.Split` keeps them: the resource is then
+        // empty (only a `*` rule matches it); leading and trailing slashes are trimmed.
+        ("GET", "/api/v1//name", "get|||||name"),
+        ("GET", "//api/v1/pods//", "list|||pods||"),
+        ("GET", "/api/v1/namespaces//pods/p", "get|||pods||p"),
     ];
     assert!(cases.len() >= 40);
     for (method, url, want) in cases {
