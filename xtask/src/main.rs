@@ -208,7 +208,10 @@ fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
                 "fuzz target {t} failed after {runs} inputs; the crashing input is under fuzz/artifacts/{t}/"
             );
         }
-        summary.push(format!("{t}: {runs} inputs in {seconds} s, no failure"));
+        // Said as it comes too: a later target's failure must not lose the earlier results.
+        let result = format!("{t}: {runs} inputs in {seconds} s, no failure");
+        eprintln!("xtask: {result}");
+        summary.push(result);
     }
     for line in summary {
         println!("{line}");
