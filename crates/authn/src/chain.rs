@@ -79,6 +79,36 @@ impl Chain {
         }
     }
 
+    fn audit_layer(&self) -> AuditLayer {
+        AuditLayer {
+            log: self.audit.clone(),
+        }
+    }
+
+    fn max_in_flight_layer(&self) -> MaxInFlightLayer {
+        MaxInFlightLayer {
+            max_read_only: self.max_read_only,
+            max_mutating: self.max_mutating,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// The settings of the chain's layers (each made here, whichever form the chain takes).
+    fn steps(&self) -> Steps {
+        Steps {
+            authentication: self.authentication_layer(),
+            audit: self.audit_layer(),
+            impersonation: ImpersonationLayer {
+                authorizer: self.authorizer.clone(),
+            },
+            max_in_flight: self.max_in_flight_layer(),
+            authorization: AuthorizationLayer {
+                authorizer: self.authorizer.clone(),
+                metrics: self.metrics.clone(),
+            },
+        }
+    }
+
     /// The chain's layers, in kube-apiserver's order, as one service: each request goes
     /// through the steps of [`RequestInfoLayer`], [`AuthenticationLayer`], [`AuditLayer`],
     /// [`ImpersonationLayer`], [`MaxInFlightLayer`] and [`AuthorizationLayer`] in turn, exactly
@@ -86,50 +116,21 @@ impl Chain {
     /// router clones its service for every request) and one future around the handler's.
     pub fn layer(&self) -> ChainLayer {
         ChainLayer {
-            steps: Arc::new(Steps {
-                authentication: self.authentication_layer(),
-                audit: AuditLayer {
-                    log: self.audit.clone(),
-                },
-                impersonation: ImpersonationLayer {
-                    authorizer: self.authorizer.clone(),
-                },
-                max_in_flight: MaxInFlightLayer {
-                    max_read_only: self.max_read_only,
-                    max_mutating: self.max_mutating,
-                    metrics: self.metrics.clone(),
-                },
-                authorization: AuthorizationLayer {
-                    authorizer: self.authorizer.clone(),
-                    metrics: self.metrics.clone(),
-                },
-            }),
+            steps: Arc::new(self.steps()),
         }
     }
-}
 
-impl Chain {
     /// The same chain as [`Chain::layer`], as its six layers stacked (the first is the
     /// outermost): for a front end that puts a layer of its own between two of them.
     pub fn layers<S>(&self) -> impl Layer<S, Service = StackedChainService<S>> + Clone + use<S> {
+        let steps = self.steps();
         ServiceBuilder::new()
             .layer(RequestInfoLayer)
-            .layer(self.authentication_layer())
-            .layer(AuditLayer {
-                log: self.audit.clone(),
-            })
-            .layer(ImpersonationLayer {
-                authorizer: self.authorizer.clone(),
-            })
-            .layer(MaxInFlightLayer {
-                max_read_only: self.max_read_only,
-                max_mutating: self.max_mutating,
-                metrics: self.metrics.clone(),
-            })
-            .layer(AuthorizationLayer {
-                authorizer: self.authorizer.clone(),
-                metrics: self.metrics.clone(),
-            })
+            .layer(steps.authentication)
+            .layer(steps.audit)
+            .layer(steps.impersonation)
+            .layer(steps.max_in_flight)
+            .layer(steps.authorization)
             .into_inner()
     }
 
@@ -144,17 +145,11 @@ impl Chain {
         ServiceBuilder::new()
             .layer(RequestInfoLayer)
             .layer(self.authentication_layer())
-            .layer(AuditLayer {
-                log: self.audit.clone(),
-            })
+            .layer(self.audit_layer())
             .layer(RemoteImpersonationLayer {
                 authorizer: impersonation,
             })
-            .layer(MaxInFlightLayer {
-                max_read_only: self.max_read_only,
-                max_mutating: self.max_mutating,
-                metrics: self.metrics.clone(),
-            })
+            .layer(self.max_in_flight_layer())
             .into_inner()
     }
 }
