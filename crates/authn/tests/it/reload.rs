@@ -55,7 +55,13 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_configuration
         basic_yaml(ISSUER_A, "three").replace("audiences", "audiance"),
     )
     .unwrap();
-    let status = wait_for(&watcher, |s| s.last_error.is_some());
+    // `fs::write` truncates before it writes: a poll in between reads an empty file and
+    // reports that error first. Waited for is the error of the file as written.
+    let status = wait_for(&watcher, |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("audiance"))
+    });
     assert_eq!(status.generation, 2);
     assert!(
         status
